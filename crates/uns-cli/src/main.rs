@@ -1,0 +1,2 @@
+//! The `uns` binary.
+fn main() {}
