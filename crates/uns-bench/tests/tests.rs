@@ -1,0 +1,98 @@
+//! End-to-end check of the harness: a very short mosquitto-vs-mosquitto run.
+//!
+//! Asserts structure only (every figure measured, positive, rendered), never timings: timings
+//! on a shared machine prove nothing. Needs Debian's `mosquitto` package; without it the test
+//! says so and passes, because the bench is the only user of that package.
+
+use std::time::Duration;
+
+use uns_bench::{BenchError, BenchOptions, Better, mosquitto, run_broker_bench};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_against_mosquitto_measures_every_figure() {
+    let baseline = match mosquitto() {
+        Ok(baseline) => baseline,
+        Err(BenchError::BaselineMissing { path }) => {
+            eprintln!(
+                "SKIPPED: {} is missing (apt-get install mosquitto)",
+                path.display()
+            );
+            return;
+        }
+        Err(error) => panic!("unexpected error: {error}"),
+    };
+    let mut ours = baseline.clone();
+    ours.name = "mosquitto-a".to_owned();
+    let opts = BenchOptions {
+        duration: Duration::from_secs(1),
+        rate: 2_000,
+        publishers: 10,
+        connections_for_rss: 200,
+    };
+    let report = run_broker_bench(ours, baseline, &opts).await.unwrap();
+
+    let names: Vec<&str> = report
+        .figures
+        .iter()
+        .map(|figure| figure.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "1→1 QoS 0 throughput",
+            "1→1 QoS 1 throughput",
+            "10→1 QoS 0 fan-in throughput",
+            "QoS 0 latency p50 at 2000 msg/s",
+            "QoS 0 latency p99 at 2000 msg/s",
+            "QoS 0 latency max at 2000 msg/s",
+            "RSS idle",
+            "RSS with 200 idle connections",
+            "RSS per connection",
+        ]
+    );
+    for figure in &report.figures {
+        assert!(
+            figure.ours > 0.0 && figure.baseline > 0.0 && figure.ratio().is_finite(),
+            "{figure:?}"
+        );
+        let expected = if figure.unit == "msg/s" {
+            Better::Higher
+        } else {
+            Better::Lower
+        };
+        assert_eq!(figure.better, expected, "{figure:?}");
+    }
+    let latency = |label: &str| {
+        let figure = report
+            .figures
+            .iter()
+            .find(|figure| figure.name.contains(label))
+            .unwrap();
+        [figure.ours, figure.baseline]
+    };
+    let [p50, p99, max] = [latency("p50"), latency("p99"), latency("max")];
+    for side in 0..2 {
+        assert!(
+            p50[side] <= p99[side] && p99[side] <= max[side],
+            "{p50:?} {p99:?} {max:?}"
+        );
+    }
+
+    let markdown = report.to_markdown();
+    assert!(
+        markdown.contains(
+            "| figure | mosquitto-a | mosquitto | ratio mosquitto-a/mosquitto | better |"
+        )
+    );
+    assert_eq!(
+        markdown
+            .lines()
+            .filter(|line| line.starts_with("| "))
+            .count(),
+        1 + report.figures.len()
+    );
+    assert!(
+        markdown.contains(&format!("Linux {}", report.machine.kernel)),
+        "{markdown}"
+    );
+}
