@@ -90,6 +90,9 @@ pub struct BenchReport {
     pub baseline: String,
     /// How each broker was started (with placeholders).
     pub commands: [String; 2],
+    /// The files each broker got in its data directory, one line each: `name: line; line`
+    /// (comments and blank lines left out).
+    pub files: [Vec<String>; 2],
     /// The options of the run.
     pub options: BenchOptions,
     /// The client both brokers were measured with.
@@ -124,8 +127,15 @@ impl BenchReport {
             "- Each timed figure: {} per broker, as two halves in the order {ours}, {base}, {base}, {ours}",
             format_duration(opts.duration)
         );
-        let _ = writeln!(md, "- {ours}: `{}`", self.commands[0]);
-        let _ = writeln!(md, "- {base}: `{}`", self.commands[1]);
+        for (name, command, files) in [
+            (ours, &self.commands[0], &self.files[0]),
+            (base, &self.commands[1], &self.files[1]),
+        ] {
+            let _ = writeln!(md, "- {name}: `{command}`");
+            for file in files {
+                let _ = writeln!(md, "  - {file}");
+            }
+        }
         let _ = writeln!(md);
         let _ = writeln!(
             md,
@@ -233,11 +243,28 @@ pub(crate) fn build(
         ours: ours.name.clone(),
         baseline: baseline.name.clone(),
         commands: [ours.command_line(), baseline.command_line()],
+        files: [ours, baseline].map(|broker| {
+            broker
+                .files
+                .iter()
+                .map(|(name, contents)| summarize_file(name, contents))
+                .collect()
+        }),
         options: opts.clone(),
         client: CLIENT.to_owned(),
         figures,
         notes,
     }
+}
+
+/// `name: line; line` with comments and blank lines left out.
+fn summarize_file(name: &str, contents: &str) -> String {
+    let lines: Vec<&str> = contents
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    format!("`{name}`: `{}`", lines.join("; "))
 }
 
 /// Nearest-rank percentile of sorted samples; `quantile` 1.0 is the maximum. Empty gives 0.
@@ -287,6 +314,18 @@ mod tests {
         check(&[7], 0.99, 7);
         check(&[], 0.5, 0);
         check(&[1, 2, 3], 0.5, 2);
+    }
+
+    #[test]
+    fn config_files_are_summarized_on_one_line() {
+        let check = |contents: &str, expected: &str| {
+            assert_eq!(summarize_file("b.conf", contents), expected)
+        };
+        check(
+            "# comment\nlistener {port}\n\n  allow_anonymous true\n",
+            "`b.conf`: `listener {port}; allow_anonymous true`",
+        );
+        check("", "`b.conf`: ``");
     }
 
     #[test]
