@@ -1,0 +1,7 @@
+//! Integration tests of `uns-sparkplug`, one binary: topic tables, codec tables, cross-checks with the
+//! independent `sparkplug-rs` crate (rust-protobuf), and property tests.
+
+mod codec;
+mod interop;
+mod props;
+mod topic;
