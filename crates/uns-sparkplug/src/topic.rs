@@ -240,6 +240,7 @@ impl FromStr for SparkplugTopic {
 
     fn from_str(topic: &str) -> Result<Self, Self::Err> {
         let levels: Vec<&str> = topic.split('/').collect();
+        // `split` yields at least one item (the whole string when there is no `/`), so `levels[0]` exists.
         if levels[0] != NAMESPACE {
             return Err(TopicError::WrongNamespace {
                 found: levels[0].to_owned(),
