@@ -8,6 +8,21 @@
 //!
 //! **Architecture invariant:** this crate does no I/O and has no async code: pure types, parsing,
 //! formatting and validation. It reads no clock and no randomness either; callers pass times and ids in.
+//!
+//! ```
+//! use uns_model::payload::{StateDoc, decode};
+//! use uns_model::topic::{Class, UnsTopic};
+//!
+//! let topic: UnsTopic = "uns/v1/acme/berlin/packaging/line-1/filler/_state".parse()?;
+//! assert_eq!(topic.class(), Some(&Class::State));
+//! assert!(topic.is_retained());
+//! assert_eq!(topic.location().map(|location| location.depth()), Some(5));
+//!
+//! let state: StateDoc = decode(br#"{"schema": "uns/state/v1", "mode": "production",
+//!     "state": {"category": "running"}, "since": "2025-03-04T05:20:00Z"}"#)?;
+//! assert_eq!(serde_json::to_value(&state)?["since"], "2025-03-04T05:20:00.000Z");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(missing_docs)]
 
 pub mod payload;

@@ -25,6 +25,25 @@ pub struct ServiceHealth {
 }
 document!(ServiceHealth, "service-health", 1);
 
+impl ServiceHealth {
+    /// A health document with no error.
+    pub fn new(
+        service: Id,
+        status: HealthStatus,
+        version: impl Into<String>,
+        started_at: Timestamp,
+    ) -> Self {
+        Self {
+            schema: SchemaTag::default(),
+            service,
+            status,
+            version: version.into(),
+            started_at,
+            last_error: None,
+        }
+    }
+}
+
 /// Service status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -9,12 +9,12 @@ use super::{Class, Isa95Level, UnsTopic, default_level_for_depth};
 pub struct TopicExplanation {
     /// The topic as text.
     pub topic: String,
-    /// `located`, `schema` or `service`.
+    /// `located`, `schema`, `service` or `reply`.
     pub kind: &'static str,
     /// The location segments with their default ISA-95 level (empty for non-located topics). The true
     /// level is in the node's `_meta` document.
     pub location: Vec<LocationLevel>,
-    /// The class name, e.g. `state_events`, `schema` or `service`.
+    /// The class name, e.g. `state_events`, `schema`, `service` or `reply`.
     pub class: &'static str,
     /// The variable parts of the class path, e.g. `id = wo-17`.
     pub class_args: Vec<ClassArg>,
@@ -97,6 +97,18 @@ impl UnsTopic {
                 owner: "each service",
                 payload_schema: Some(
                     <crate::payload::ServiceHealth as crate::payload::Document>::schema_id(),
+                ),
+            },
+            UnsTopic::Reply { client } => TopicExplanation {
+                topic,
+                kind: "reply",
+                location: Vec::new(),
+                class: "reply",
+                class_args: vec![arg("client", client)],
+                retained: false,
+                owner: "the service answering a `_cmd`",
+                payload_schema: Some(
+                    <crate::payload::CmdReply as crate::payload::Document>::schema_id(),
                 ),
             },
         }

@@ -64,8 +64,8 @@ pub enum TopicError {
         /// What is wrong with it.
         source: SegmentError,
     },
-    /// A class segment (`_...`) comes right after `uns/v1/` where a location (or `_schemas`/`_services`) is
-    /// required.
+    /// A class segment (`_...`) comes right after `uns/v1/` where a location (or `_schemas`, `_services`,
+    /// `_replies`) is required.
     #[error("no location before class {class:?}: an enterprise segment must follow `uns/v1/`")]
     NoLocation {
         /// The class segment found at index 2.
@@ -216,6 +216,9 @@ pub enum Class {
 }
 
 /// A parsed UNS topic. `Display` and `FromStr` round-trip exactly.
+///
+/// Besides the located topics, three fixed trees live directly under `uns/v1/`: `_schemas`, `_services` and
+/// `_replies`; any other `_name` there is [`TopicError::NoLocation`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum UnsTopic {
     /// `uns/v1/{location}/_{class}/...`
@@ -236,6 +239,13 @@ pub enum UnsTopic {
     Service {
         /// Service name, e.g. `oee`.
         name: Id,
+    },
+    /// `uns/v1/_replies/{client}`: where a client receives replies to its `_cmd` requests (the MQTT 5
+    /// Response Topic it sets), not retained. Not in the DESIGN §2 table: it gives replies a fixed,
+    /// ACL-friendly place and keeps them out of the location tree.
+    Reply {
+        /// The requesting client, as a slug of its MQTT client id.
+        client: Id,
     },
 }
 
@@ -264,11 +274,18 @@ impl UnsTopic {
         })
     }
 
+    /// `uns/v1/_replies/{client}`. Fails if `client` is not a valid [`Id`] (use [`slug`] on a client id).
+    pub fn reply(client: &str) -> Result<Self, SegmentError> {
+        Ok(Self::Reply {
+            client: Id::new(client)?,
+        })
+    }
+
     /// The location, for located topics.
     pub fn location(&self) -> Option<&Location> {
         match self {
             Self::Located { location, .. } => Some(location),
-            Self::Schema { .. } | Self::Service { .. } => None,
+            Self::Schema { .. } | Self::Service { .. } | Self::Reply { .. } => None,
         }
     }
 
@@ -276,7 +293,7 @@ impl UnsTopic {
     pub fn class(&self) -> Option<&Class> {
         match self {
             Self::Located { class, .. } => Some(class),
-            Self::Schema { .. } | Self::Service { .. } => None,
+            Self::Schema { .. } | Self::Service { .. } | Self::Reply { .. } => None,
         }
     }
 
@@ -285,6 +302,7 @@ impl UnsTopic {
         match self {
             Self::Located { class, .. } => class.is_retained(),
             Self::Schema { .. } | Self::Service { .. } => true,
+            Self::Reply { .. } => false,
         }
     }
 }
@@ -431,6 +449,7 @@ impl fmt::Display for UnsTopic {
             Self::Located { location, class } => write!(f, "{PREFIX}/{location}/{class}"),
             Self::Schema { name, version } => write!(f, "{PREFIX}/_schemas/{name}/v{version}"),
             Self::Service { name } => write!(f, "{PREFIX}/_services/{name}"),
+            Self::Reply { client } => write!(f, "{PREFIX}/_replies/{client}"),
         }
     }
 }
@@ -491,7 +510,7 @@ impl Parser<'_> {
         match self.segments.get(2).copied() {
             None => Err(TopicError::Missing {
                 class: PREFIX.to_owned(),
-                what: "a location, `_schemas` or `_services`",
+                what: "a location, `_schemas`, `_services` or `_replies`",
             }),
             Some("_schemas") => {
                 let name = self.id(3, "_schemas", "a schema name")?;
@@ -516,6 +535,11 @@ impl Parser<'_> {
                 let name = self.id(3, "_services", "a service name")?;
                 self.end(4, || format!("_services/{name}"))?;
                 Ok(UnsTopic::Service { name })
+            }
+            Some("_replies") => {
+                let client = self.id(3, "_replies", "a client id")?;
+                self.end(4, || format!("_replies/{client}"))?;
+                Ok(UnsTopic::Reply { client })
             }
             Some(class) if class.starts_with('_') => Err(TopicError::NoLocation {
                 class: class.to_owned(),

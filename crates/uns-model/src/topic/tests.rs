@@ -158,6 +158,11 @@ fn good_topics_round_trip() {
         UnsTopic::service("oee").expect("valid name"),
         true,
     );
+    check(
+        "uns/v1/_replies/uns-cli-4f2a",
+        UnsTopic::reply("uns-cli-4f2a").expect("valid name"),
+        false,
+    );
 }
 
 #[test]
@@ -218,7 +223,10 @@ fn bad_topics_fail_with_the_expected_error() {
     );
     check(
         "uns/v1",
-        missing("uns/v1", "a location, `_schemas` or `_services`"),
+        missing(
+            "uns/v1",
+            "a location, `_schemas`, `_services` or `_replies`",
+        ),
     );
     check("uns/v1/acme//_meta", segment(3, "", SegmentError::Empty));
     check("uns/v1/", segment(2, "", SegmentError::Empty));
@@ -349,6 +357,8 @@ fn bad_topics_fail_with_the_expected_error() {
     check("uns/v1/acme/_wo/w/events/x", extra("_wo/w/events", "x"));
     check("uns/v1/acme/_errors/", extra("_errors", ""));
     check("uns/v1/_services/oee/x", extra("_services/oee", "x"));
+    check("uns/v1/_replies", missing("_replies", "a client id"));
+    check("uns/v1/_replies/c/x", extra("_replies/c", "x"));
     check(
         "uns/v1/acme/_wo/WO#17",
         TopicError::Wildcard {
@@ -473,6 +483,9 @@ fn explanation_names_levels_class_and_owner() {
         service.payload_schema.as_deref(),
         Some("uns/service-health/v1")
     );
+    let reply = UnsTopic::reply("uns-cli-1").expect("valid").explain();
+    assert!(!reply.retained);
+    assert_eq!(reply.payload_schema.as_deref(), Some("uns/cmd-reply/v1"));
 }
 
 fn segment_strategy() -> impl Strategy<Value = Segment> {
@@ -535,6 +548,7 @@ fn topic_strategy() -> impl Strategy<Value = UnsTopic> {
         4 => located,
         1 => (id_strategy(), any::<u32>()).prop_map(|(name, version)| UnsTopic::Schema { name, version }),
         1 => id_strategy().prop_map(|name| UnsTopic::Service { name }),
+        1 => id_strategy().prop_map(|client| UnsTopic::Reply { client }),
     ]
 }
 
