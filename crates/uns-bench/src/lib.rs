@@ -4,8 +4,9 @@
 //! until each completes an MQTT handshake, measures the same figures on both with the same
 //! client, and returns a [`BenchReport`] whose [`BenchReport::to_markdown`] is a table of
 //! `figure | ours | mosquitto | ratio`. Shared machines are noisy, so only the ratio means
-//! anything; to spread slow drifts evenly, every timed figure runs in two halves in the order
-//! ours, baseline, baseline, ours.
+//! anything. To expose both brokers to the same load from other processes, every timed figure
+//! is cut into slices of about a second, run in the order ours, baseline, baseline, ours, ours,
+//! baseline, ... and summed per broker.
 //!
 //! # Figures
 //!
@@ -37,6 +38,7 @@ use std::time::Duration;
 pub use report::{BenchReport, Better, Figure, MachineInfo};
 
 use process::RunningBroker;
+use scenarios::Flow;
 
 /// Where Debian's `mosquitto` package installs the broker.
 pub const MOSQUITTO_PATH: &str = "/usr/sbin/mosquitto";
@@ -133,7 +135,7 @@ set_tcp_nodelay true
 /// Knobs of a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BenchOptions {
-    /// Time each timed figure runs per broker (split in two halves).
+    /// Time each timed figure runs per broker (in interleaved slices of about a second).
     pub duration: Duration,
     /// Messages per second of the paced latency figure.
     pub rate: u32,
@@ -267,6 +269,8 @@ pub(crate) const QOS1: &str = "1→1 QoS 1 throughput";
 pub(crate) const FAN_IN: &str = "N→1 QoS 0 fan-in throughput";
 pub(crate) const LATENCY: &str = "paced QoS 0 latency";
 pub(crate) const RSS: &str = "RSS with idle connections";
+/// Upper bound of [`slice_count`]: beyond it, per-slice setup would eat into the measurement.
+const MAX_SLICES: u32 = 20;
 
 /// Runs every figure against `ours` and `baseline` (normally [`mosquitto()`]) and returns the
 /// report. Both brokers run as children for the whole call and are killed when it returns.
@@ -300,31 +304,29 @@ pub async fn run_broker_bench(
         rss.push((idle, loaded));
     }
 
-    let half = opts.duration / 2;
-    let qos0 = abba(&brokers, QOS0, async |addr, tag| {
-        scenarios::flood(addr, tag, 0, 1, half).await
+    let n_slices = slice_count(opts.duration);
+    let slice = opts.duration / n_slices;
+    let qos0 = interleaved(&brokers, QOS0, n_slices, async |addr, tag| {
+        scenarios::flood(addr, tag, 0, 1, slice).await
     })
     .await?;
-    let qos1 = abba(&brokers, QOS1, async |addr, tag| {
-        scenarios::flood(addr, tag, 1, 1, half).await
+    let qos1 = interleaved(&brokers, QOS1, n_slices, async |addr, tag| {
+        scenarios::flood(addr, tag, 1, 1, slice).await
     })
     .await?;
-    let fan_in = abba(&brokers, FAN_IN, async |addr, tag| {
-        scenarios::flood(addr, tag, 0, opts.publishers, half).await
+    let fan_in = interleaved(&brokers, FAN_IN, n_slices, async |addr, tag| {
+        scenarios::flood(addr, tag, 0, opts.publishers, slice).await
     })
     .await?;
-    let latency = abba(&brokers, LATENCY, async |addr, tag| {
-        scenarios::paced_latency(addr, tag, opts.rate, half).await
+    let latency = interleaved(&brokers, LATENCY, n_slices, async |addr, tag| {
+        scenarios::paced_latency(addr, tag, opts.rate, slice).await
     })
     .await?;
 
     let mut flows = Vec::new();
     for (figure, runs) in [(QOS0, qos0), (QOS1, qos1), (FAN_IN, fan_in)] {
-        let [ours_runs, baseline_runs] = runs;
-        let [ours_flow, baseline_flow] = [ours_runs, baseline_runs].map(|runs| {
-            let [first, second] = runs;
-            first.merge(second)
-        });
+        let [ours_flow, baseline_flow] =
+            runs.map(|slices| slices.into_iter().fold(Flow::default(), Flow::merge));
         for (broker, flow) in brokers.iter().zip([ours_flow, baseline_flow]) {
             if flow.received == 0 {
                 return Err(BenchError::NothingReceived {
@@ -335,10 +337,10 @@ pub async fn run_broker_bench(
         }
         flows.push((figure, ours_flow, baseline_flow));
     }
-    let [ours_latency, baseline_latency] = latency.map(|[mut first, second]| {
-        first.extend(second);
-        first.sort_unstable();
-        first
+    let [ours_latency, baseline_latency] = latency.map(|slices| {
+        let mut samples = slices.concat();
+        samples.sort_unstable();
+        samples
     });
     for (broker, samples) in brokers.iter().zip([&ours_latency, &baseline_latency]) {
         if samples.is_empty() {
@@ -359,26 +361,37 @@ pub async fn run_broker_bench(
     ))
 }
 
-/// Runs one timed figure four times, in the order ours, baseline, baseline, ours, and returns
-/// `[[ours first, ours second], [baseline first, baseline second]]`.
-async fn abba<T>(
+/// How many slices each broker's share of a timed figure is cut into: about one per second,
+/// at least 2 and at most [`MAX_SLICES`], always even so the ABBA pattern closes.
+fn slice_count(duration: Duration) -> u32 {
+    let per_second = duration.as_secs_f64().round() as u32;
+    let clamped = per_second.clamp(2, MAX_SLICES);
+    clamped + clamped % 2
+}
+
+/// Runs one timed figure `n_slices` times per broker, interleaved as ours, baseline, baseline,
+/// ours, ours, baseline, ... so that load from other processes hits both brokers alike.
+/// Returns the slices of `[ours, baseline]`.
+async fn interleaved<T>(
     brokers: &[RunningBroker; 2],
     figure: &'static str,
+    n_slices: u32,
     run: impl AsyncFn(std::net::SocketAddr, &str) -> Result<T, ClientError>,
-) -> Result<[[T; 2]; 2], BenchError> {
-    let once = async |broker_idx: usize, round_idx: usize| {
-        let broker = &brokers[broker_idx];
-        // Short and unique per round: client ids stay within MQTT 3.1.1's 23 characters.
-        let tag = format!("{}{round_idx}", figure_tag(figure));
-        run(broker.addr, &tag)
-            .await
-            .map_err(|source| measure_error(broker, figure, source))
-    };
-    let ours_first = once(0, 0).await?;
-    let baseline_first = once(1, 1).await?;
-    let baseline_second = once(1, 2).await?;
-    let ours_second = once(0, 3).await?;
-    Ok([[ours_first, ours_second], [baseline_first, baseline_second]])
+) -> Result<[Vec<T>; 2], BenchError> {
+    let mut slices = [Vec::new(), Vec::new()];
+    for round_idx in 0..n_slices {
+        let order = if round_idx % 2 == 0 { [0, 1] } else { [1, 0] };
+        for broker_idx in order {
+            let broker = &brokers[broker_idx];
+            // Short and unique per slice: client ids stay within MQTT 3.1.1's 23 characters.
+            let tag = format!("{}{round_idx}{broker_idx}", figure_tag(figure));
+            let value = run(broker.addr, &tag)
+                .await
+                .map_err(|source| measure_error(broker, figure, source))?;
+            slices[broker_idx].push(value);
+        }
+    }
+    Ok(slices)
 }
 
 /// A short tag for topic and client names of a figure.
@@ -402,6 +415,23 @@ fn measure_error(broker: &RunningBroker, figure: &'static str, source: ClientErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slices_are_even_and_about_one_per_second() {
+        let check = |seconds: f64, expected: u32| {
+            assert_eq!(
+                slice_count(Duration::from_secs_f64(seconds)),
+                expected,
+                "{seconds} s"
+            );
+        };
+        check(0.1, 2);
+        check(1.0, 2);
+        check(3.0, 4);
+        check(10.0, 10);
+        check(10.6, 12);
+        check(3_600.0, MAX_SLICES);
+    }
 
     #[test]
     fn missing_mosquitto_is_a_clear_error() {

@@ -124,8 +124,9 @@ impl BenchReport {
         );
         let _ = writeln!(
             md,
-            "- Each timed figure: {} per broker, as two halves in the order {ours}, {base}, {base}, {ours}",
-            format_duration(opts.duration)
+            "- Each timed figure: {} per broker, in {} slices interleaved {ours}, {base}, {base}, {ours}, ...",
+            format_duration(opts.duration),
+            crate::slice_count(opts.duration)
         );
         for (name, command, files) in [
             (ours, &self.commands[0], &self.files[0]),
@@ -157,8 +158,13 @@ impl BenchReport {
                 figure.ratio()
             );
         }
+        let _ = writeln!(md);
+        let _ = writeln!(
+            md,
+            "- Ratio above 1 is good where higher is better, below 1 where lower is better; \
+             on a shared machine treat ±10% as noise, and max latency is a single sample"
+        );
         if !self.notes.is_empty() {
-            let _ = writeln!(md);
             for note in &self.notes {
                 let _ = writeln!(md, "- {note}");
             }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use uns_bench::{BenchError, BenchOptions, Better, mosquitto, run_broker_bench};
+use uns_bench::{BenchError, BenchOptions, Better, BrokerUnderTest, mosquitto, run_broker_bench};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mosquitto_against_mosquitto_measures_every_figure() {
@@ -95,4 +95,64 @@ async fn mosquitto_against_mosquitto_measures_every_figure() {
         markdown.contains(&format!("Linux {}", report.machine.kernel)),
         "{markdown}"
     );
+}
+
+/// A broker that cannot start is reported with its name and cause, not as a hang.
+#[tokio::test]
+async fn broken_brokers_fail_fast_with_their_name() {
+    let broker = |name: &str, program: &str, args: &[&str]| BrokerUnderTest {
+        name: name.to_owned(),
+        program: program.into(),
+        args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+        files: vec![("note.txt".to_owned(), "port {port}".to_owned())],
+    };
+    let opts = BenchOptions::default();
+
+    let missing = broker("ghost", "/nonexistent/broker", &[]);
+    let error = run_broker_bench(missing.clone(), missing, &opts)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, BenchError::Spawn { broker, .. } if broker == "ghost"),
+        "{error:?}"
+    );
+
+    // `sh -c` prints the substituted placeholders and exits: the error quotes that output.
+    let exits = broker(
+        "quitter",
+        "/bin/sh",
+        &["-c", "cat {data_dir}/note.txt; exit 3", "sh"],
+    );
+    let error = run_broker_bench(exits.clone(), exits, &opts)
+        .await
+        .unwrap_err();
+    match &error {
+        BenchError::BrokerExited {
+            broker,
+            status,
+            log,
+        } => {
+            assert_eq!(broker, "quitter");
+            assert!(status.contains('3'), "{status}");
+            let port: u16 = log
+                .strip_prefix("port ")
+                .and_then(|port| port.parse().ok())
+                .unwrap();
+            assert!(port > 0, "{log}");
+        }
+        other => panic!("expected BrokerExited, got {other:?}"),
+    }
+
+    let zero = BenchOptions {
+        publishers: 0,
+        ..BenchOptions::default()
+    };
+    let error = run_broker_bench(
+        broker("a", "/bin/true", &[]),
+        broker("b", "/bin/true", &[]),
+        &zero,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(error, BenchError::InvalidOptions(_)), "{error:?}");
 }
