@@ -264,9 +264,14 @@ async fn run_publisher(
     flood: Arc<Flood>,
 ) -> Result<(), ClientError> {
     let acked = Arc::new(Progress::default());
-    // QoS 1 needs a reader for PUBACKs; it ends when the connection is dropped below.
-    let ack_reader = (flood.qos > 0)
-        .then(|| tokio::spawn(read_acks(client.reader, Arc::clone(&acked), flood.epoch)));
+    // QoS 1 needs a reader for PUBACKs; the guard stops it on every way out of this function.
+    let ack_reader = (flood.qos > 0).then(|| {
+        AbortOnDrop(tokio::spawn(read_acks(
+            client.reader,
+            Arc::clone(&acked),
+            flood.epoch,
+        )))
+    });
     let payload = [0u8; PAYLOAD_BYTES];
     let mut out = Vec::with_capacity(BATCH as usize * (PAYLOAD_BYTES + topic.len() + 8));
     let mut n_sent: u64 = 0;
@@ -299,7 +304,7 @@ async fn run_publisher(
                 source,
             })?;
     }
-    if let Some(ack_reader) = ack_reader {
+    if let Some(_ack_reader) = ack_reader {
         let all_acked = acked
             .wait_for(
                 |n_acked| n_acked >= n_sent,
@@ -307,12 +312,20 @@ async fn run_publisher(
                 Instant::now() + DRAIN_LIMIT,
             )
             .await;
-        ack_reader.abort();
         if !all_acked {
             return Err(ClientError::Timeout("final PUBACKs"));
         }
     }
     Ok(())
+}
+
+/// Aborts a helper task when its owner goes away, including on early error returns.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Counts PUBACKs into `acked` until the connection fails or the task is aborted.
