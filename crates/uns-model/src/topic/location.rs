@@ -143,7 +143,7 @@ impl FromStr for Location {
             let segment = Segment::new(part).map_err(|source| TopicError::Segment {
                 index,
                 segment: part.to_owned(),
-                source,
+                reason: source,
             })?;
             segments.push(segment);
         }

@@ -55,14 +55,15 @@ pub enum TopicError {
         found: String,
     },
     /// A segment breaks the character or length rules.
-    #[error("invalid segment {segment:?} at index {index}: {source}")]
+    #[error("invalid segment {segment:?} at index {index}: {reason}")]
     Segment {
         /// Zero-based index of the segment in the parsed text (in a topic, `uns` is 0).
         index: usize,
         /// The segment as found.
         segment: String,
-        /// What is wrong with it.
-        source: SegmentError,
+        /// What is wrong with it. (Not named `source`: the message already contains it, and
+        /// an error chain printer would repeat it.)
+        reason: SegmentError,
     },
     /// A class segment (`_...`) comes right after `uns/v1/` where a location (or `_schemas`, `_services`,
     /// `_replies`) is required.
@@ -727,7 +728,7 @@ impl Parser<'_> {
         TopicError::Segment {
             index,
             segment: self.segments[index].to_owned(),
-            source,
+            reason: source,
         }
     }
 

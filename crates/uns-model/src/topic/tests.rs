@@ -176,7 +176,7 @@ fn bad_topics_fail_with_the_expected_error() {
         TopicError::Segment {
             index,
             segment: segment.to_owned(),
-            source,
+            reason: source,
         }
     }
     fn missing(class: &str, what: &'static str) -> TopicError {

@@ -1,0 +1,174 @@
+//! The command line: one subcommand per service, plus tools for engineers.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// A Unified Namespace for manufacturing: an embedded MQTT broker that speaks Sparkplug B and
+/// the services that publish an ISA-95 shaped namespace (`uns/v1/{enterprise}/{site}/...`).
+#[derive(Debug, Parser)]
+#[command(name = "uns", version)]
+pub(crate) struct Cli {
+    /// Log filter (RUST_LOG syntax); RUST_LOG overrides it.
+    #[arg(long, global = true, default_value = "info,rmqtt=warn,rmqtt_net=warn")]
+    pub(crate) log: String,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run the whole UNS in one process: the embedded broker plus every service.
+    ///
+    /// With no config file it uses built-in defaults: MQTT on 127.0.0.1:1883, websockets on
+    /// 127.0.0.1:8083, HTTP /healthz and /metrics on 127.0.0.1:8080, and a demo plant model
+    /// whose ISA-95 tree (`_meta` documents) is published retained at start.
+    Up(UpArgs),
+    /// Run the embedded MQTT broker alone (MQTT 3.1.1 and 5 on one port, websockets,
+    /// retained messages persisted under the data directory, $SYS topics).
+    Broker(BrokerArgs),
+    /// Print the JSON Schemas of every UNS payload, or write them to a directory.
+    Schemas(SchemasArgs),
+    /// Work with topic names.
+    #[command(subcommand)]
+    Topic(TopicCommand),
+    /// Benchmarks (measured against a baseline started in the same run).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    /// Print the default configuration file (every setting with its default and a comment).
+    GenerateConfig,
+}
+
+/// Settings shared by commands that run services.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Configuration file (TOML); see `uns generate-config`.
+    #[arg(long, env = "UNS_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// Directory for persistent state (retained messages, service stores).
+    #[arg(long, env = "UNS_DATA_DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// HTTP address for /healthz and /metrics (overrides the config file).
+    #[arg(long, env = "UNS_HTTP_LISTEN")]
+    pub(crate) http_listen: Option<SocketAddr>,
+    /// MQTT listener address, 3.1.1 and 5 (overrides the config file).
+    #[arg(long, env = "UNS_MQTT_LISTEN")]
+    pub(crate) listen: Option<SocketAddr>,
+    /// Websocket listener address, or `none` (overrides the config file).
+    #[arg(long, env = "UNS_WS_LISTEN", value_parser = parse_optional_addr)]
+    pub(crate) ws_listen: Option<OptionalAddr>,
+    /// Allow clients without credentials on non-loopback listeners (off by default).
+    #[arg(long, env = "UNS_ALLOW_ANONYMOUS")]
+    pub(crate) allow_anonymous: bool,
+    /// Write the bound addresses as JSON to this file once listening (for scripts and tests
+    /// that start the broker on port 0).
+    #[arg(long)]
+    pub(crate) ready_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+    /// Run with the demo plant model (ACME Foods, Berlin, packaging lines).
+    #[arg(long)]
+    pub(crate) demo: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BrokerArgs {
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SchemasArgs {
+    /// Write one file per schema into this directory instead of printing them.
+    #[arg(long)]
+    pub(crate) out: Option<PathBuf>,
+    /// Print only this schema (e.g. `tag` or `work-order`).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TopicCommand {
+    /// Explain a UNS or Sparkplug topic: location with ISA-95 levels, class, retained flag,
+    /// owner. Exits non-zero with the reason when the topic is malformed.
+    Parse {
+        /// The topic, e.g. `uns/v1/acme/berlin/packaging/line-1/filler/_state`.
+        topic: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BenchCommand {
+    /// Our broker against Debian's mosquitto, both started by the bench on spare loopback
+    /// ports: throughput, latency, fan-in, memory; figures reported as ratios.
+    Broker {
+        /// Duration of each throughput phase.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Also write the Markdown report to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// A socket address or `none`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OptionalAddr(pub(crate) Option<SocketAddr>);
+
+fn parse_optional_addr(text: &str) -> Result<OptionalAddr, String> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(OptionalAddr(None));
+    }
+    text.parse()
+        .map(|addr| OptionalAddr(Some(addr)))
+        .map_err(|err| {
+            format!("`{text}` is neither an address like 127.0.0.1:8083 nor `none`: {err}")
+        })
+}
+
+/// Parses `500ms`, `5s`, `2m`.
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((text, "s"), |idx| text.split_at(idx));
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 500ms, 5s or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(value)),
+        "s" => Ok(Duration::from_secs(value)),
+        "m" => Ok(Duration::from_secs(value * 60)),
+        _ => Err(format!("`{text}`: unknown unit `{unit}` (use ms, s or m)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("2h").is_err());
+        assert!(parse_duration("fast").is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! What each subcommand does.
+
+#![allow(
+    clippy::print_stdout,
+    reason = "the CLI's commands print their results on stdout"
+)]
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use uns_model::topic::UnsTopic;
+use uns_sparkplug::topic::SparkplugTopic;
+
+use crate::cli::{BenchCommand, Cli, Command, SchemasArgs, TopicCommand};
+use crate::config::{DEFAULT_CONFIG, Settings};
+use crate::signal::shutdown_on_signal;
+use crate::up::{App, Mode};
+
+/// Runs the chosen subcommand.
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => serve(Settings::load(&args.run, args.demo)?, Mode::All).await,
+        Command::Broker(args) => serve(Settings::load(&args.run, false)?, Mode::BrokerOnly).await,
+        Command::Schemas(args) => schemas(&args),
+        Command::Topic(TopicCommand::Parse { topic, json }) => topic_parse(&topic, json),
+        Command::Bench(BenchCommand::Broker { duration, out }) => {
+            crate::bench::broker(duration, out.as_deref()).await
+        }
+        Command::GenerateConfig => {
+            print!("{DEFAULT_CONFIG}");
+            Ok(())
+        }
+    }
+}
+
+async fn serve(settings: Settings, mode: Mode) -> anyhow::Result<()> {
+    // Register the signal handlers first, so a SIGTERM during start-up is not lost.
+    let shutdown = shutdown_on_signal()?;
+    let app = App::start(settings, mode).await?;
+    let addresses = app.addresses();
+    tracing::info!(
+        mqtt = %addresses.mqtt,
+        ws = ?addresses.ws,
+        http = %addresses.http,
+        "UNS running; Ctrl-C to stop"
+    );
+    shutdown.cancelled().await;
+    app.stop().await
+}
+
+fn schemas(args: &SchemasArgs) -> anyhow::Result<()> {
+    let selected: Vec<_> = uns_model::schemas::ALL
+        .iter()
+        .filter(|schema| args.name.as_deref().is_none_or(|name| name == schema.name))
+        .collect();
+    if selected.is_empty() {
+        let names: Vec<_> = uns_model::schemas::ALL.iter().map(|s| s.name).collect();
+        anyhow::bail!(
+            "no schema named {:?}; known: {}",
+            args.name.as_deref().unwrap_or_default(),
+            names.join(", ")
+        );
+    }
+    match &args.out {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            for schema in selected {
+                let path = dir.join(format!("{}.v{}.schema.json", schema.name, schema.version));
+                write_file(&path, schema.json)?;
+                println!("{}", path.display());
+            }
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            for schema in selected {
+                writeln!(stdout, "{}", schema.json.trim_end())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn topic_parse(topic: &str, json: bool) -> anyhow::Result<()> {
+    if topic.starts_with("spBv1.0/") {
+        let parsed: SparkplugTopic = topic
+            .parse()
+            .with_context(|| format!("not a valid Sparkplug B topic: {topic}"))?;
+        let explanation = sparkplug_explanation(&parsed);
+        if json {
+            println!("{}", serde_json::to_string_pretty(&explanation)?);
+        } else {
+            for (key, value) in explanation.as_object().into_iter().flatten() {
+                println!(
+                    "{key:<10} {}",
+                    value
+                        .as_str()
+                        .map_or_else(|| value.to_string(), str::to_owned)
+                );
+            }
+        }
+        return Ok(());
+    }
+    let parsed: UnsTopic = topic
+        .parse()
+        .with_context(|| format!("not a valid UNS topic: {topic}"))?;
+    let explanation = parsed.explain();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&explanation)?);
+        return Ok(());
+    }
+    println!("topic      {}", explanation.topic);
+    println!("kind       {}", explanation.kind);
+    for level in &explanation.location {
+        let name = level
+            .default_level
+            .map_or_else(|| "?".to_owned(), |l| format!("{l:?}"));
+        println!(
+            "location   {:indent$}{} ({name}, depth {})",
+            "",
+            level.segment,
+            level.depth,
+            indent = 2 * (level.depth - 1)
+        );
+    }
+    println!("class      {}", explanation.class);
+    for arg in &explanation.class_args {
+        println!("  {:<8} {}", arg.name, arg.value);
+    }
+    println!(
+        "retained   {}",
+        if explanation.retained { "yes" } else { "no" }
+    );
+    println!("owner      {}", explanation.owner);
+    if let Some(schema) = &explanation.payload_schema {
+        println!("payload    {schema}");
+    }
+    if !explanation.location.is_empty() {
+        println!(
+            "note       ISA-95 levels shown are the defaults for each depth; the node's _meta document has the true level"
+        );
+    }
+    Ok(())
+}
+
+fn sparkplug_explanation(topic: &SparkplugTopic) -> serde_json::Value {
+    match topic {
+        SparkplugTopic::Node { group, kind, edge } => serde_json::json!({
+            "topic": topic.to_string(),
+            "namespace": "Sparkplug B (spBv1.0)",
+            "group": group,
+            "message": kind.to_string(),
+            "edge_node": edge,
+        }),
+        SparkplugTopic::Device {
+            group,
+            kind,
+            edge,
+            device,
+        } => serde_json::json!({
+            "topic": topic.to_string(),
+            "namespace": "Sparkplug B (spBv1.0)",
+            "group": group,
+            "message": kind.to_string(),
+            "edge_node": edge,
+            "device": device,
+        }),
+        SparkplugTopic::State { host_id } => serde_json::json!({
+            "topic": topic.to_string(),
+            "namespace": "Sparkplug B (spBv1.0)",
+            "message": "STATE (host application birth/death, retained JSON)",
+            "host_id": host_id,
+        }),
+    }
+}

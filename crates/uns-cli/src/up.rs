@@ -1,0 +1,298 @@
+//! `uns up` and `uns broker`: the embedded broker, the services, and the HTTP endpoint in one
+//! process, with a clean shutdown.
+//!
+//! Start order: broker → HTTP → services (each with its own MQTT connection over loopback, so
+//! the embedded setup exercises the same path as `docker compose`). Stop order is the reverse:
+//! services publish `stopped` and disconnect, HTTP stops, the broker flushes its store last.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use prometheus_client::metrics::gauge::Gauge;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use uns_broker::{BrokerHandle, Secret, User};
+use uns_client::{
+    BrokerUrl, ClientMetrics, ClientOptions, Health, HttpServer, Inbox, Metrics, UnsClient,
+};
+
+use crate::config::Settings;
+
+/// How long each component gets to stop before we move on.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Which parts to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Broker only (`uns broker`).
+    BrokerOnly,
+    /// Broker and every service (`uns up`).
+    All,
+}
+
+/// A running UNS.
+pub(crate) struct App {
+    /// Shared with the stats task until shutdown, which needs it back by value.
+    broker: Arc<BrokerHandle>,
+    http: HttpServer,
+    services: Vec<RunningService>,
+    /// Cancels the HTTP server and the service loops.
+    stop: CancellationToken,
+    stats_task: JoinHandle<()>,
+}
+
+struct RunningService {
+    name: &'static str,
+    client: UnsClient,
+    event_loop: JoinHandle<()>,
+    task: JoinHandle<()>,
+}
+
+/// The bound addresses, written to `--ready-file` as JSON.
+#[derive(Debug, Serialize)]
+pub(crate) struct Addresses {
+    pub(crate) mqtt: SocketAddr,
+    pub(crate) ws: Option<SocketAddr>,
+    pub(crate) http: SocketAddr,
+}
+
+impl App {
+    pub(crate) async fn start(mut settings: Settings, mode: Mode) -> anyhow::Result<Self> {
+        // With accounts configured, in-process services need one too: a random one per run,
+        // never written anywhere.
+        let internal_credentials = if settings.broker.users.is_empty() {
+            None
+        } else {
+            let user = format!("uns-internal-{}", uuid::Uuid::new_v4().simple());
+            let password = uuid::Uuid::new_v4().simple().to_string();
+            settings.broker.users.push(User {
+                username: user.clone(),
+                secret: Secret::Password(password.clone()),
+            });
+            Some((user, password))
+        };
+        let broker = uns_broker::start(settings.broker.clone())
+            .await
+            .context("starting the embedded broker")?;
+        info!(mqtt = %broker.mqtt_addr(), ws = ?broker.ws_addr(), data_dir = %settings.broker.data_dir.display(), "broker listening");
+
+        let broker = Arc::new(broker);
+        let stop = CancellationToken::new();
+        let metrics = Metrics::new();
+        let health = Health::default();
+        health.set(
+            "broker",
+            true,
+            format!("listening on {}", broker.mqtt_addr()),
+        );
+        let stats_task = spawn_broker_stats(&broker, &metrics, stop.clone());
+        let http = HttpServer::start(
+            settings.http_listen,
+            health.clone(),
+            metrics.clone(),
+            stop.clone(),
+        )
+        .await
+        .with_context(|| format!("binding the HTTP endpoint {}", settings.http_listen))?;
+        info!(http = %http.local_addr(), "serving /healthz and /metrics");
+
+        let mut services = Vec::new();
+        if mode == Mode::All {
+            let client_metrics = ClientMetrics::register(&metrics);
+            let broker_url = local_url(broker.mqtt_addr());
+            let plant = settings.plant.clone();
+            let service = start_service(
+                uns_meta::SERVICE,
+                &broker_url,
+                internal_credentials.clone(),
+                &client_metrics,
+                &health,
+                &stop,
+                move |client, _inbox, shutdown| async move {
+                    if let Err(err) = uns_meta::run(&client, &plant, shutdown).await {
+                        warn!(service = uns_meta::SERVICE, cause = %err, "service stopped");
+                    }
+                },
+            )?;
+            services.push(service);
+        }
+
+        let app = Self {
+            broker,
+            http,
+            services,
+            stop,
+            stats_task,
+        };
+        if let Some(path) = &settings.ready_file {
+            app.write_ready_file(path)?;
+        }
+        Ok(app)
+    }
+
+    pub(crate) fn addresses(&self) -> Addresses {
+        Addresses {
+            mqtt: self.broker.mqtt_addr(),
+            ws: self.broker.ws_addr(),
+            http: self.http.local_addr(),
+        }
+    }
+
+    fn write_ready_file(&self, path: &Path) -> anyhow::Result<()> {
+        let json = serde_json::to_vec_pretty(&self.addresses())?;
+        // Write then rename, so a reader never sees half a file.
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, json)
+            .and_then(|()| std::fs::rename(&partial, path))
+            .with_context(|| format!("writing ready file {}", path.display()))
+    }
+
+    /// Stops services, then HTTP, then the broker (which flushes its store).
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
+        for service in &self.services {
+            service.client.shutdown(STOP_GRACE).await;
+        }
+        self.stop.cancel();
+        for service in self.services {
+            let _ = service.event_loop.await;
+            if tokio::time::timeout(STOP_GRACE, service.task)
+                .await
+                .is_err()
+            {
+                warn!(service = service.name, "service did not stop in time");
+            }
+        }
+        let _ = self.stats_task.await;
+        if let Err(err) = self.http.join().await {
+            warn!(cause = %err, "HTTP endpoint");
+        }
+        let broker = Arc::try_unwrap(self.broker)
+            .map_err(|_| anyhow::anyhow!("broker handle still shared at shutdown"))?;
+        broker.shutdown().await.context("stopping the broker")?;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Starts one service: its own MQTT client, its health on /healthz, its loop.
+fn start_service<F, Fut>(
+    name: &'static str,
+    broker_url: &BrokerUrl,
+    credentials: Option<(String, String)>,
+    client_metrics: &ClientMetrics,
+    health: &Health,
+    stop: &CancellationToken,
+    body: F,
+) -> anyhow::Result<RunningService>
+where
+    F: FnOnce(UnsClient, Inbox, CancellationToken) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut options = ClientOptions::new(broker_url.clone(), name)
+        .with_context(|| format!("service name {name}"))?;
+    options.credentials = credentials;
+    let (client, inbox, event_loop) =
+        UnsClient::start(options, client_metrics.clone(), stop.clone());
+    // Mirror the connection state into /healthz.
+    let mut state = client.connection_state();
+    let health = health.clone();
+    health.set(name, false, "connecting");
+    tokio::spawn(async move {
+        loop {
+            let connected = *state.borrow_and_update();
+            health.set(
+                name,
+                connected,
+                if connected {
+                    "connected"
+                } else {
+                    "reconnecting"
+                },
+            );
+            if state.changed().await.is_err() {
+                break;
+            }
+        }
+    });
+    let task = tokio::spawn(body(client.clone(), inbox, stop.clone()));
+    Ok(RunningService {
+        name,
+        client,
+        event_loop,
+        task,
+    })
+}
+
+/// Broker counters as Prometheus gauges, refreshed every second.
+fn spawn_broker_stats(
+    broker: &Arc<BrokerHandle>,
+    metrics: &Metrics,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    let clients = Gauge::<i64>::default();
+    let received = Gauge::<i64>::default();
+    let sent = Gauge::<i64>::default();
+    let dropped = Gauge::<i64>::default();
+    let retained = Gauge::<i64>::default();
+    metrics.register(
+        "broker_clients_connected",
+        "MQTT clients connected",
+        clients.clone(),
+    );
+    metrics.register(
+        "broker_messages_received",
+        "PUBLISH packets received since start",
+        received.clone(),
+    );
+    metrics.register(
+        "broker_messages_sent",
+        "PUBLISH packets sent since start",
+        sent.clone(),
+    );
+    metrics.register(
+        "broker_messages_dropped",
+        "Messages dropped for a subscriber (queue full, expired) since start",
+        dropped.clone(),
+    );
+    metrics.register(
+        "broker_retained_messages",
+        "Retained messages held",
+        retained.clone(),
+    );
+    let broker = Arc::clone(broker);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let now = broker.stats();
+            clients.set(saturating_i64(now.clients_connected as u64));
+            received.set(saturating_i64(now.messages_received));
+            sent.set(saturating_i64(now.messages_sent));
+            dropped.set(saturating_i64(now.messages_dropped));
+            retained.set(saturating_i64(now.retained_messages as u64));
+        }
+    })
+}
+
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// The URL in-process services use to reach the broker: its own address, or loopback when it
+/// listens on every interface.
+fn local_url(addr: SocketAddr) -> BrokerUrl {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    BrokerUrl::new(ip.to_string(), addr.port())
+}

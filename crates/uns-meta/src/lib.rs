@@ -1,0 +1,282 @@
+//! The plant model service (`meta`): the ISA-95 tree of the plant, from configuration, published
+//! as one retained `_meta` document per node, plus every payload's JSON Schema under
+//! `uns/v1/_schemas/{name}/v{version}`, so MQTT Explorer shows the tree and the contracts the
+//! moment the UNS starts.
+//!
+//! Two stages (STYLE habit 17): [`PlantConfig`] is the raw serde form of the config file's
+//! `[plant]` section; [`PlantModel::try_from`] validates it (paths parse, every parent exists,
+//! no duplicates) without any I/O. [`run`] publishes it.
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use uns_client::{ClientError, UnsClient};
+use uns_model::payload::{IdealRate, NodeMeta, SchemaTag};
+use uns_model::topic::{Class, Id, Isa95Level, Location, UnsTopic, default_level_for_depth};
+
+/// The service name, as in `uns/v1/_services/meta`.
+pub const SERVICE: &str = "meta";
+
+/// The demo plant shipped with the binary (ACME Foods, Berlin, packaging).
+pub const DEMO_PLANT_TOML: &str = include_str!("demo-plant.toml");
+
+/// The `[plant]` section of the config file, as written.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlantConfig {
+    /// Every node of the tree, parents before or after children (order does not matter).
+    #[serde(default)]
+    pub nodes: Vec<NodeConfig>,
+}
+
+/// One node of the plant tree, as written in the config file.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The location path, e.g. `acme/berlin/packaging/line-1`.
+    pub path: String,
+    /// The ISA-95 level; when absent, the usual level for the path's depth.
+    #[serde(default)]
+    pub level: Option<Isa95Level>,
+    /// Name for people.
+    pub display_name: String,
+    /// IANA time zone; inherited from the parent when absent.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    /// Ideal production rates.
+    #[serde(default)]
+    pub ideal_rates: Vec<IdealRate>,
+    /// Which state map turns raw machine states into categories.
+    #[serde(default)]
+    pub state_map: Option<String>,
+}
+
+/// Why a plant model was refused. Each names the node at fault.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum PlantError {
+    /// The config text is not valid TOML for a plant.
+    #[error("plant config: {0}")]
+    Toml(String),
+    /// A path is not a valid location.
+    #[error("node `{path}`: {reason}")]
+    BadPath {
+        /// The path as written.
+        path: String,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// Two nodes with the same path.
+    #[error("node `{0}` is defined twice")]
+    Duplicate(String),
+    /// A node whose parent is not in the model.
+    #[error("node `{path}` has no parent node `{parent}`; add it so the tree has no holes")]
+    MissingParent {
+        /// The orphan.
+        path: String,
+        /// The missing parent path.
+        parent: String,
+    },
+    /// A state map name that is not a valid id.
+    #[error("node `{path}`: state_map `{state_map}` is not a valid id ([a-z0-9-_.])")]
+    BadStateMap {
+        /// The node.
+        path: String,
+        /// The state map as written.
+        state_map: String,
+    },
+    /// More than one enterprise, or none.
+    #[error("the plant model needs exactly one enterprise (a node of depth 1); found {0}")]
+    Enterprises(usize),
+}
+
+/// A validated plant model: every node with its `_meta` document, parents before children.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlantModel {
+    nodes: BTreeMap<Location, NodeMeta>,
+}
+
+impl PlantModel {
+    /// The demo plant.
+    pub fn demo() -> Self {
+        // The demo plant is part of the binary and covered by a test, so it always parses.
+        Self::from_toml(DEMO_PLANT_TOML).unwrap_or_else(|err| unreachable!("demo plant: {err}"))
+    }
+
+    /// Parses and validates a plant model from TOML (the `[plant]` section's body).
+    pub fn from_toml(text: &str) -> Result<Self, PlantError> {
+        let config: PlantConfig =
+            toml::from_str(text).map_err(|err| PlantError::Toml(err.to_string()))?;
+        Self::try_from(config)
+    }
+
+    /// Every node, parents before children.
+    pub fn nodes(&self) -> impl Iterator<Item = (&Location, &NodeMeta)> {
+        self.nodes.iter()
+    }
+
+    /// The enterprise (root) location.
+    pub fn enterprise(&self) -> Option<&Location> {
+        self.nodes.keys().next()
+    }
+
+    /// Number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the model has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+impl TryFrom<PlantConfig> for PlantModel {
+    type Error = PlantError;
+
+    fn try_from(config: PlantConfig) -> Result<Self, PlantError> {
+        let mut nodes = BTreeMap::new();
+        for node in config.nodes {
+            let location: Location =
+                node.path
+                    .parse()
+                    .map_err(|err: uns_model::topic::TopicError| PlantError::BadPath {
+                        path: node.path.clone(),
+                        reason: err.to_string(),
+                    })?;
+            let state_map = match &node.state_map {
+                Some(name) => Some(Id::new(name).map_err(|_| PlantError::BadStateMap {
+                    path: node.path.clone(),
+                    state_map: name.clone(),
+                })?),
+                None => None,
+            };
+            let level = node
+                .level
+                .or_else(|| default_level_for_depth(location.depth()))
+                .unwrap_or(Isa95Level::Unit);
+            let meta = NodeMeta {
+                schema: SchemaTag::default(),
+                level,
+                display_name: node.display_name,
+                time_zone: node.time_zone,
+                ideal_rates: node.ideal_rates,
+                state_map,
+            };
+            if nodes.insert(location, meta).is_some() {
+                return Err(PlantError::Duplicate(node.path));
+            }
+        }
+        for location in nodes.keys() {
+            if let Some(parent) = location.parent()
+                && !nodes.contains_key(&parent)
+            {
+                return Err(PlantError::MissingParent {
+                    path: location.to_string(),
+                    parent: parent.to_string(),
+                });
+            }
+        }
+        let n_enterprises = nodes.keys().filter(|l| l.depth() == 1).count();
+        if n_enterprises != 1 {
+            return Err(PlantError::Enterprises(n_enterprises));
+        }
+        Ok(Self { nodes })
+    }
+}
+
+/// Publishes every node's `_meta` and every JSON Schema (all retained; the client re-publishes
+/// them after each reconnect), then stays connected until `shutdown`.
+pub async fn run(
+    client: &UnsClient,
+    plant: &PlantModel,
+    shutdown: CancellationToken,
+) -> Result<(), ClientError> {
+    for (location, meta) in plant.nodes() {
+        let topic = UnsTopic::located(location.clone(), Class::Meta);
+        client.publish(&topic, meta).await?;
+    }
+    for schema in uns_model::schemas::ALL {
+        // Schema names in `ALL` are valid ids; a test in uns-model checks every one.
+        let Ok(topic) = UnsTopic::schema(schema.name, schema.version) else {
+            continue;
+        };
+        client
+            .publish_bytes(&topic, bytes::Bytes::from_static(schema.json.as_bytes()))
+            .await?;
+    }
+    info!(
+        nodes = plant.len(),
+        schemas = uns_model::schemas::ALL.len(),
+        "plant model and schemas published"
+    );
+    shutdown.cancelled().await;
+    Ok(())
+}
+
+/// How long [`run`]'s caller should give the client to flush on shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_plant_is_valid() {
+        let plant = PlantModel::demo();
+        assert_eq!(
+            plant.enterprise().map(ToString::to_string).as_deref(),
+            Some("acme")
+        );
+        assert!(plant.len() >= 10, "{}", plant.len());
+        let filler: Location = "acme/berlin/packaging/line-1/filler".parse().unwrap();
+        let meta = plant.nodes.get(&filler).expect("filler in demo plant");
+        assert_eq!(meta.level, Isa95Level::WorkCell);
+    }
+
+    fn check(toml_text: &str, expected: &str) {
+        match PlantModel::from_toml(toml_text) {
+            Ok(plant) => panic!("accepted {plant:?}, wanted error containing {expected:?}"),
+            Err(err) => assert!(err.to_string().contains(expected), "{err}"),
+        }
+    }
+
+    #[test]
+    fn bad_plant_models_are_refused_with_the_node_named() {
+        check("nodes = 3", "plant config");
+        check(
+            "[[nodes]]\npath = \"acme\"\ndisplay_name = \"A\"\ncolour = \"red\"",
+            "unknown field",
+        );
+        check(
+            "[[nodes]]\npath = \"ACME\"\ndisplay_name = \"A\"",
+            "node `ACME`",
+        );
+        check(
+            "[[nodes]]\npath = \"acme\"\ndisplay_name = \"A\"\n[[nodes]]\npath = \"acme\"\ndisplay_name = \"B\"",
+            "defined twice",
+        );
+        check(
+            "[[nodes]]\npath = \"acme\"\ndisplay_name = \"A\"\n[[nodes]]\npath = \"acme/berlin/x\"\ndisplay_name = \"X\"",
+            "no parent node `acme/berlin`",
+        );
+        check(
+            "[[nodes]]\npath = \"a\"\ndisplay_name = \"A\"\n[[nodes]]\npath = \"b\"\ndisplay_name = \"B\"",
+            "exactly one enterprise",
+        );
+        check("", "exactly one enterprise");
+    }
+
+    #[test]
+    fn level_defaults_from_depth() {
+        let plant = PlantModel::from_toml(
+            "[[nodes]]\npath = \"acme\"\ndisplay_name = \"A\"\n[[nodes]]\npath = \"acme/berlin\"\ndisplay_name = \"B\"",
+        )
+        .unwrap();
+        let levels: Vec<_> = plant.nodes().map(|(_, meta)| meta.level).collect();
+        assert_eq!(levels, vec![Isa95Level::Enterprise, Isa95Level::Site]);
+    }
+}

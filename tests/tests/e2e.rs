@@ -1,0 +1,252 @@
+//! End-to-end tests of the `uns` binary with peers we did not write.
+//!
+//! Each test starts its own `uns` process on port 0 with its own data directory, so tests run
+//! in parallel without colliding.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use uns_client::{BrokerUrl, ClientMetrics, ClientOptions, Metrics, UnsClient};
+use uns_e2e::{Mosquitto, Subscriber, UnsProcess, eventually, http_get, python_peer, run_peer};
+use uns_meta::PlantModel;
+use uns_model::payload::{HealthStatus, NodeMeta, ServiceHealth, decode};
+use uns_model::topic::{Class, UnsTopic};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+fn meta_topics() -> Vec<String> {
+    PlantModel::demo()
+        .nodes()
+        .map(|(location, _)| UnsTopic::located(location.clone(), Class::Meta).to_string())
+        .collect()
+}
+
+fn meta_service_topic() -> String {
+    UnsTopic::service(uns_meta::SERVICE)
+        .expect("valid service name")
+        .to_string()
+}
+
+/// MQTT Explorer's connect, done by paho-mqtt (MQTT 3.1.1, `#` and `$SYS/#` at QoS 0):
+/// it stays connected for 10 s and sees the whole ISA-95 tree, the service health, the
+/// schemas and `$SYS`, in one SUBSCRIBE and in two.
+#[tokio::test(flavor = "multi_thread")]
+async fn mqtt_explorer_sees_the_plant_tree_health_schemas_and_sys() -> anyhow::Result<()> {
+    let python = python_peer("paho", "requirements-paho.txt")?;
+    let dir = tempfile::tempdir()?;
+    let uns = UnsProcess::start("up", dir.path(), &["--demo"]).await?;
+    let mut expected = meta_topics();
+    expected.push(meta_service_topic());
+    expected.push(UnsTopic::schema("tag", 1)?.to_string());
+    for two_subscribes in [false, true] {
+        let mut args = vec![
+            "--port".to_owned(),
+            uns.addrs.mqtt.port().to_string(),
+            "--min-seconds".to_owned(),
+            "10".to_owned(),
+            "--timeout".to_owned(),
+            "30".to_owned(),
+            "--expect-prefix".to_owned(),
+            "$SYS/".to_owned(),
+        ];
+        for topic in &expected {
+            args.push("--expect".to_owned());
+            args.push(topic.clone());
+        }
+        if two_subscribes {
+            args.push("--two-subscribes".to_owned());
+        }
+        let (ok, stdout, stderr) = run_peer(&python, "mqtt_explorer.py", &args).await?;
+        assert!(
+            ok,
+            "paho peer failed (two_subscribes={two_subscribes}): {stdout}\n{stderr}\n{}",
+            uns.log_tail()
+        );
+        let report: serde_json::Value = serde_json::from_str(&stdout)?;
+        assert_eq!(report["disconnects"], 0, "{stdout}");
+        assert!(
+            report["seconds"].as_f64().unwrap_or_default() >= 10.0,
+            "{stdout}"
+        );
+        // Every `_meta` document arrived retained and decodes as the typed document.
+        let messages = report["messages"].as_array().cloned().unwrap_or_default();
+        for topic in meta_topics() {
+            let message = messages
+                .iter()
+                .find(|m| m["topic"] == topic.as_str())
+                .unwrap_or_else(|| panic!("{topic} missing"));
+            assert_eq!(message["retain"], true, "{topic} not retained");
+            let payload = message["payload"].as_str().unwrap_or_default();
+            decode::<NodeMeta>(payload.as_bytes()).unwrap_or_else(|err| panic!("{topic}: {err}"));
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM: services publish `stopped` (a clean shutdown, not the Will), the process exits 0.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_publishes_stopped_and_exits_cleanly() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut uns = UnsProcess::start("up", dir.path(), &[]).await?;
+    let topic = meta_service_topic();
+    let mut subscriber = Subscriber::connect(uns.addrs.mqtt, &[&topic]).await?;
+    let status_is = |wanted: HealthStatus| {
+        move |payload: &[u8]| decode::<ServiceHealth>(payload).is_ok_and(|h| h.status == wanted)
+    };
+    subscriber
+        .wait_for(&topic, DEADLINE, status_is(HealthStatus::Running))
+        .await?;
+    uns.terminate()?;
+    let stopped = subscriber
+        .wait_for(&topic, DEADLINE, status_is(HealthStatus::Stopped))
+        .await?;
+    let health = decode::<ServiceHealth>(&stopped)?;
+    assert_eq!(
+        health.last_error, None,
+        "clean shutdown must not look like the Will: {health:?}"
+    );
+    let status = uns.wait_exit(DEADLINE).await?;
+    assert!(
+        status.success(),
+        "exit status {status}:\n{}",
+        uns.log_tail()
+    );
+    Ok(())
+}
+
+/// `/healthz` is 200 with every component healthy; `/metrics` has broker and client figures.
+#[tokio::test(flavor = "multi_thread")]
+async fn healthz_and_metrics() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let uns = UnsProcess::start("up", dir.path(), &[]).await?;
+    let body = eventually(
+        "/healthz to report every component healthy",
+        DEADLINE,
+        || async {
+            match http_get(uns.addrs.http, "/healthz").await {
+                Ok((200, body)) => Some(body),
+                _ => None,
+            }
+        },
+    )
+    .await?;
+    let health: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(health["status"], "ok", "{body}");
+    assert_eq!(health["components"]["broker"]["ok"], true, "{body}");
+    assert_eq!(
+        health["components"][uns_meta::SERVICE]["ok"],
+        true,
+        "{body}"
+    );
+    let metrics = eventually(
+        "broker gauges to count the meta client",
+        DEADLINE,
+        || async {
+            let (status, text) = http_get(uns.addrs.http, "/metrics").await.ok()?;
+            (status == 200 && text.contains("uns_broker_clients_connected 1")).then_some(text)
+        },
+    )
+    .await?;
+    assert!(
+        metrics.contains("uns_mqtt_published_total{service=\"meta\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("uns_broker_retained_messages"),
+        "{metrics}"
+    );
+    let (status, _) = http_get(uns.addrs.http, "/nope").await?;
+    assert_eq!(status, 404);
+    Ok(())
+}
+
+/// Retained messages survive an abrupt broker death (SIGKILL) and a clean restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn retained_messages_survive_sigkill_and_restart() -> anyhow::Result<()> {
+    use rumqttc::{AsyncClient, MqttOptions, QoS};
+    let dir = tempfile::tempdir()?;
+    let uns = UnsProcess::start("broker", dir.path(), &[]).await?;
+    let topic = "uns/v1/acme/berlin/_meta";
+    let payload = r#"{"schema":"uns/meta/v1","level":"Site","display_name":"Berlin"}"#;
+    let mut options = MqttOptions::new("e2e-publisher", "127.0.0.1", uns.addrs.mqtt.port());
+    options.set_keep_alive(Duration::from_secs(30));
+    let (client, mut event_loop) = AsyncClient::new(options, 10);
+    client
+        .publish(topic, QoS::AtLeastOnce, true, payload)
+        .await?;
+    // The PUBACK means the broker has taken the retained message.
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            if let rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) = event_loop.poll().await? {
+                return anyhow::Ok(());
+            }
+        }
+    })
+    .await??;
+    // Prove a reader sees it before the crash, then crash.
+    let mut subscriber = Subscriber::connect(uns.addrs.mqtt, &[topic]).await?;
+    subscriber
+        .wait_for(topic, DEADLINE, |p| p == payload.as_bytes())
+        .await?;
+    drop(subscriber);
+    let mut uns = uns;
+    uns.kill()?;
+    uns.wait_exit(DEADLINE).await?;
+    drop(uns);
+
+    let uns = UnsProcess::start("broker", dir.path(), &[]).await?;
+    let mut subscriber = Subscriber::connect(uns.addrs.mqtt, &[topic]).await?;
+    subscriber
+        .wait_for(topic, DEADLINE, |p| p == payload.as_bytes())
+        .await
+        .map_err(|err| err.context(uns.log_tail()))?;
+    Ok(())
+}
+
+/// The client runtime against an *external* broker (Debian's mosquitto, no persistence):
+/// after mosquitto restarts empty, the service re-publishes its retained documents by itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn client_republishes_retained_documents_after_an_external_broker_restart()
+-> anyhow::Result<()> {
+    let mosquitto = Mosquitto::start(None).await?;
+    let port = mosquitto.port;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let mut options = ClientOptions::new(BrokerUrl::new("127.0.0.1", port), "e2e-meta")?;
+    options.backoff_max = Duration::from_millis(500);
+    let (client, _inbox, event_loop) = UnsClient::start(
+        options,
+        ClientMetrics::register(&Metrics::new()),
+        shutdown.clone(),
+    );
+    client.wait_connected(DEADLINE).await?;
+    let (location, meta) = PlantModel::demo()
+        .nodes()
+        .map(|(l, m)| (l.clone(), m.clone()))
+        .next()
+        .expect("demo plant has nodes");
+    let topic = UnsTopic::located(location, Class::Meta);
+    client.publish(&topic, &meta).await?;
+    let topic_text = topic.to_string();
+    let expected = Bytes::from(serde_json::to_vec(&meta)?);
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut subscriber = Subscriber::connect(addr, &[&topic_text]).await?;
+    subscriber
+        .wait_for(&topic_text, DEADLINE, |p| p == expected.as_ref())
+        .await?;
+    drop(subscriber);
+
+    let mut state = client.connection_state();
+    mosquitto.kill().await?;
+    tokio::time::timeout(DEADLINE, state.wait_for(|connected| !*connected)).await??;
+    let _mosquitto = Mosquitto::start(Some(port)).await?;
+    tokio::time::timeout(DEADLINE, state.wait_for(|connected| *connected)).await??;
+    // mosquitto came back empty; only the client's re-publish can bring the document back.
+    let mut subscriber = Subscriber::connect(addr, &[&topic_text]).await?;
+    subscriber
+        .wait_for(&topic_text, DEADLINE, |p| p == expected.as_ref())
+        .await?;
+    client.shutdown(Duration::from_secs(2)).await;
+    shutdown.cancel();
+    let _ = event_loop.await;
+    Ok(())
+}
