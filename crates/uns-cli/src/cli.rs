@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use uns_client::BrokerUrl;
 
 /// A Unified Namespace for manufacturing: an embedded MQTT broker that speaks Sparkplug B and
 /// the services that publish an ISA-95 shaped namespace (`uns/v1/{enterprise}/{site}/...`).
@@ -30,6 +31,9 @@ pub(crate) enum Command {
     /// Run the embedded MQTT broker alone (MQTT 3.1.1 and 5 on one port, websockets,
     /// retained messages persisted under the data directory, $SYS topics).
     Broker(BrokerArgs),
+    /// Run the plant model service alone: publishes the ISA-95 tree (`_meta`, from the
+    /// config file's [plant] section) and every payload's JSON Schema, retained.
+    Meta(ServiceArgs),
     /// Print the JSON Schemas of every UNS payload, or write them to a directory.
     Schemas(SchemasArgs),
     /// Work with topic names.
@@ -40,11 +44,22 @@ pub(crate) enum Command {
     Bench(BenchCommand),
     /// Print the default configuration file (every setting with its default and a comment).
     GenerateConfig,
+    /// Exit 0 when a running instance's /healthz answers 200, else 1 (for container
+    /// HEALTHCHECKs, which have no curl).
+    Healthcheck {
+        /// The health endpoint.
+        #[arg(
+            long,
+            env = "UNS_HEALTHCHECK_URL",
+            default_value = "http://127.0.0.1:8080/healthz"
+        )]
+        url: String,
+    },
 }
 
-/// Settings shared by commands that run services.
+/// Settings shared by every command that runs something.
 #[derive(Debug, Args)]
-pub(crate) struct RunArgs {
+pub(crate) struct CommonArgs {
     /// Configuration file (TOML); see `uns generate-config`.
     #[arg(long, env = "UNS_CONFIG")]
     pub(crate) config: Option<PathBuf>,
@@ -54,6 +69,15 @@ pub(crate) struct RunArgs {
     /// HTTP address for /healthz and /metrics (overrides the config file).
     #[arg(long, env = "UNS_HTTP_LISTEN")]
     pub(crate) http_listen: Option<SocketAddr>,
+    /// Write the bound addresses as JSON to this file once listening (for scripts and tests
+    /// that use port 0).
+    #[arg(long)]
+    pub(crate) ready_file: Option<PathBuf>,
+}
+
+/// Settings of the embedded broker.
+#[derive(Debug, Args)]
+pub(crate) struct EmbeddedBrokerArgs {
     /// MQTT listener address, 3.1.1 and 5 (overrides the config file).
     #[arg(long, env = "UNS_MQTT_LISTEN")]
     pub(crate) listen: Option<SocketAddr>,
@@ -63,16 +87,50 @@ pub(crate) struct RunArgs {
     /// Allow clients without credentials on non-loopback listeners (off by default).
     #[arg(long, env = "UNS_ALLOW_ANONYMOUS")]
     pub(crate) allow_anonymous: bool,
-    /// Write the bound addresses as JSON to this file once listening (for scripts and tests
-    /// that start the broker on port 0).
-    #[arg(long)]
-    pub(crate) ready_file: Option<PathBuf>,
+    /// A broker account `NAME:PASSWORD`, added to the config file's users; repeat the flag, or
+    /// give a comma-separated list in UNS_BROKER_USERS (how docker compose passes secrets).
+    #[arg(long = "user", env = "UNS_BROKER_USERS", value_delimiter = ',', value_parser = parse_user, hide_env_values = true)]
+    pub(crate) users: Vec<UserArg>,
+}
+
+/// `NAME:PASSWORD` from the command line.
+#[derive(Clone, Debug)]
+pub(crate) struct UserArg {
+    pub(crate) username: String,
+    pub(crate) password: String,
+}
+
+fn parse_user(text: &str) -> Result<UserArg, String> {
+    match text.split_once(':') {
+        Some((username, password)) if !username.is_empty() && !password.is_empty() => Ok(UserArg {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        }),
+        _ => Err("expected NAME:PASSWORD with both parts non-empty".to_owned()),
+    }
+}
+
+/// How a standalone service reaches its broker (the embedded one in another process, or any
+/// external MQTT 3.1.1/5 broker).
+#[derive(Debug, Args)]
+pub(crate) struct ExternalBrokerArgs {
+    /// The broker, `mqtt://[user[:password]@]host[:port]`.
+    #[arg(long, env = "UNS_BROKER", default_value = "mqtt://127.0.0.1:1883")]
+    pub(crate) broker: BrokerUrl,
+    /// MQTT username (overrides one in the URL).
+    #[arg(long, env = "UNS_MQTT_USERNAME")]
+    pub(crate) username: Option<String>,
+    /// MQTT password (overrides one in the URL).
+    #[arg(long, env = "UNS_MQTT_PASSWORD", hide_env_values = true)]
+    pub(crate) password: Option<String>,
 }
 
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
     #[command(flatten)]
-    pub(crate) run: RunArgs,
+    pub(crate) common: CommonArgs,
+    #[command(flatten)]
+    pub(crate) broker: EmbeddedBrokerArgs,
     /// Run with the demo plant model (ACME Foods, Berlin, packaging lines).
     #[arg(long)]
     pub(crate) demo: bool,
@@ -81,7 +139,18 @@ pub(crate) struct UpArgs {
 #[derive(Debug, Args)]
 pub(crate) struct BrokerArgs {
     #[command(flatten)]
-    pub(crate) run: RunArgs,
+    pub(crate) common: CommonArgs,
+    #[command(flatten)]
+    pub(crate) broker: EmbeddedBrokerArgs,
+}
+
+/// A service on its own, connected to a broker elsewhere.
+#[derive(Debug, Args)]
+pub(crate) struct ServiceArgs {
+    #[command(flatten)]
+    pub(crate) common: CommonArgs,
+    #[command(flatten)]
+    pub(crate) broker: ExternalBrokerArgs,
 }
 
 #[derive(Debug, Args)]

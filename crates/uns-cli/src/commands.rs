@@ -15,18 +15,28 @@ use uns_sparkplug::topic::SparkplugTopic;
 use crate::cli::{BenchCommand, Cli, Command, SchemasArgs, TopicCommand};
 use crate::config::{DEFAULT_CONFIG, Settings};
 use crate::signal::shutdown_on_signal;
-use crate::up::{App, Mode};
+use crate::up::{App, ServiceKind};
 
 /// Runs the chosen subcommand.
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Up(args) => serve(Settings::load(&args.run, args.demo)?, Mode::All).await,
-        Command::Broker(args) => serve(Settings::load(&args.run, false)?, Mode::BrokerOnly).await,
+        Command::Up(args) => {
+            let settings = Settings::embedded(&args.common, &args.broker, args.demo)?;
+            serve(settings, ServiceKind::ALL).await
+        }
+        Command::Broker(args) => {
+            serve(Settings::embedded(&args.common, &args.broker, false)?, &[]).await
+        }
+        Command::Meta(args) => {
+            let settings = Settings::external(&args.common, &args.broker)?;
+            serve(settings, &[ServiceKind::Meta]).await
+        }
         Command::Schemas(args) => schemas(&args),
         Command::Topic(TopicCommand::Parse { topic, json }) => topic_parse(&topic, json),
         Command::Bench(BenchCommand::Broker { duration, out }) => {
             crate::bench::broker(duration, out.as_deref()).await
         }
+        Command::Healthcheck { url } => healthcheck(&url).await,
         Command::GenerateConfig => {
             print!("{DEFAULT_CONFIG}");
             Ok(())
@@ -34,13 +44,13 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(settings: Settings, mode: Mode) -> anyhow::Result<()> {
+async fn serve(settings: Settings, services: &[ServiceKind]) -> anyhow::Result<()> {
     // Register the signal handlers first, so a SIGTERM during start-up is not lost.
     let shutdown = shutdown_on_signal()?;
-    let app = App::start(settings, mode).await?;
+    let app = App::start(settings, services).await?;
     let addresses = app.addresses();
     tracing::info!(
-        mqtt = %addresses.mqtt,
+        mqtt = ?addresses.mqtt,
         ws = ?addresses.ws,
         http = %addresses.http,
         "UNS running; Ctrl-C to stop"
@@ -175,5 +185,32 @@ fn sparkplug_explanation(topic: &SparkplugTopic) -> serde_json::Value {
             "message": "STATE (host application birth/death, retained JSON)",
             "host_id": host_id,
         }),
+    }
+}
+
+async fn healthcheck(url: &str) -> anyhow::Result<()> {
+    let url = url.to_owned();
+    let (status, body) = tokio::task::spawn_blocking(move || -> anyhow::Result<(u16, String)> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(3)))
+            .build()
+            .into();
+        let mut response = agent
+            .get(&url)
+            .call()
+            .with_context(|| format!("GET {url}"))?;
+        let status = response.status().as_u16();
+        Ok((
+            status,
+            response.body_mut().read_to_string().unwrap_or_default(),
+        ))
+    })
+    .await??;
+    println!("{body}");
+    if status == 200 {
+        Ok(())
+    } else {
+        anyhow::bail!("unhealthy: HTTP {status}")
     }
 }

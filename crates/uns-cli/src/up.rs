@@ -1,5 +1,5 @@
-//! `uns up` and `uns broker`: the embedded broker, the services, and the HTTP endpoint in one
-//! process, with a clean shutdown.
+//! Running things: the embedded broker (`uns up`, `uns broker`), the services (all of them in
+//! `uns up`, one in `uns <service>`), and the HTTP endpoint, with a clean shutdown.
 //!
 //! Start order: broker → HTTP → services (each with its own MQTT connection over loopback, so
 //! the embedded setup exercises the same path as `docker compose`). Stop order is the reverse:
@@ -21,29 +21,33 @@ use uns_client::{
     BrokerUrl, ClientMetrics, ClientOptions, Health, HttpServer, Inbox, Metrics, UnsClient,
 };
 
-use crate::config::Settings;
+use crate::config::{Backbone, Settings};
 
 /// How long each component gets to stop before we move on.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Which parts to run.
+/// The services this binary can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// Broker only (`uns broker`).
-    BrokerOnly,
-    /// Broker and every service (`uns up`).
-    All,
+pub(crate) enum ServiceKind {
+    /// The plant model and schemas (`uns-meta`).
+    Meta,
+}
+
+impl ServiceKind {
+    /// Every service, as `uns up` runs them.
+    pub(crate) const ALL: &'static [ServiceKind] = &[ServiceKind::Meta];
 }
 
 /// A running UNS.
 pub(crate) struct App {
-    /// Shared with the stats task until shutdown, which needs it back by value.
-    broker: Arc<BrokerHandle>,
+    /// The embedded broker, if this process runs it. Shared with the stats task until
+    /// shutdown, which needs it back by value.
+    broker: Option<Arc<BrokerHandle>>,
     http: HttpServer,
     services: Vec<RunningService>,
     /// Cancels the HTTP server and the service loops.
     stop: CancellationToken,
-    stats_task: JoinHandle<()>,
+    stats_task: Option<JoinHandle<()>>,
 }
 
 struct RunningService {
@@ -56,41 +60,52 @@ struct RunningService {
 /// The bound addresses, written to `--ready-file` as JSON.
 #[derive(Debug, Serialize)]
 pub(crate) struct Addresses {
-    pub(crate) mqtt: SocketAddr,
+    /// The embedded broker's MQTT listener (absent for a standalone service).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) mqtt: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) ws: Option<SocketAddr>,
     pub(crate) http: SocketAddr,
 }
 
 impl App {
-    pub(crate) async fn start(mut settings: Settings, mode: Mode) -> anyhow::Result<Self> {
-        // With accounts configured, in-process services need one too: a random one per run,
-        // never written anywhere.
-        let internal_credentials = if settings.broker.users.is_empty() {
-            None
-        } else {
-            let user = format!("uns-internal-{}", uuid::Uuid::new_v4().simple());
-            let password = uuid::Uuid::new_v4().simple().to_string();
-            settings.broker.users.push(User {
-                username: user.clone(),
-                secret: Secret::Password(password.clone()),
-            });
-            Some((user, password))
-        };
-        let broker = uns_broker::start(settings.broker.clone())
-            .await
-            .context("starting the embedded broker")?;
-        info!(mqtt = %broker.mqtt_addr(), ws = ?broker.ws_addr(), data_dir = %settings.broker.data_dir.display(), "broker listening");
-
-        let broker = Arc::new(broker);
+    pub(crate) async fn start(settings: Settings, kinds: &[ServiceKind]) -> anyhow::Result<Self> {
         let stop = CancellationToken::new();
         let metrics = Metrics::new();
         let health = Health::default();
-        health.set(
-            "broker",
-            true,
-            format!("listening on {}", broker.mqtt_addr()),
-        );
-        let stats_task = spawn_broker_stats(&broker, &metrics, stop.clone());
+        let (broker, broker_url, credentials) = match settings.backbone {
+            Backbone::Embedded(mut config) => {
+                // With accounts configured, in-process services need one too: a random one
+                // per run, never written anywhere.
+                let credentials = if config.users.is_empty() {
+                    None
+                } else {
+                    let user = format!("uns-internal-{}", uuid::Uuid::new_v4().simple());
+                    let password = uuid::Uuid::new_v4().simple().to_string();
+                    config.users.push(User {
+                        username: user.clone(),
+                        secret: Secret::Password(password.clone()),
+                    });
+                    Some((user, password))
+                };
+                let data_dir = config.data_dir.clone();
+                let broker = uns_broker::start(config)
+                    .await
+                    .context("starting the embedded broker")?;
+                info!(mqtt = %broker.mqtt_addr(), ws = ?broker.ws_addr(), data_dir = %data_dir.display(), "broker listening");
+                health.set(
+                    "broker",
+                    true,
+                    format!("listening on {}", broker.mqtt_addr()),
+                );
+                let url = local_url(broker.mqtt_addr());
+                (Some(Arc::new(broker)), url, credentials)
+            }
+            Backbone::External { url, credentials } => (None, url, credentials),
+        };
+        let stats_task = broker
+            .as_ref()
+            .map(|broker| spawn_broker_stats(broker, &metrics, stop.clone()));
         let http = HttpServer::start(
             settings.http_listen,
             health.clone(),
@@ -102,23 +117,26 @@ impl App {
         info!(http = %http.local_addr(), "serving /healthz and /metrics");
 
         let mut services = Vec::new();
-        if mode == Mode::All {
-            let client_metrics = ClientMetrics::register(&metrics);
-            let broker_url = local_url(broker.mqtt_addr());
-            let plant = settings.plant.clone();
-            let service = start_service(
-                uns_meta::SERVICE,
-                &broker_url,
-                internal_credentials.clone(),
-                &client_metrics,
-                &health,
-                &stop,
-                move |client, _inbox, shutdown| async move {
-                    if let Err(err) = uns_meta::run(&client, &plant, shutdown).await {
-                        warn!(service = uns_meta::SERVICE, cause = %err, "service stopped");
-                    }
-                },
-            )?;
+        let client_metrics = ClientMetrics::register(&metrics);
+        for kind in kinds {
+            let service = match kind {
+                ServiceKind::Meta => {
+                    let plant = settings.plant.clone();
+                    start_service(
+                        uns_meta::SERVICE,
+                        &broker_url,
+                        credentials.clone(),
+                        &client_metrics,
+                        &health,
+                        &stop,
+                        move |client, _inbox, shutdown| async move {
+                            if let Err(err) = uns_meta::run(&client, &plant, shutdown).await {
+                                warn!(service = uns_meta::SERVICE, cause = %err, "service stopped");
+                            }
+                        },
+                    )?
+                }
+            };
             services.push(service);
         }
 
@@ -137,8 +155,8 @@ impl App {
 
     pub(crate) fn addresses(&self) -> Addresses {
         Addresses {
-            mqtt: self.broker.mqtt_addr(),
-            ws: self.broker.ws_addr(),
+            mqtt: self.broker.as_ref().map(|broker| broker.mqtt_addr()),
+            ws: self.broker.as_ref().and_then(|broker| broker.ws_addr()),
             http: self.http.local_addr(),
         }
     }
@@ -167,13 +185,17 @@ impl App {
                 warn!(service = service.name, "service did not stop in time");
             }
         }
-        let _ = self.stats_task.await;
+        if let Some(stats_task) = self.stats_task {
+            let _ = stats_task.await;
+        }
         if let Err(err) = self.http.join().await {
             warn!(cause = %err, "HTTP endpoint");
         }
-        let broker = Arc::try_unwrap(self.broker)
-            .map_err(|_| anyhow::anyhow!("broker handle still shared at shutdown"))?;
-        broker.shutdown().await.context("stopping the broker")?;
+        if let Some(broker) = self.broker {
+            let broker = Arc::try_unwrap(broker)
+                .map_err(|_| anyhow::anyhow!("broker handle still shared at shutdown"))?;
+            broker.shutdown().await.context("stopping the broker")?;
+        }
         info!("stopped");
         Ok(())
     }
