@@ -1,0 +1,194 @@
+//! The client runtime against the real embedded broker on a real socket: request/response,
+//! health with its Will, clean shutdown, inbox delivery.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use uns_broker::{BrokerConfig, BrokerHandle};
+use uns_client::{BrokerUrl, ClientMetrics, ClientOptions, Inbox, Metrics, UnsClient};
+use uns_model::payload::{CmdReply, HealthStatus, ServiceHealth, decode};
+use uns_model::topic::{Class, Id, TopicFilter, UnsTopic};
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+async fn start_broker() -> (BrokerHandle, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = BrokerConfig {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        ws_listen: None,
+        data_dir: dir.path().to_path_buf(),
+        ..BrokerConfig::default()
+    };
+    (uns_broker::start(config).await.expect("broker starts"), dir)
+}
+
+async fn connect(
+    broker: &BrokerHandle,
+    service: &str,
+) -> (
+    UnsClient,
+    Inbox,
+    tokio::task::JoinHandle<()>,
+    CancellationToken,
+) {
+    let addr = broker.mqtt_addr();
+    let options = ClientOptions::new(BrokerUrl::new(addr.ip().to_string(), addr.port()), service)
+        .expect("valid service name");
+    let shutdown = CancellationToken::new();
+    let (client, inbox, event_loop) = UnsClient::start(
+        options,
+        ClientMetrics::register(&Metrics::new()),
+        shutdown.clone(),
+    );
+    client.wait_connected(DEADLINE).await.expect("connects");
+    (client, inbox, event_loop, shutdown)
+}
+
+fn ping_topic() -> UnsTopic {
+    UnsTopic::located(
+        "acme/berlin".parse().expect("location"),
+        Class::Cmd(vec![Id::new("ping").expect("id")]),
+    )
+}
+
+async fn next_health(inbox: &mut Inbox, wanted: HealthStatus) -> ServiceHealth {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let message = inbox.recv().await.expect("inbox open");
+            if let Ok(health) = decode::<ServiceHealth>(&message.payload)
+                && health.status == wanted
+            {
+                return health;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {wanted:?} health within {DEADLINE:?}"))
+}
+
+#[tokio::test]
+async fn request_reply_round_trip_with_concurrent_requests() {
+    let (broker, _dir) = start_broker().await;
+    let (responder, mut requests, _responder_loop, _stop1) = connect(&broker, "responder").await;
+    responder
+        .subscribe(&TopicFilter::new(&ping_topic().to_string()).expect("filter"))
+        .await
+        .expect("subscribe");
+    // The responder echoes the request body back as the result.
+    let echo = responder.clone();
+    tokio::spawn(async move {
+        while let Some(request) = requests.recv().await {
+            let body: serde_json::Value =
+                serde_json::from_slice(&request.payload).unwrap_or_default();
+            let _ = echo.reply(&request, &CmdReply::ok(Some(body))).await;
+        }
+    });
+    let (requester, _inbox, _requester_loop, _stop2) = connect(&broker, "requester").await;
+    // The responder's subscription is in place once a request gets through; retry the first
+    // one until then (a request before SUBACK has no reader).
+    let first = first_reply_once_the_responder_listens(&requester).await;
+    assert_eq!(first.result, Some(serde_json::json!({"n": -1})));
+
+    let requests = (0..20).map(|n| {
+        let requester = requester.clone();
+        async move {
+            let reply = requester
+                .request(&ping_topic(), &serde_json::json!({ "n": n }), DEADLINE)
+                .await
+                .expect("reply");
+            (n, decode::<CmdReply>(&reply.payload).expect("a CmdReply"))
+        }
+    });
+    for (n, reply) in futures::future::join_all(requests).await {
+        assert!(reply.ok);
+        assert_eq!(
+            reply.result,
+            Some(serde_json::json!({ "n": n })),
+            "reply {n} crossed"
+        );
+    }
+}
+
+async fn first_reply_once_the_responder_listens(requester: &UnsClient) -> CmdReply {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        match requester
+            .request(
+                &ping_topic(),
+                &serde_json::json!({"n": -1}),
+                Duration::from_millis(300),
+            )
+            .await
+        {
+            Ok(reply) => return decode::<CmdReply>(&reply.payload).expect("a CmdReply"),
+            Err(_) if tokio::time::Instant::now() < deadline => {}
+            Err(err) => panic!("no reply within {DEADLINE:?}: {err}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_request_without_responder_times_out() {
+    let (broker, _dir) = start_broker().await;
+    let (requester, _inbox, _loop, _stop) = connect(&broker, "lonely").await;
+    let err = requester
+        .request(
+            &ping_topic(),
+            &serde_json::json!({}),
+            Duration::from_millis(200),
+        )
+        .await
+        .expect_err("nobody answers");
+    assert!(err.to_string().contains("no reply"), "{err}");
+}
+
+#[tokio::test]
+async fn health_is_running_then_the_will_says_stopped_when_the_connection_dies() {
+    let (broker, _dir) = start_broker().await;
+    let (watcher, mut inbox, _watcher_loop, _stop1) = connect(&broker, "watcher").await;
+    let health_topic = UnsTopic::service("victim").expect("name");
+    watcher
+        .subscribe(&TopicFilter::new(&health_topic.to_string()).expect("filter"))
+        .await
+        .expect("subscribe");
+    let (_victim, _victim_inbox, victim_loop, _stop2) = connect(&broker, "victim").await;
+    next_health(&mut inbox, HealthStatus::Running).await;
+    // Dropping the event loop closes the socket without DISCONNECT: an abrupt death.
+    victim_loop.abort();
+    let health = next_health(&mut inbox, HealthStatus::Stopped).await;
+    assert!(
+        health
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Will"),
+        "the Will's document says why: {health:?}"
+    );
+}
+
+#[tokio::test]
+async fn clean_shutdown_publishes_stopped_and_no_will() {
+    let (broker, _dir) = start_broker().await;
+    let (watcher, mut inbox, _watcher_loop, _stop1) = connect(&broker, "watcher").await;
+    let health_topic = UnsTopic::service("polite").expect("name");
+    watcher
+        .subscribe(&TopicFilter::new(&health_topic.to_string()).expect("filter"))
+        .await
+        .expect("subscribe");
+    let (polite, _inbox, polite_loop, stop) = connect(&broker, "polite").await;
+    next_health(&mut inbox, HealthStatus::Running).await;
+    polite.shutdown(DEADLINE).await;
+    let health = next_health(&mut inbox, HealthStatus::Stopped).await;
+    assert_eq!(health.last_error, None, "{health:?}");
+    stop.cancel();
+    tokio::time::timeout(DEADLINE, polite_loop)
+        .await
+        .expect("event loop ends")
+        .expect("no panic");
+    // No Will follows the clean stop: the next message (if any) is not another `stopped`.
+    let extra = tokio::time::timeout(Duration::from_millis(500), inbox.recv()).await;
+    assert!(
+        extra.is_err(),
+        "unexpected message after a clean stop: {extra:?}"
+    );
+}
