@@ -250,3 +250,32 @@ async fn client_republishes_retained_documents_after_an_external_broker_restart(
     let _ = event_loop.await;
     Ok(())
 }
+
+/// Tidy: every Rust source file starts with a `//!` module doc (STYLE habit 28).
+#[test]
+fn every_rust_file_starts_with_a_module_doc() {
+    fn walk(dir: &std::path::Path, missing: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !name.starts_with('.') && !name.starts_with("target") && name != "scratch" {
+                    walk(&path, missing);
+                }
+            } else if name.ends_with(".rs") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                if !text.trim_start().starts_with("//!") {
+                    missing.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    let root = uns_e2e::workspace_dir();
+    walk(&root.join("crates"), &mut missing);
+    walk(&root.join("tests"), &mut missing);
+    assert!(missing.is_empty(), "files without a //! doc: {missing:#?}");
+}
