@@ -35,6 +35,7 @@
 
 #![deny(missing_docs)]
 
+pub mod edge;
 pub mod error;
 pub mod payload;
 mod pb;

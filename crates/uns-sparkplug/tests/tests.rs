@@ -2,6 +2,7 @@
 //! independent `sparkplug-rs` crate (rust-protobuf), and property tests.
 
 mod codec;
+mod edge;
 mod interop;
 mod props;
 mod topic;
