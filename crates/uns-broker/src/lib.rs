@@ -1,1 +1,149 @@
-//! TODO
+//! The UNS's embedded MQTT broker: MQTT 3.1.1 and 5 on one port, websockets, username/password
+//! auth, `$SYS` topics and retained messages that survive restarts.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), uns_broker::BrokerError> {
+//! let broker = uns_broker::start(uns_broker::BrokerConfig::default()).await?;
+//! println!("MQTT on {}", broker.mqtt_addr());
+//! broker.shutdown().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Invariants
+//!
+//! - **Nothing outside this crate knows the engine.** The engine is rmqtt 0.24, embedded in the
+//!   caller's tokio runtime, behind the crate-private `Engine` trait; the public API is
+//!   [`BrokerConfig`], [`start`], [`BrokerHandle`], [`BrokerStats`] and the error types. No
+//!   rmqtt type appears in a public signature, so the engine can be swapped.
+//! - **Our retained store, our format.** Retained messages live in `data_dir/broker/retained.redb`
+//!   (redb, layout documented in `store.rs`), plugged in through rmqtt's `RetainStorage` trait.
+//! - **[`BrokerHandle::shutdown`] really stops the broker**: the ports close, every client is
+//!   disconnected (its Will published), the store is flushed and closed; a second [`start`] on
+//!   the same `data_dir` in the same process works afterwards.
+//! - **Several brokers per process are fine**: rmqtt keeps its state in a per-broker context;
+//!   the one global (a CPU-busy cache) is switched off.
+//!
+//! # Settings pinned against rmqtt's defaults (each covered by a test in `tests/compat.rs`)
+//!
+//! | setting | rmqtt default | ours | why |
+//! |---|---|---|---|
+//! | `TCP_NODELAY` | off | on | small UNS messages must not wait for Nagle/delayed ACK |
+//! | retained TTL | 5 min (`rmqtt-retainer`) / none stored (core) | never, unless the publisher set Message Expiry | MQTT Explorer must show the whole namespace |
+//! | retained persistence | sled plugin | redb, batched writer | survives restarts; workspace standard |
+//! | broker message expiry | 5 min, sent to v5 subscribers | none | v5 subscribers get no Message Expiry the publisher did not set |
+//! | per-client queue | 1 000 | [`BrokerConfig::max_queue`] = 100 000 | a `#` subscriber receives every retained message |
+//! | inflight window | 16 | [`BrokerConfig::max_inflight`] = 128 | throughput for QoS 1 subscribers |
+//! | shared subscriptions | refused | `$share/group/filter`, round robin | services scale out |
+//! | ACL | none (allow) | none (allow): `#` and `$SYS/#` are never denied | MQTT Explorer |
+//! | auth | anonymous | users from config (plain or Argon2 PHC hash); anonymous only on loopback unless opted in | secure by default |
+//! | busy check | on (refuses CONNECT under host load) | off | an edge box under load must still accept its services |
+//! | `$SYS` | JSON blobs, plugin | mosquitto topic names, retained, every [`BrokerConfig::sys_interval`] | what MQTT Explorer and dashboards read |
+//!
+//! Drops: when a client's queue is full, a new QoS 0 message is dropped; for QoS 1/2 the
+//! oldest queued message is dropped. Each drop counts in [`BrokerStats::messages_dropped`].
+//!
+//! Logging: rmqtt logs through the `log` crate; this crate through `tracing`.
+
+#![deny(missing_docs)]
+
+mod config;
+mod engine;
+mod rmqtt_engine;
+mod store;
+
+use std::net::SocketAddr;
+
+pub use config::{
+    BrokerConfig, ConfigError, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_PACKET_SIZE, DEFAULT_MAX_QUEUE,
+    DEFAULT_SYS_INTERVAL, Secret, User,
+};
+pub use store::StoreError;
+
+use engine::Engine;
+
+/// Why the broker could not start or stop cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    /// The configuration is unusable; nothing was started.
+    #[error("invalid broker config: {0}")]
+    Config(#[from] ConfigError),
+    /// A listener could not bind (port in use, address not local, permissions).
+    #[error("binding the {what} listener on {addr}: {source}")]
+    Bind {
+        /// `MQTT` or `websocket`.
+        what: &'static str,
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The engine's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The retained store could not be opened, written or closed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A broker task failed unexpectedly (a bug).
+    #[error("broker internal error: {0}")]
+    Internal(String),
+}
+
+/// Counters since [`start`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BrokerStats {
+    /// Clients connected right now (all listeners).
+    pub clients_connected: usize,
+    /// PUBLISH packets received from clients, Wills included.
+    pub messages_received: u64,
+    /// PUBLISH packets sent to clients, retained and `$SYS` included.
+    pub messages_sent: u64,
+    /// Messages discarded for a subscriber (queue full, expired, session gone).
+    pub messages_dropped: u64,
+    /// Retained messages held (including the broker's own `$SYS` topics).
+    pub retained_messages: usize,
+}
+
+/// Validates `config`, opens the retained store, binds the listeners and returns once they
+/// accept connections. Must be called inside a tokio runtime, which then runs the broker.
+pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
+    config.validate()?;
+    let engine = rmqtt_engine::start(config).await?;
+    Ok(BrokerHandle {
+        engine: Box::new(engine),
+    })
+}
+
+/// A running broker. Dropping it without [`BrokerHandle::shutdown`] leaves the broker running
+/// until the tokio runtime ends.
+pub struct BrokerHandle {
+    engine: Box<dyn Engine>,
+}
+
+impl std::fmt::Debug for BrokerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerHandle")
+            .field("mqtt_addr", &self.mqtt_addr())
+            .field("ws_addr", &self.ws_addr())
+            .finish()
+    }
+}
+
+impl BrokerHandle {
+    /// The bound MQTT address (the real port when port 0 was asked).
+    pub fn mqtt_addr(&self) -> SocketAddr {
+        self.engine.mqtt_addr()
+    }
+
+    /// The bound websocket address, if enabled.
+    pub fn ws_addr(&self) -> Option<SocketAddr> {
+        self.engine.ws_addr()
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> BrokerStats {
+        self.engine.stats()
+    }
+
+    /// Stops accepting, disconnects every client (their Wills are published), flushes and
+    /// closes the retained store, and returns. Waits at most about 5 s for sessions to end.
+    pub async fn shutdown(self) -> Result<(), BrokerError> {
+        self.engine.shutdown().await
+    }
+}

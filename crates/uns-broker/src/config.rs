@@ -1,0 +1,445 @@
+//! Broker configuration: plain data with the UNS defaults, and its validation.
+//!
+//! [`BrokerConfig`] is what a config file or the CLI produces. It never binds a port; [`crate::start`]
+//! does, after [`BrokerConfig::validate`] has passed.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// Default per-client queue length (messages waiting for a subscriber), see [`BrokerConfig::max_queue`].
+pub const DEFAULT_MAX_QUEUE: usize = 100_000;
+/// Default per-client inflight window (unacknowledged QoS 1/2 messages), see [`BrokerConfig::max_inflight`].
+pub const DEFAULT_MAX_INFLIGHT: usize = 128;
+/// Default `$SYS` publish interval (mosquitto's default), see [`BrokerConfig::sys_interval`].
+pub const DEFAULT_SYS_INTERVAL: Duration = Duration::from_secs(10);
+/// Default largest MQTT packet accepted or sent (1 MiB), see [`BrokerConfig::max_packet_size`].
+pub const DEFAULT_MAX_PACKET_SIZE: u32 = 1024 * 1024;
+
+/// Everything the embedded broker needs to start.
+///
+/// `Default` is the UNS default: MQTT on `127.0.0.1:1883`, websockets on `127.0.0.1:8083`, no users
+/// (anonymous on loopback only), retained store under `./data/broker/`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// MQTT 3.1.1 and 5 on one TCP port. Port 0 asks the OS for a free port (tests);
+    /// [`crate::BrokerHandle::mqtt_addr`] reports the real one.
+    pub listen: SocketAddr,
+    /// MQTT over websockets (browser clients); `None` disables the listener.
+    pub ws_listen: Option<SocketAddr>,
+    /// State directory; the retained store is `data_dir/broker/retained.redb`.
+    pub data_dir: PathBuf,
+    /// Username/password accounts. Empty means anonymous clients, which
+    /// [`BrokerConfig::validate`] allows on loopback listeners only unless
+    /// [`BrokerConfig::allow_anonymous`] is set. With users configured, anonymous clients are
+    /// refused unless `allow_anonymous` is set.
+    pub users: Vec<User>,
+    /// Explicit opt-in to anonymous clients on non-loopback listeners (or alongside users).
+    pub allow_anonymous: bool,
+    /// Messages queued per client beyond its inflight window (default [`DEFAULT_MAX_QUEUE`],
+    /// 100 000: enough for MQTT Explorer's `#` subscription to receive a large UNS's retained
+    /// messages in one burst). When full, a new QoS 0 message is dropped, and for QoS 1/2 the
+    /// oldest queued message is dropped; every drop is counted in
+    /// [`crate::BrokerStats::messages_dropped`].
+    pub max_queue: usize,
+    /// Unacknowledged QoS 1/2 messages in flight per client, 1..=65535 (default
+    /// [`DEFAULT_MAX_INFLIGHT`]).
+    pub max_inflight: usize,
+    /// How often the `$SYS/broker/...` topics are republished (default 10 s, at least 1 s).
+    /// In a config file: seconds as an integer, or a string such as `"10s"`, `"500ms"`, `"2m"`.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub sys_interval: Duration,
+    /// Largest MQTT packet accepted from or sent to a client, in bytes (default 1 MiB).
+    pub max_packet_size: u32,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1883),
+            ws_listen: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8083)),
+            data_dir: PathBuf::from("data"),
+            users: Vec::new(),
+            allow_anonymous: false,
+            max_queue: DEFAULT_MAX_QUEUE,
+            max_inflight: DEFAULT_MAX_INFLIGHT,
+            sys_interval: DEFAULT_SYS_INTERVAL,
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+        }
+    }
+}
+
+/// One broker account.
+///
+/// In a config file: `{ username = "scada", password = "..." }` or
+/// `{ username = "scada", password_hash = "$argon2id$v=19$..." }`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+pub struct User {
+    /// The MQTT CONNECT username.
+    pub username: String,
+    /// How the password is checked.
+    #[serde(flatten)]
+    pub secret: Secret,
+}
+
+/// A user's password, in clear or as a hash.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum Secret {
+    /// The password itself (compared in constant time). Fine for a config file only root reads.
+    Password(String),
+    /// An Argon2 PHC string (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`), as printed by
+    /// `echo -n secret | argon2 somesalt -id -e`. Argon2i/d/id are accepted.
+    PasswordHash(String),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Password(_) => f.write_str("Password(<redacted>)"),
+            Secret::PasswordHash(_) => f.write_str("PasswordHash(<redacted>)"),
+        }
+    }
+}
+
+/// Why a [`BrokerConfig`] cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    /// A listener on a non-loopback address would accept anyone.
+    #[error(
+        "{listener} listener {addr} is not a loopback address and no users are configured: \
+         anyone on the network could connect. Add a user ([[users]] username/password) or set \
+         allow_anonymous = true to accept anonymous clients on purpose, or listen on 127.0.0.1"
+    )]
+    AnonymousOnNetwork {
+        /// `mqtt` or `websocket`.
+        listener: &'static str,
+        /// The offending address.
+        addr: SocketAddr,
+    },
+    /// A numeric limit is outside its range.
+    #[error("{field} = {value} is out of range: {expected}")]
+    OutOfRange {
+        /// The config field.
+        field: &'static str,
+        /// The configured value.
+        value: u64,
+        /// The allowed range, in words.
+        expected: &'static str,
+    },
+    /// A user entry is unusable.
+    #[error("user {username:?}: {reason}")]
+    BadUser {
+        /// The user's name as configured.
+        username: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The MQTT and websocket listeners ask for the same address.
+    #[error("listen and ws_listen are both {0}; give them different ports")]
+    SameAddress(SocketAddr),
+}
+
+impl BrokerConfig {
+    /// Checks the config without touching the network or the disk.
+    ///
+    /// Secure by default, as mosquitto 2 does it: a listener on a non-loopback address needs
+    /// users or an explicit `allow_anonymous = true`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let listeners = [("mqtt", Some(self.listen)), ("websocket", self.ws_listen)];
+        for (listener, addr) in listeners {
+            let Some(addr) = addr else { continue };
+            if !addr.ip().is_loopback() && self.users.is_empty() && !self.allow_anonymous {
+                return Err(ConfigError::AnonymousOnNetwork { listener, addr });
+            }
+        }
+        if self.ws_listen == Some(self.listen) && self.listen.port() != 0 {
+            return Err(ConfigError::SameAddress(self.listen));
+        }
+        check_range(
+            "max_queue",
+            self.max_queue as u64,
+            1,
+            u64::MAX,
+            "at least 1",
+        )?;
+        check_range(
+            "max_inflight",
+            self.max_inflight as u64,
+            1,
+            65_535,
+            "1..=65535",
+        )?;
+        check_range(
+            "sys_interval (seconds)",
+            self.sys_interval.as_secs(),
+            1,
+            u64::MAX,
+            "at least 1 second",
+        )?;
+        check_range(
+            "max_packet_size",
+            u64::from(self.max_packet_size),
+            1024,
+            268_435_455,
+            "1024..=268435455 bytes",
+        )?;
+        let mut seen = std::collections::HashSet::new();
+        for user in &self.users {
+            let bad = |reason: &str| ConfigError::BadUser {
+                username: user.username.clone(),
+                reason: reason.to_owned(),
+            };
+            if user.username.is_empty() {
+                return Err(bad("the username is empty"));
+            }
+            if !seen.insert(user.username.as_str()) {
+                return Err(bad("configured twice"));
+            }
+            match &user.secret {
+                Secret::Password(password) if password.is_empty() => {
+                    return Err(bad("the password is empty"));
+                }
+                Secret::Password(_) => {}
+                Secret::PasswordHash(hash) => {
+                    if let Err(e) = argon2::PasswordHash::new(hash) {
+                        return Err(bad(&format!(
+                            "password_hash is not an Argon2 PHC string: {e}"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a client without username may connect.
+    pub(crate) fn anonymous_allowed(&self) -> bool {
+        self.users.is_empty() || self.allow_anonymous
+    }
+}
+
+fn check_range(
+    field: &'static str,
+    value: u64,
+    min: u64,
+    max: u64,
+    expected: &'static str,
+) -> Result<(), ConfigError> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(ConfigError::OutOfRange {
+            field,
+            value,
+            expected,
+        })
+    }
+}
+
+/// Parses `10`, `"10"`, `"10s"`, `"500ms"`, `"2m"` or `"1h"`.
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    match unit.trim() {
+        "" | "s" => Some(Duration::from_secs(number)),
+        "ms" => Some(Duration::from_millis(number)),
+        "m" => number.checked_mul(60).map(Duration::from_secs),
+        "h" => number.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
+}
+
+fn deserialize_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Seconds(u64),
+        Text(String),
+    }
+    match Raw::deserialize(deserializer)? {
+        Raw::Seconds(seconds) => Ok(Duration::from_secs(seconds)),
+        Raw::Text(text) => parse_duration(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid duration {text:?}: use seconds or a number with ms, s, m or h"
+            ))
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_duration(input: &str, expected: Option<Duration>) {
+        assert_eq!(parse_duration(input), expected, "input {input:?}");
+    }
+
+    #[test]
+    fn durations_parse() {
+        check_duration("10", Some(Duration::from_secs(10)));
+        check_duration("10s", Some(Duration::from_secs(10)));
+        check_duration("500ms", Some(Duration::from_millis(500)));
+        check_duration("2m", Some(Duration::from_secs(120)));
+        check_duration("1h", Some(Duration::from_secs(3600)));
+        check_duration("", None);
+        check_duration("s", None);
+        check_duration("10x", None);
+        check_duration("-1s", None);
+    }
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().expect("test addresses are valid")
+    }
+
+    fn check_validate(config: BrokerConfig, expected: Result<(), ConfigError>) {
+        assert_eq!(config.validate(), expected, "config {config:?}");
+    }
+
+    fn user(username: &str, secret: Secret) -> User {
+        User {
+            username: username.to_owned(),
+            secret,
+        }
+    }
+
+    #[test]
+    fn validation_is_secure_by_default() {
+        let base = BrokerConfig::default;
+        check_validate(base(), Ok(()));
+        check_validate(
+            BrokerConfig {
+                listen: addr("0.0.0.0:1883"),
+                ..base()
+            },
+            Err(ConfigError::AnonymousOnNetwork {
+                listener: "mqtt",
+                addr: addr("0.0.0.0:1883"),
+            }),
+        );
+        check_validate(
+            BrokerConfig {
+                ws_listen: Some(addr("0.0.0.0:8083")),
+                ..base()
+            },
+            Err(ConfigError::AnonymousOnNetwork {
+                listener: "websocket",
+                addr: addr("0.0.0.0:8083"),
+            }),
+        );
+        check_validate(
+            BrokerConfig {
+                listen: addr("0.0.0.0:1883"),
+                allow_anonymous: true,
+                ..base()
+            },
+            Ok(()),
+        );
+        check_validate(
+            BrokerConfig {
+                listen: addr("0.0.0.0:1883"),
+                users: vec![user("a", Secret::Password("pw".into()))],
+                ..base()
+            },
+            Ok(()),
+        );
+        check_validate(
+            BrokerConfig {
+                ws_listen: Some(addr("127.0.0.1:1883")),
+                ..base()
+            },
+            Err(ConfigError::SameAddress(addr("127.0.0.1:1883"))),
+        );
+        check_validate(
+            BrokerConfig {
+                max_inflight: 70_000,
+                ..base()
+            },
+            Err(ConfigError::OutOfRange {
+                field: "max_inflight",
+                value: 70_000,
+                expected: "1..=65535",
+            }),
+        );
+        check_validate(
+            BrokerConfig {
+                max_queue: 0,
+                ..base()
+            },
+            Err(ConfigError::OutOfRange {
+                field: "max_queue",
+                value: 0,
+                expected: "at least 1",
+            }),
+        );
+        check_validate(
+            BrokerConfig {
+                users: vec![user("a", Secret::Password(String::new()))],
+                ..base()
+            },
+            Err(ConfigError::BadUser {
+                username: "a".into(),
+                reason: "the password is empty".into(),
+            }),
+        );
+        check_validate(
+            BrokerConfig {
+                users: vec![
+                    user("a", Secret::Password("x".into())),
+                    user("a", Secret::Password("y".into())),
+                ],
+                ..base()
+            },
+            Err(ConfigError::BadUser {
+                username: "a".into(),
+                reason: "configured twice".into(),
+            }),
+        );
+        let bad_hash = BrokerConfig {
+            users: vec![user("a", Secret::PasswordHash("plain".into()))],
+            ..base()
+        };
+        assert!(matches!(
+            bad_hash.validate(),
+            Err(ConfigError::BadUser { .. })
+        ));
+    }
+
+    #[test]
+    fn error_says_how_to_fix_anonymous_on_network() {
+        let config = BrokerConfig {
+            listen: addr("0.0.0.0:1883"),
+            ..BrokerConfig::default()
+        };
+        let message = config.validate().expect_err("must be refused").to_string();
+        assert!(message.contains("allow_anonymous = true"), "{message}");
+        assert!(message.contains("users"), "{message}");
+    }
+
+    #[test]
+    fn config_file_deserializes_with_defaults() {
+        let text = r#"
+            listen = "0.0.0.0:1883"
+            sys_interval = "30s"
+            users = [
+                { username = "scada", password = "pw" },
+                { username = "erp", password_hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA" },
+            ]
+        "#;
+        let config: BrokerConfig = toml::from_str(text).expect("valid config");
+        assert_eq!(config.listen, addr("0.0.0.0:1883"));
+        assert_eq!(config.sys_interval, Duration::from_secs(30));
+        assert_eq!(config.max_queue, DEFAULT_MAX_QUEUE);
+        assert_eq!(config.ws_listen, BrokerConfig::default().ws_listen);
+        assert_eq!(config.users[0].secret, Secret::Password("pw".into()));
+        assert!(matches!(config.users[1].secret, Secret::PasswordHash(_)));
+        assert_eq!(config.validate(), Ok(()));
+    }
+}
