@@ -37,6 +37,7 @@
 
 pub mod edge;
 pub mod error;
+pub mod host;
 pub mod payload;
 mod pb;
 pub mod topic;

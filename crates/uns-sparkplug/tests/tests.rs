@@ -3,6 +3,7 @@
 
 mod codec;
 mod edge;
+mod host;
 mod interop;
 mod props;
 mod topic;
