@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# The compose deployment on this machine's Docker engine (issue 5), as an operator runs it.
+# Needs a release binary (`cargo build --release -p uns-cli`), Docker, docker compose (v2
+# plugin or Debian's docker-compose) and root for the base image (debootstrap). Steps:
+#
+#   1. base image (deploy/make-base-image.sh, skipped when present), app image, `config`
+#   2. `up -d`, wait until every container is healthy (deadline, polled)
+#   3. from the host, paho (MQTT 3.1.1, `#` + `$SYS/#`, tests/peers/mqtt_explorer.py) sees
+#      every service's retained health `running`, the `_meta` tree, the schemas, `$SYS`
+#   4. `restart broker`: every retained document is back, the services reconnect by themselves
+#   5. `kill -s KILL meta`: its Will says `stopped`; `up -d meta`: a new instance, nothing lost
+#   6. `down`: nothing running, volumes kept; `up -d`: data still there
+#   7. `down -v`: containers, network and volumes gone
+#
+# Runs under its own project name and spare host ports, bound to 127.0.0.1, and always cleans
+# up. Prints timings. Environment: UNS_TEST_IMAGE (default uns:compose-test),
+# UNS_TEST_KEEP_IMAGE=0 to remove the app image at the end.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$(pwd)
+t0=$(date +%s.%N)
+now() { date +%s.%N; }
+since() { python3 -c "import sys; print('%.1f' % (float(sys.argv[2]) - float(sys.argv[1])))" "$1" "$(now)"; }
+say() { printf '[compose-test %6ss] %s\n' "$(since "$t0")" "$*"; }
+fail() { say "FAIL: $*"; exit 1; }
+
+# --- tools -----------------------------------------------------------------------------------
+if docker compose version >/dev/null 2>&1; then
+  compose_cmd=(docker compose)
+elif command -v docker-compose >/dev/null; then
+  compose_cmd=(docker-compose)
+else
+  fail "neither 'docker compose' nor 'docker-compose' is installed"
+fi
+[ -x target/release/uns ] || fail "target/release/uns missing: run cargo build --release -p uns-cli first"
+python=target/peers/paho/bin/python
+if ! "$python" -c 'import paho.mqtt' 2>/dev/null; then
+  say "creating the paho venv"
+  python3 -m venv target/peers/paho
+  "$python" -m pip install --quiet --disable-pip-version-check -r tests/peers/requirements-paho.txt
+fi
+
+# --- an isolated project ---------------------------------------------------------------------
+project="uns-citest-$$"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+export UNS_IMAGE="${UNS_TEST_IMAGE:-uns:compose-test}"
+export UNS_BIND_ADDRESS=127.0.0.1
+export UNS_MQTT_PORT; UNS_MQTT_PORT=$(free_port)
+export UNS_WS_PORT; UNS_WS_PORT=$(free_port)
+export UNS_BROKER_URL=mqtt://broker:1883
+export UNS_LOG=info,rmqtt=warn,rmqtt_net=warn
+# Fresh secrets every run: proves the accounts really come from the environment.
+secret() { python3 -c 'import secrets; print(secrets.token_urlsafe(12))'; }
+export UNS_META_PASSWORD; UNS_META_PASSWORD=$(secret)
+export UNS_SCADA_BRIDGE_PASSWORD; UNS_SCADA_BRIDGE_PASSWORD=$(secret)
+export UNS_SIM_PASSWORD; UNS_SIM_PASSWORD=$(secret)
+export UNS_ENGINEER_USER=engineer
+export UNS_ENGINEER_PASSWORD; UNS_ENGINEER_PASSWORD=$(secret)
+compose() { "${compose_cmd[@]}" -p "$project" -f "$repo/docker-compose.yml" --project-directory "$repo" "$@"; }
+work=$(mktemp -d /tmp/uns-compose-test.XXXXXX)
+
+cleanup() {
+  status=$?
+  if [ "$status" -ne 0 ]; then
+    say "logs of the failed run:"
+    compose logs --no-color --tail 40 2>&1 | sed 's/^/    /' || true
+  fi
+  compose down -v --remove-orphans --timeout 10 >/dev/null 2>&1 || true
+  if [ "${UNS_TEST_KEEP_IMAGE:-1}" = 0 ]; then docker rmi "$UNS_IMAGE" >/dev/null 2>&1 || true; fi
+  rm -rf "$work"
+  say "cleaned up project $project (exit $status)"
+}
+trap cleanup EXIT
+
+# Every container of the project healthy, within a deadline; prints the seconds it took.
+wait_healthy() {
+  local deadline=$1 started; started=$(now)
+  local end=$(( $(date +%s) + deadline ))
+  while :; do
+    local ids states
+    ids=$(compose ps -q)
+    if [ -n "$ids" ]; then
+      # shellcheck disable=SC2086
+      states=$(docker inspect --format '{{.Name}}={{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' $ids)
+      if ! grep -qv '=healthy$' <<<"$states"; then
+        since "$started"
+        return 0
+      fi
+    fi
+    if [ "$(date +%s)" -ge "$end" ]; then
+      say "not healthy within ${deadline}s: $(tr '\n' ' ' <<<"${states:-no containers}")"
+      return 1
+    fi
+    sleep 0.5  # polling interval
+  done
+}
+
+# A Prometheus counter of the meta service, read inside its container (no port published).
+meta_metric() {
+  compose exec -T meta uns healthcheck --url http://127.0.0.1:8080/metrics 2>/dev/null \
+    | awk -v name="$1" '$1 ~ "^"name"($|\\{)" { sum += $NF; found = 1 } END { print sum + 0 }'
+}
+
+check() {
+  "$python" tests/compose/check.py --port "$UNS_MQTT_PORT" \
+    --username "$UNS_ENGINEER_USER" --password "$UNS_ENGINEER_PASSWORD" \
+    --plant deploy/compose/meta.toml "$@"
+}
+json_field() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eval("d" + sys.argv[1]))' "$1"; }
+
+# --- 1. images -------------------------------------------------------------------------------
+say "compose tool: ${compose_cmd[*]} ($("${compose_cmd[@]}" version --short 2>/dev/null || echo '?'))"
+compose config -q || fail "docker-compose.yml does not pass '${compose_cmd[*]} config'"
+step=$(now)
+deploy/make-base-image.sh uns-base:bookworm
+say "base image ready in $(since "$step")s"
+step=$(now)
+docker build --quiet -f deploy/Dockerfile --build-arg BASE=uns-base:bookworm \
+  -t "$UNS_IMAGE" . >"$work/build.log" 2>&1 || { cat "$work/build.log"; fail "docker build"; }
+image_size=$(docker image inspect --format '{{.Size}}' "$UNS_IMAGE")
+binary_size=$(stat -c %s target/release/uns)
+say "app image $UNS_IMAGE built in $(since "$step")s: $((image_size / 1000000)) MB (binary $((binary_size / 1000000)) MB)"
+[ "$(docker run --rm "$UNS_IMAGE" --version | cut -d' ' -f1)" = uns ] || fail "the image does not run uns"
+
+# --- 2. up -----------------------------------------------------------------------------------
+step=$(now)
+compose up -d 2>&1 | sed 's/^/    /'
+wait_healthy 120 >/dev/null || fail "compose up: not healthy"
+healthy_seconds=$(since "$step")
+say "up -d → every container healthy in ${healthy_seconds}s"
+[ "$(compose exec -T broker id -u)" = 10001 ] || fail "the broker does not run as uid 10001"
+[ "$(compose exec -T meta id -u)" = 10001 ] || fail "meta does not run as uid 10001"
+
+# --- 3. what MQTT Explorer sees ---------------------------------------------------------------
+probe_topic="uns/v1/acme/berlin/_tag/compose-test/probe"
+probe_payload="{\"value\":$$,\"timestamp_ms\":$(date +%s%3N),\"quality\":\"good\"}"
+out=$(check --label initial --status meta=running --sys --ws-port "$UNS_WS_PORT" --deadline 60 \
+  --publish "$probe_topic=$probe_payload" --retained "$probe_topic=$probe_payload" \
+  --save "$work/baseline.json") || fail "initial check: $out"
+say "paho sees: $out"
+meta_started=$(json_field '["health"]["meta"]["started_at"]' <<<"$out")
+retained_count=$(json_field '["retained_topics"]' <<<"$out")
+
+# Auth is on: a wrong password and an anonymous client are refused with a CONNACK reason.
+refused() {
+  "$python" tests/peers/mqtt_explorer.py --port "$UNS_MQTT_PORT" --timeout 10 \
+    --expect uns/v1/_services/meta "$@" >"$work/refused.json" 2>&1 && return 1
+  local reason; reason=$(json_field '["connack"]' <"$work/refused.json")
+  [ "$(json_field '["connected"]' <"$work/refused.json")" = False ] && [ "$reason" != None ] || return 1
+  echo "$reason"
+}
+bad_password=$(refused --username "$UNS_ENGINEER_USER" --password wrong) || fail "a wrong password was not refused: $(cat "$work/refused.json")"
+anonymous=$(refused) || fail "an anonymous client was not refused: $(cat "$work/refused.json")"
+say "auth on: wrong password → '$bad_password', anonymous → '$anonymous'"
+
+# --- 4. restart the broker ----------------------------------------------------------------------
+reconnects_before=$(meta_metric uns_mqtt_reconnects_total)
+step=$(now)
+compose restart broker 2>&1 | sed 's/^/    /'
+restart_cmd_seconds=$(since "$step")
+out=$(check --label "after restart broker" --baseline "$work/baseline.json" --status meta=running \
+  --deadline 60) || fail "after restart broker: $out"
+back_seconds=$(since "$step")
+say "restart broker ($restart_cmd_seconds s) → all $retained_count retained documents back, meta running, ${back_seconds}s after the restart began: $out"
+end=$(( $(date +%s) + 60 ))
+while reconnects=$(meta_metric uns_mqtt_reconnects_total); [ "$reconnects" -le "$reconnects_before" ] || [ "$(meta_metric uns_mqtt_connected)" != 1 ]; do
+  [ "$(date +%s)" -lt "$end" ] || fail "meta did not reconnect by itself (reconnects $reconnects_before → $reconnects)"
+  sleep 0.5  # polling interval
+done
+reconnect_seconds=$(since "$step")
+say "meta reconnected by itself (uns_mqtt_reconnects $reconnects_before → $reconnects, connected) ${reconnect_seconds}s after the restart began"
+wait_healthy 60 >/dev/null || fail "not healthy after restart broker"
+
+# --- 5. kill -9 a service -------------------------------------------------------------------------
+step=$(now)
+compose kill -s KILL meta 2>&1 | sed 's/^/    /'
+out=$(check --label "after kill meta" --status meta=stopped --deadline 30) \
+  || fail "meta's Will did not say stopped: $out"
+say "kill -s KILL meta → its Will published 'stopped' after $(since "$step")s"
+step=$(now)
+compose up -d meta 2>&1 | sed 's/^/    /'
+out=$(check --label "after up -d meta" --baseline "$work/baseline.json" --status meta=running \
+  --new-instance "meta=$meta_started" --deadline 60) || fail "after up -d meta: $out"
+say "up -d meta → new instance running, all retained documents intact, in $(since "$step")s: $out"
+wait_healthy 60 >/dev/null || fail "not healthy after up -d meta"
+
+# --- 6. down keeps the volumes ----------------------------------------------------------------------
+volumes() { docker volume ls -q --filter "label=com.docker.compose.project=$project" | sort | tr '\n' ' '; }
+running() { docker ps -aq --filter "label=com.docker.compose.project=$project" | wc -l; }
+step=$(now)
+compose down --timeout 15 2>&1 | sed 's/^/    /'
+down_seconds=$(since "$step")
+[ "$(running)" -eq 0 ] || fail "containers left after down: $(docker ps -a --filter "label=com.docker.compose.project=$project")"
+kept=$(volumes)
+[ -n "$kept" ] || fail "down removed the volumes"
+say "down (${down_seconds}s): no container left; volumes kept: $kept"
+step=$(now)
+compose up -d 2>&1 | sed 's/^/    /'
+wait_healthy 120 >/dev/null || fail "second up: not healthy"
+out=$(check --label "after down + up" --baseline "$work/baseline.json" --status meta=running \
+  --retained "$probe_topic=$probe_payload" --deadline 60) || fail "after down + up: $out"
+say "up -d again → healthy, the broker's retained store survived down, in $(since "$step")s"
+
+# --- 7. down -v ------------------------------------------------------------------------------
+compose down -v --timeout 15 2>&1 | sed 's/^/    /'
+[ "$(running)" -eq 0 ] || fail "containers left after down -v"
+[ -z "$(volumes)" ] || fail "volumes left after down -v: $(volumes)"
+[ -z "$(docker network ls -q --filter "label=com.docker.compose.project=$project")" ] || fail "network left after down -v"
+say "down -v: no container, volume or network left"
+
+say "PASS in $(since "$t0")s — image $((image_size / 1000000)) MB, healthy ${healthy_seconds}s after up -d, broker restart: documents back ${back_seconds}s, meta reconnected ${reconnect_seconds}s"
