@@ -37,6 +37,7 @@ async fn mqtt_explorer_sees_the_plant_tree_health_schemas_and_sys() -> anyhow::R
     let uns = UnsProcess::start("up", dir.path(), &["--demo"]).await?;
     let mut expected = meta_topics();
     expected.push(meta_service_topic());
+    expected.push(UnsTopic::service("broker")?.to_string());
     expected.push(UnsTopic::schema("tag", 1)?.to_string());
     for two_subscribes in [false, true] {
         let mut args = vec![

@@ -118,6 +118,19 @@ impl App {
 
         let mut services = Vec::new();
         let client_metrics = ClientMetrics::register(&metrics);
+        if broker.is_some() {
+            // The embedded broker's own health on `uns/v1/_services/broker`, like every
+            // service's: `running` while up, `stopped` on a clean stop.
+            services.push(start_service(
+                "broker",
+                &broker_url,
+                credentials.clone(),
+                &client_metrics,
+                &health,
+                &stop,
+                |_client, _inbox, shutdown| async move { shutdown.cancelled().await },
+            )?);
+        }
         for kind in kinds {
             let service = match kind {
                 ServiceKind::Meta => {
