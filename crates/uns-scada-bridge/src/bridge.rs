@@ -1,0 +1,579 @@
+//! The mapping core, free of I/O: [`Bridge::apply`] turns the host session's [`HostEvent`]s into UNS
+//! publications (`_tag`, `_state`, `_state/events`, `_count`, `_errors`) and Sparkplug messages (rebirth
+//! NCMDs, STATE).
+//!
+//! Decisions (see also the crate docs):
+//! - Current values are retained on `…/_tag/{metric path}`. A **historical** value (store-and-forward) is
+//!   published on the same topic *not retained*: subscribers that historize see it in order, the retained
+//!   current value is untouched. Historical values never change `_state` or `_count`.
+//! - On NDEATH/DDEATH every `_tag` of that node/device is published again, retained, with its last value
+//!   and `"quality": "stale"`; a `_state` of that device becomes category `unknown` (name `offline`), since
+//!   nobody knows what the machine does. `_count` totals stay: they are still the last known totals.
+//! - A value that JSON would give as an object (DataSet, Template, PropertySet) is published as its JSON
+//!   text in a string, since a tag's value is never an object.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use prometheus_client::metrics::counter::Counter;
+use uns_model::payload::{
+    CountDoc, ErrorReport, EventHeader, MachineState, Mode, Quality, Quantity, SchemaTag,
+    SparkplugSource, StateCategory, StateDoc, StateEvent, StateSnapshot, TagContext, TagValue,
+    Timestamp, Uom,
+};
+use uns_model::topic::{Class, CountKind, Id, Location, TagPath, UnsTopic, slug};
+use uns_sparkplug::SparkplugTopic;
+use uns_sparkplug::host::{HostEvent, MetricUpdate, NodeId, Outgoing, Rejected};
+
+use crate::config::{Mapping, mode_of};
+use crate::context;
+
+/// Something the I/O loop must publish.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Publication {
+    /// A UNS document, retained or not per its class (DESIGN §2), through the service's UNS client.
+    Uns {
+        /// The topic.
+        topic: UnsTopic,
+        /// The JSON bytes.
+        payload: Bytes,
+    },
+    /// A historical tag value: the `_tag` topic, *not* retained.
+    Historical {
+        /// The topic.
+        topic: UnsTopic,
+        /// The JSON bytes.
+        payload: Bytes,
+    },
+    /// A Sparkplug message (rebirth NCMD, STATE birth).
+    Sparkplug(Outgoing),
+    /// Rejected input for `_errors` (through `UnsClient::report_error`, which counts it by `kind`).
+    Error {
+        /// The `_errors` topic of the location concerned.
+        topic: UnsTopic,
+        /// A short class for the counter, e.g. `bad_payload`.
+        kind: &'static str,
+        /// The report.
+        report: ErrorReport,
+    },
+}
+
+/// The bridge's own Prometheus counters (registered by `run`).
+#[derive(Clone, Debug, Default)]
+pub struct BridgeCounters {
+    /// Current values published to `_tag`.
+    pub tags: Counter,
+    /// Historical values published (not retained).
+    pub historical: Counter,
+    /// `_tag` documents re-published as stale.
+    pub stale: Counter,
+    /// Rebirth requests sent.
+    pub rebirths: Counter,
+    /// `_state` changes published.
+    pub states: Counter,
+}
+
+type ScopeKey = (NodeId, Option<Arc<str>>);
+type MetricKey = (NodeId, Option<Arc<str>>, Arc<str>);
+
+/// What a metric becomes.
+#[derive(Debug, Clone)]
+struct Target {
+    location: Location,
+    /// `None` for skipped metrics (e.g. `bdSeq`).
+    tag: Option<UnsTopic>,
+    role: Role,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Role {
+    Plain,
+    State,
+    StateName,
+    Mode,
+    Count(CountKind),
+}
+
+#[derive(Debug, Default)]
+struct LocationState {
+    /// The state published last and when it began (ms).
+    current: Option<(StateSnapshot, i64)>,
+    /// A state code received in the batch being applied, with its time.
+    pending: Option<(String, i64)>,
+    name: Option<String>,
+    mode: Option<Mode>,
+}
+
+/// The mapping state. See the [module docs](self).
+#[derive(Debug)]
+pub struct Bridge {
+    mapping: Mapping,
+    service: Id,
+    counters: BridgeCounters,
+    targets: HashMap<MetricKey, Target>,
+    /// The last current value of every `_tag` published, per node/device, for stale marking.
+    published: HashMap<ScopeKey, HashMap<Arc<str>, (UnsTopic, TagValue)>>,
+    states: HashMap<Location, LocationState>,
+    contexts: HashMap<Location, TagContext>,
+}
+
+impl Bridge {
+    /// A bridge with nothing published yet.
+    pub fn new(mapping: Mapping, service: Id, counters: BridgeCounters) -> Self {
+        Self {
+            mapping,
+            service,
+            counters,
+            targets: HashMap::new(),
+            published: HashMap::new(),
+            states: HashMap::new(),
+            contexts: HashMap::new(),
+        }
+    }
+
+    /// The validated configuration.
+    pub fn mapping(&self) -> &Mapping {
+        &self.mapping
+    }
+
+    /// Takes a `_wo/_active` document of `location` (JSON work order, or `null`/empty to clear).
+    pub fn set_active_order(&mut self, location: Location, payload: &[u8]) {
+        match context::from_active_order(payload) {
+            Some(context) => {
+                self.contexts.insert(location, context);
+            }
+            None => {
+                self.contexts.remove(&location);
+            }
+        }
+    }
+
+    /// Maps the events of one host call. `input` is the message that caused them (topic and payload),
+    /// quoted in `_errors` reports; `now_ms` is the wall clock.
+    pub fn apply(
+        &mut self,
+        events: Vec<HostEvent>,
+        input: Option<(&str, &[u8])>,
+        now_ms: u64,
+    ) -> Vec<Publication> {
+        let mut out = Vec::new();
+        let mut touched_states: Vec<Location> = Vec::new();
+        for event in events {
+            match event {
+                HostEvent::Online { .. } => {}
+                HostEvent::Metric(update) => {
+                    self.metric(update, &mut out, &mut touched_states);
+                }
+                HostEvent::Stale {
+                    node,
+                    device,
+                    timestamp,
+                } => self.stale(node, device, timestamp, &mut out),
+                HostEvent::Rebirth { message, .. } => {
+                    self.counters.rebirths.inc();
+                    out.push(Publication::Sparkplug(message));
+                }
+                HostEvent::Publish(message) => out.push(Publication::Sparkplug(message)),
+                HostEvent::Rejected(rejected) => {
+                    out.push(self.error(&rejected, input, now_ms));
+                }
+            }
+        }
+        for location in touched_states {
+            self.flush_state(location, now_ms, &mut out);
+        }
+        out
+    }
+
+    fn target(&mut self, update: &MetricUpdate) -> Target {
+        let key = (
+            update.node.clone(),
+            update.device.clone(),
+            update.name.clone(),
+        );
+        if let Some(target) = self.targets.get(&key) {
+            return target.clone();
+        }
+        let location = self.mapping.location(
+            &update.node.group,
+            &update.node.edge,
+            update.device.as_deref(),
+        );
+        let name: &str = &update.name;
+        let matches = |configured: &str| configured == name || slug(configured) == slug(name);
+        let role = if matches(&self.mapping.state_metric) {
+            Role::State
+        } else if self
+            .mapping
+            .state_name_metric
+            .as_deref()
+            .is_some_and(matches)
+        {
+            Role::StateName
+        } else if self.mapping.mode_metric.as_deref().is_some_and(matches) {
+            Role::Mode
+        } else if let Some((_, kind)) = self
+            .mapping
+            .counts
+            .iter()
+            .find(|(metric, _)| matches(metric))
+        {
+            Role::Count(*kind)
+        } else {
+            Role::Plain
+        };
+        let tag = (!self.mapping.skips(name))
+            .then(|| UnsTopic::located(location.clone(), Class::Tag(tag_path(name))));
+        let target = Target {
+            location,
+            tag,
+            role,
+        };
+        self.targets.insert(key, target.clone());
+        target
+    }
+
+    fn metric(
+        &mut self,
+        update: MetricUpdate,
+        out: &mut Vec<Publication>,
+        touched: &mut Vec<Location>,
+    ) {
+        let target = self.target(&update);
+        let timestamp_ms = i64::try_from(update.timestamp).unwrap_or(i64::MAX);
+        let json = update
+            .value
+            .as_ref()
+            .map_or(serde_json::Value::Null, |value| match value.to_json() {
+                object @ serde_json::Value::Object(_) => {
+                    serde_json::Value::String(object.to_string())
+                }
+                other => other,
+            });
+        if let Some(topic) = &target.tag {
+            let tag = TagValue {
+                schema: SchemaTag::default(),
+                value: json.clone(),
+                timestamp_ms,
+                quality: quality(update.quality),
+                unit: update.unit.as_deref().and_then(|unit| Uom::new(unit).ok()),
+                context: self.context(&target.location),
+                src: Some(SparkplugSource {
+                    group: update.node.group.to_string(),
+                    edge: update.node.edge.to_string(),
+                    device: update.device.as_deref().map(str::to_owned),
+                    metric: update.name.to_string(),
+                }),
+            };
+            let payload = to_bytes(&tag);
+            if update.is_historical {
+                self.counters.historical.inc();
+                out.push(Publication::Historical {
+                    topic: topic.clone(),
+                    payload,
+                });
+                return;
+            }
+            self.counters.tags.inc();
+            out.push(Publication::Uns {
+                topic: topic.clone(),
+                payload,
+            });
+            self.published
+                .entry((update.node.clone(), update.device.clone()))
+                .or_default()
+                .insert(update.name.clone(), (topic.clone(), tag));
+        } else if update.is_historical {
+            return;
+        }
+        let text = || match &json {
+            serde_json::Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        match target.role {
+            Role::Plain => {}
+            Role::State => {
+                let state = self.states.entry(target.location.clone()).or_default();
+                if json.is_null() {
+                    return;
+                }
+                state.pending = Some((text(), timestamp_ms));
+                if !touched.contains(&target.location) {
+                    touched.push(target.location);
+                }
+            }
+            Role::StateName => {
+                let state = self.states.entry(target.location).or_default();
+                state.name = (!json.is_null()).then(text);
+            }
+            Role::Mode => {
+                let state = self.states.entry(target.location).or_default();
+                state.mode = mode_of(&text());
+            }
+            Role::Count(kind) => {
+                let Some(qty) = json.as_f64() else {
+                    return;
+                };
+                let count = CountDoc {
+                    schema: SchemaTag::default(),
+                    kind,
+                    total: Quantity::new(qty, Uom::EA),
+                    timestamp_ms,
+                };
+                out.push(Publication::Uns {
+                    topic: UnsTopic::located(target.location, Class::Count(kind)),
+                    payload: to_bytes(&count),
+                });
+            }
+        }
+    }
+
+    /// Publishes `_state` (and `_state/events`) when the batch changed the state of `location`.
+    fn flush_state(&mut self, location: Location, now_ms: u64, out: &mut Vec<Publication>) {
+        let Some(state) = self.states.get_mut(&location) else {
+            return;
+        };
+        let Some((code, since_ms)) = state.pending.take() else {
+            return;
+        };
+        let category = self.mapping.state_category(&code);
+        let snapshot = StateSnapshot {
+            mode: state.mode.unwrap_or(Mode::Production),
+            state: MachineState {
+                category,
+                code: Some(code),
+                name: state.name.clone(),
+                reason: None,
+            },
+        };
+        self.transition(location, snapshot, since_ms, now_ms, out);
+    }
+
+    fn transition(
+        &mut self,
+        location: Location,
+        snapshot: StateSnapshot,
+        since_ms: i64,
+        now_ms: u64,
+        out: &mut Vec<Publication>,
+    ) {
+        let state = self.states.entry(location.clone()).or_default();
+        if state
+            .current
+            .as_ref()
+            .is_some_and(|(current, _)| *current == snapshot)
+        {
+            return;
+        }
+        let since = timestamp(since_ms);
+        let doc = StateDoc {
+            schema: SchemaTag::default(),
+            mode: snapshot.mode,
+            state: snapshot.state.clone(),
+            since,
+        };
+        out.push(Publication::Uns {
+            topic: UnsTopic::located(location.clone(), Class::State),
+            payload: to_bytes(&doc),
+        });
+        if let Some((from, from_since)) = state.current.take() {
+            let event = StateEvent {
+                schema: SchemaTag::default(),
+                header: EventHeader::new(
+                    uuid::Uuid::now_v7(),
+                    since,
+                    timestamp(i64::try_from(now_ms).unwrap_or(i64::MAX)),
+                ),
+                from,
+                to: snapshot.clone(),
+                duration_ms: u64::try_from(since_ms.saturating_sub(from_since)).unwrap_or(0),
+            };
+            out.push(Publication::Uns {
+                topic: UnsTopic::located(location, Class::StateEvents),
+                payload: to_bytes(&event),
+            });
+        }
+        self.counters.states.inc();
+        state.current = Some((snapshot, since_ms));
+    }
+
+    fn stale(
+        &mut self,
+        node: NodeId,
+        device: Option<Arc<str>>,
+        timestamp: u64,
+        out: &mut Vec<Publication>,
+    ) {
+        let key = (node, device);
+        if let Some(tags) = self.published.get_mut(&key) {
+            let mut names: Vec<&Arc<str>> = tags.keys().collect();
+            names.sort();
+            let names: Vec<Arc<str>> = names.into_iter().cloned().collect();
+            for name in names {
+                if let Some((topic, tag)) = tags.get_mut(&name) {
+                    tag.quality = Quality::Stale;
+                    self.counters.stale.inc();
+                    out.push(Publication::Uns {
+                        topic: topic.clone(),
+                        payload: to_bytes(&*tag),
+                    });
+                }
+            }
+        }
+        let location = self
+            .mapping
+            .location(&key.0.group, &key.0.edge, key.1.as_deref());
+        let current = self
+            .states
+            .get(&location)
+            .and_then(|state| state.current.as_ref())
+            .map(|(snapshot, _)| snapshot.mode);
+        if let Some(mode) = current {
+            let snapshot = StateSnapshot {
+                mode,
+                state: MachineState {
+                    category: StateCategory::Unknown,
+                    code: None,
+                    name: Some("offline".to_owned()),
+                    reason: Some("Sparkplug death certificate".to_owned()),
+                },
+            };
+            let since_ms = i64::try_from(timestamp).unwrap_or(i64::MAX);
+            self.transition(location, snapshot, since_ms, timestamp, out);
+        }
+    }
+
+    /// The context of `location`: its own `_wo/_active`, else the nearest ancestor's.
+    fn context(&self, location: &Location) -> Option<TagContext> {
+        if self.contexts.is_empty() {
+            return None;
+        }
+        if let Some(context) = self.contexts.get(location) {
+            return Some(context.clone());
+        }
+        location
+            .ancestors()
+            .find_map(|ancestor| self.contexts.get(&ancestor).cloned())
+    }
+
+    fn error(&self, rejected: &Rejected, input: Option<(&str, &[u8])>, now_ms: u64) -> Publication {
+        let location = match rejected.topic.parse::<SparkplugTopic>() {
+            Ok(SparkplugTopic::Node { group, edge, .. }) => {
+                self.mapping.location(&group, &edge, None)
+            }
+            Ok(SparkplugTopic::Device {
+                group,
+                edge,
+                device,
+                ..
+            }) => self.mapping.location(&group, &edge, Some(&device)),
+            _ => self.mapping.default_root.clone(),
+        };
+        let payload = input
+            .filter(|(topic, _)| *topic == rejected.topic)
+            .map(|(_, payload)| payload)
+            .unwrap_or_default();
+        Publication::Error {
+            topic: UnsTopic::located(location, Class::Errors),
+            kind: rejected.reason.kind(),
+            report: ErrorReport {
+                schema: SchemaTag::default(),
+                service: self.service.clone(),
+                topic: Some(rejected.topic.clone()),
+                reason: rejected.reason.to_string(),
+                payload_excerpt: Some(excerpt(payload)),
+                payload_sha256: None,
+                occurred_at: timestamp(i64::try_from(now_ms).unwrap_or(i64::MAX)),
+            },
+        }
+    }
+}
+
+/// `Process/Temp 1` → `process/temp-1`: each `/` part slugged, empty parts dropped.
+pub fn tag_path(metric: &str) -> TagPath {
+    let parts: Vec<Id> = metric
+        .split('/')
+        .filter(|part| !part.trim().is_empty())
+        .map(slug)
+        .collect();
+    // An empty or all-slash name still needs a path: the slug of the whole name.
+    TagPath::new(parts)
+        .unwrap_or_else(|| TagPath::new(vec![slug(metric)]).unwrap_or_else(|| unreachable!()))
+}
+
+/// Sparkplug's `Quality` codes: 192 good, 0 bad, 500 stale, anything else uncertain; none means good.
+fn quality(code: Option<i64>) -> Quality {
+    match code {
+        None | Some(192) => Quality::Good,
+        Some(0) => Quality::Bad,
+        Some(500) => Quality::Stale,
+        Some(_) => Quality::Uncertain,
+    }
+}
+
+fn timestamp(unix_ms: i64) -> Timestamp {
+    Timestamp::from_unix_ms(unix_ms)
+        .or_else(|| Timestamp::from_unix_ms(0))
+        .unwrap_or_else(|| Timestamp::from(chrono::Utc::now()))
+}
+
+/// The payload as text when it is UTF-8, else `hex:` and its first 64 bytes; at most 256 characters.
+fn excerpt(payload: &[u8]) -> String {
+    match std::str::from_utf8(payload) {
+        Ok(text) => text.chars().take(256).collect(),
+        Err(_) => {
+            let head = &payload[..payload.len().min(64)];
+            let hex: String = head.iter().map(|byte| format!("{byte:02x}")).collect();
+            format!("hex:{hex}")
+        }
+    }
+}
+
+fn to_bytes<T: serde::Serialize>(document: &T) -> Bytes {
+    // Our documents serialize infallibly (string keys only, no fallible Serialize impls).
+    Bytes::from(serde_json::to_vec(document).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::normalize;
+
+    #[test]
+    fn tag_paths_are_slugged_per_part() {
+        fn check(metric: &str, expected: &str) {
+            assert_eq!(tag_path(metric).to_string(), expected, "{metric}");
+        }
+        check("Process/Temperature", "process/temperature");
+        check("Inputs/Temp 1", "inputs/temp-1");
+        check("a//b/", "a/b");
+        check("/", slug("/").as_str());
+        check("Count/Good", "count/good");
+        check("State", "state");
+    }
+
+    #[test]
+    fn quality_codes() {
+        for (code, expected) in [
+            (None, Quality::Good),
+            (Some(192), Quality::Good),
+            (Some(0), Quality::Bad),
+            (Some(500), Quality::Stale),
+            (Some(64), Quality::Uncertain),
+        ] {
+            assert_eq!(quality(code), expected, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn excerpts_quote_text_and_hex_binary() {
+        assert_eq!(excerpt(b"{\"a\":1}"), "{\"a\":1}");
+        assert_eq!(excerpt(&[0xff, 0x00]), "hex:ff00");
+    }
+
+    #[test]
+    fn normalize_codes() {
+        assert_eq!(normalize(" Minor-Stop "), "minor_stop");
+    }
+}

@@ -1,0 +1,261 @@
+//! The SCADA bridge (`scada-bridge`): a Sparkplug B 3.0 *primary host application* that turns edge
+//! node protobuf into readable, contextualized JSON on the ISA-95 tree (DESIGN §2, §4).
+//!
+//! # Data path
+//!
+//! ```text
+//! spBv1.0/# ──(own MQTT connection, Will = STATE death)──► HostSession (uns_sparkplug::host)
+//!     ──HostEvent──► Bridge (mapping, context, stale, state, counts) ──Publication──►
+//!         UnsClient: uns/v1/{location}/_tag/…, _state, _state/events, _count/…, _errors
+//!         Sparkplug connection: rebirth NCMDs, STATE birth, historical values (not retained)
+//! uns/v1/…/_wo/_active ──(UnsClient inbox)──► Bridge context
+//! ```
+//!
+//! [`run`] owns one loop over a closed set of triggers: a Sparkplug message, a UNS message, the host's
+//! reorder deadline, shutdown. The Sparkplug connection is a task of its own ([`connection`]) that only
+//! moves packets, so the MQTT event loop is never cancelled mid-read.
+//!
+//! # Where things land
+//!
+//! See [`config`] for the location mapping (unmapped nodes go to `{enterprise}/{site}/{group}/{edge}`
+//! slugged) and [`bridge`] for tags, historical values, stale marking, `_state` and `_count`.
+//!
+//! Bad input (corrupt protobuf, wrong topic shape, garbage `seq`, oversize births, unknown aliases) goes
+//! to the `_errors` topic of the location concerned with the reason and is counted
+//! (`uns_rejected_input{service="scada-bridge",kind=…}`); the loop keeps running.
+#![deny(missing_docs)]
+
+pub mod bridge;
+pub mod config;
+mod connection;
+pub mod context;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use uns_client::{Inbox, Metrics, UnsClient};
+use uns_model::topic::{Class, Id, MAX_DEPTH, TopicFilter};
+use uns_sparkplug::host::{HostSession, Incoming, Now};
+
+pub use bridge::{Bridge, BridgeCounters, Publication};
+pub use config::{BridgeConfig, ConfigError, Mapping, NodeMapping, StateConfig};
+
+/// The service name, as in `uns/v1/_services/scada-bridge`.
+pub const SERVICE: &str = "scada-bridge";
+
+/// How long the caller should give the clients to flush on shutdown.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Where the bridge's own Sparkplug MQTT connection goes (usually the same broker as the UNS client).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SparkplugConnect {
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker port.
+    pub port: u16,
+    /// Username and password, if the broker needs them.
+    pub credentials: Option<(String, String)>,
+}
+
+/// Why the bridge stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeError {
+    /// The configuration is invalid; nothing was started.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The UNS client is shut down (subscribing or publishing failed for good).
+    #[error("UNS client: {0}")]
+    Client(#[from] uns_client::ClientError),
+}
+
+/// Runs the bridge until `shutdown`: connects to Sparkplug as the primary host, maps every message, and
+/// publishes the UNS documents through `client`. On shutdown it publishes its STATE death and
+/// disconnects the Sparkplug connection (the caller shuts `client` down).
+pub async fn run(
+    client: UnsClient,
+    mut inbox: Inbox,
+    sparkplug: SparkplugConnect,
+    config: BridgeConfig,
+    metrics: &Metrics,
+    shutdown: CancellationToken,
+) -> Result<(), BridgeError> {
+    let mapping = Mapping::try_from(config)?;
+    let counters = register_counters(metrics);
+    let service = Id::new(client.service()).unwrap_or_else(|_| uns_model::topic::slug(SERVICE));
+    let mut bridge = Bridge::new(mapping.clone(), service, counters);
+    // `_wo/_active` at every depth a work order can run at (a filter cannot say "any depth, then").
+    for depth in 1..=MAX_DEPTH {
+        let levels = vec!["+"; depth].join("/");
+        if let Ok(filter) = TopicFilter::new(&format!("uns/v1/{levels}/_wo/_active")) {
+            client.subscribe(&filter).await?;
+        }
+    }
+    let clock = Clock::new();
+    // The session's host config was validated by `Mapping::try_from`.
+    let mut host = match HostSession::new(mapping.host.clone()) {
+        Ok(host) => host,
+        Err(err) => return Err(ConfigError::HostId(err.to_string()).into()),
+    };
+    let (mut sparkplug_rx, connection) = connection::start(
+        &sparkplug,
+        &mapping,
+        &mut host,
+        clock.now().utc_ms,
+        shutdown.clone(),
+    );
+    info!(host_id = %mapping.host.host_id, broker = %format!("{}:{}", sparkplug.host, sparkplug.port), "scada-bridge started");
+    loop {
+        let deadline = host.next_deadline();
+        let event = tokio::select! {
+            () = shutdown.cancelled() => break,
+            message = inbox.recv() => match message {
+                Some(message) => Trigger::Uns(message),
+                None => break,
+            },
+            event = sparkplug_rx.recv() => match event {
+                Some(event) => Trigger::Sparkplug(event),
+                None => break,
+            },
+            () = sleep_until(clock.start, deadline) => Trigger::Deadline,
+        };
+        let now = clock.now();
+        let publications = match event {
+            Trigger::Uns(message) => {
+                if let Ok(topic) = message.uns_topic()
+                    && let (Some(location), Some(Class::WorkOrderActive)) =
+                        (topic.location(), topic.class())
+                {
+                    bridge.set_active_order(location.clone(), &message.payload);
+                }
+                continue;
+            }
+            Trigger::Deadline => bridge.apply(host.poll(now), None, now.utc_ms),
+            Trigger::Sparkplug(connection::Event::Message {
+                topic,
+                payload,
+                qos,
+            }) => {
+                let events = host.handle(
+                    Incoming {
+                        topic: &topic,
+                        payload: &payload,
+                        qos,
+                    },
+                    now,
+                );
+                bridge.apply(events, Some((&topic, &payload)), now.utc_ms)
+            }
+            Trigger::Sparkplug(connection::Event::Connected(connect)) => {
+                // The connection task already sent the birth; from now on own-death re-assertions use
+                // this connection's timestamp.
+                host.connect(connect);
+                continue;
+            }
+            Trigger::Sparkplug(connection::Event::Lost) => {
+                bridge.apply(host.connection_lost(now), None, now.utc_ms)
+            }
+        };
+        execute(&client, &connection, publications).await?;
+    }
+    let death = host.disconnect(clock.now().utc_ms);
+    connection.stop(death, SHUTDOWN_GRACE).await;
+    info!("scada-bridge stopped");
+    Ok(())
+}
+
+/// One trigger of the service loop.
+enum Trigger {
+    Uns(uns_client::Message),
+    Sparkplug(connection::Event),
+    Deadline,
+}
+
+async fn execute(
+    client: &UnsClient,
+    connection: &connection::Handle,
+    publications: Vec<Publication>,
+) -> Result<(), BridgeError> {
+    for publication in publications {
+        match publication {
+            Publication::Uns { topic, payload } => client.publish_bytes(&topic, payload).await?,
+            Publication::Historical { topic, payload } => {
+                connection
+                    .publish_historical(topic.to_string(), payload)
+                    .await;
+            }
+            Publication::Sparkplug(message) => connection.publish(message).await,
+            Publication::Error {
+                topic,
+                kind,
+                report,
+            } => client.report_error(&topic, kind, &report).await?,
+        }
+    }
+    Ok(())
+}
+
+async fn sleep_until(start: tokio::time::Instant, deadline: Option<Duration>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(start + deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Monotonic time from the bridge's start, plus the wall clock.
+#[derive(Clone, Copy)]
+struct Clock {
+    start: tokio::time::Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self {
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> Now {
+        Now {
+            monotonic: self.start.elapsed(),
+            utc_ms: utc_ms(),
+        }
+    }
+}
+
+fn utc_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+fn register_counters(metrics: &Metrics) -> BridgeCounters {
+    let counters = BridgeCounters::default();
+    metrics.register(
+        "scada_bridge_tags",
+        "Current Sparkplug values published to _tag",
+        counters.tags.clone(),
+    );
+    metrics.register(
+        "scada_bridge_historical",
+        "Historical Sparkplug values published (not retained)",
+        counters.historical.clone(),
+    );
+    metrics.register(
+        "scada_bridge_stale",
+        "_tag documents re-published as stale after NDEATH/DDEATH",
+        counters.stale.clone(),
+    );
+    metrics.register(
+        "scada_bridge_rebirths",
+        "Node Control/Rebirth requests sent",
+        counters.rebirths.clone(),
+    );
+    metrics.register(
+        "scada_bridge_states",
+        "_state changes published",
+        counters.states.clone(),
+    );
+    counters
+}

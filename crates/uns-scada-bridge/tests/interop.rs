@@ -1,0 +1,1 @@
+//! Interop with Python peers (filled in below).

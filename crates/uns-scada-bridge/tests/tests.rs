@@ -1,0 +1,7 @@
+//! Integration tests of `uns-scada-bridge`, one binary: the bridge against an in-process broker on a
+//! real socket, fed by a Sparkplug edge node written here (`bridge`) and by edge nodes written with
+//! Python libraries we did not write (`interop`).
+
+mod bridge;
+mod interop;
+mod support;
