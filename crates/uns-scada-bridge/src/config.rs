@@ -439,3 +439,90 @@ pub(crate) fn mode_of(code: &str) -> Option<Mode> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_is_the_default_plus_an_example_map() {
+        let example =
+            BridgeConfig::from_toml(EXAMPLE_TOML).expect("deploy/scada-bridge.toml parses");
+        let mut expected = BridgeConfig::default();
+        expected.state_maps = example.state_maps.clone();
+        assert_eq!(example, expected);
+        assert!(Mapping::try_from(example).is_ok());
+    }
+
+    #[test]
+    fn locations_of_mapped_and_unmapped_nodes() {
+        let mut config = BridgeConfig::default();
+        config.nodes[1].devices.insert(
+            "CP 2".to_owned(),
+            "acme/berlin/packaging/line-2/case-packer".to_owned(),
+        );
+        let mapping = Mapping::try_from(config).unwrap();
+        let check = |group: &str, edge: &str, device: Option<&str>, expected: &str| {
+            assert_eq!(mapping.location(group, edge, device).to_string(), expected);
+        };
+        check(
+            "acme-berlin",
+            "line-1",
+            Some("filler"),
+            "acme/berlin/packaging/line-1/filler",
+        );
+        check(
+            "acme-berlin",
+            "line-1",
+            None,
+            "acme/berlin/packaging/line-1",
+        );
+        check(
+            "acme-berlin",
+            "line-2",
+            Some("CP 2"),
+            "acme/berlin/packaging/line-2/case-packer",
+        );
+        check(
+            "Other Group",
+            "Press.7",
+            Some("PLC_1"),
+            "acme/berlin/other-group/press-7/plc_1",
+        );
+        assert!(
+            mapping.skips("bdSeq")
+                && mapping.skips("Node Control/Rebirth")
+                && !mapping.skips("Speed")
+        );
+        assert_eq!(mapping.state_category("Execute"), StateCategory::Running);
+        assert_eq!(mapping.state_category("11"), StateCategory::UnplannedDown);
+        assert_eq!(
+            mapping.state_category("minor-stop"),
+            StateCategory::MinorStop
+        );
+        assert_eq!(mapping.state_category("banana"), StateCategory::Unknown);
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        let check = |text: &str, expected: &str| match BridgeConfig::from_toml(text)
+            .and_then(Mapping::try_from)
+        {
+            Ok(_) => panic!("accepted {text}"),
+            Err(err) => assert!(err.to_string().contains(expected), "{err}"),
+        };
+        check("colour = 1", "unknown field");
+        check("enterprise = \"ACME\"", "default location segment");
+        check(
+            "[[nodes]]\ngroup = \"g\"\nedge = \"e\"\nlocation = \"Bad Path\"",
+            "node g/e location",
+        );
+        check("[state]\nmap = \"nope\"", "unknown state map");
+        check("host_id = \"a/b\"", "host_id");
+        check(
+            "[[nodes]]\ngroup = \"g\"\nedge = \"e\"\nlocation = \"a\"\n\
+             [[nodes]]\ngroup = \"g\"\nedge = \"e\"\nlocation = \"b\"",
+            "mapped twice",
+        );
+    }
+}
