@@ -472,6 +472,27 @@ impl EdgeNode {
         self.message(topic, metrics, now_ms).map(Some)
     }
 
+    /// Updates current values without producing a message: what an edge node does while it cannot
+    /// publish (the values go to its store-and-forward buffer), so the next birth reports them and report
+    /// by exception compares against them. Works whether or not the session is born.
+    pub fn record(
+        &mut self,
+        device: Option<&str>,
+        values: Vec<(String, Option<Value>, u64)>,
+    ) -> Result<(), EdgeError> {
+        let owner_idx = self.owner_idx(device)?;
+        let owner = self.owner_mut(owner_idx);
+        for (name, value, _) in &values {
+            check_value(&owner.slot(name)?.def, value.as_ref())?;
+        }
+        for (name, value, timestamp) in values {
+            let slot = owner.slot_mut(&name)?;
+            slot.value = value;
+            slot.timestamp = Some(timestamp);
+        }
+        Ok(())
+    }
+
     /// NDATA/DDATA of stored values (store and forward): every value is sent, by alias, with its original
     /// timestamp and `is_historical = true`, in the order given; the current values are not touched, so
     /// report by exception and the next birth are unaffected. `Ok(None)` when `values` is empty.

@@ -739,3 +739,26 @@ fn births_decode_with_sparkplug_rs() {
         );
     }
 }
+
+#[test]
+fn recorded_values_go_into_the_next_birth_without_a_message() {
+    let mut node = born_line();
+    node.connection_lost();
+    let seq = node.seq();
+    let recorded = vec![("Count/Good".to_owned(), Some(Value::UInt64(99)), T0 + 3)];
+    node.record(Some("filler"), recorded)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(node.seq(), seq);
+    let bad = vec![("Count/Good".to_owned(), Some(Value::Int32(1)), T0)];
+    assert!(matches!(
+        node.record(Some("filler"), bad),
+        Err(EdgeError::DataTypeMismatch { .. })
+    ));
+    let (_, births) = node.on_connect(T0 + 10).unwrap_or_else(|e| panic!("{e}"));
+    let count = metric(&payload(&births[1]), "Count/Good").clone();
+    assert_eq!(count.value, Some(Value::UInt64(99)));
+    assert_eq!(count.timestamp, Some(T0 + 3));
+    // Report by exception compares against the recorded value.
+    let unchanged = vec![("Count/Good".to_owned(), Value::UInt64(99))];
+    assert_eq!(node.data(Some("filler"), unchanged, T0 + 11), Ok(None));
+}

@@ -1,0 +1,246 @@
+//! `uns sim`: a simulated packaging plant as real Sparkplug B edge nodes over MQTT.
+//!
+//! Each line of the plant is one edge node (its own MQTT connection, Will, bdSeq and seq, via
+//! [`uns_sparkplug::edge::EdgeNode`]); each cell is a device with a machine model
+//! ([`plant::DeviceModel`]): a state machine (running, minor stops, jams, changeovers, planned breaks)
+//! with realistic durations, good/reject counters at the cycle time, and process values. Metrics per
+//! device (all in DBIRTH with name, alias, datatype; DDATA by alias, report by exception):
+//!
+//! | metric | datatype | notes |
+//! |---|---|---|
+//! | `State/Code` | Int32 | PackML state code: 6 Execute, 5 Suspended, 11 Held, 2 Stopped, 4 Idle (table in [`plant`]) |
+//! | `State/Name` | String | the PackML state name |
+//! | `Count/Good`, `Count/Reject` | UInt64 | monotonic since the start of the run |
+//! | `Process/Temperature` | Float | °C, DBIRTH property `engUnit` = `"CEL"` (String) |
+//! | `Process/Pressure` | Double | bar, DBIRTH property `engUnit` = `"BAR"` |
+//! | `Speed` | Double | parts per minute, 0 when not running |
+//! | `Sim/Signal/{k}` | Double | only with `extra_metrics`/`scale`: a random walk that changes at every sample |
+//!
+//! **Store and forward.** While the broker is unreachable (or the configured primary host is offline),
+//! each node buffers its samples in `data_dir/sim.redb` (one write transaction per sample) and, after
+//! the reconnect and rebirth, publishes them oldest first as historical DATA (`is_historical = true`,
+//! original timestamps), then deletes them. Publishes that were queued for a connection that died are
+//! taken back and buffered too. Details in `node.rs` and `store.rs`.
+//!
+//! **Time.** Sampling runs on tokio time (`rate_hz` samples per second; paused-time tests work); each
+//! sample advances the models by `speed / rate_hz` simulated seconds and is stamped on a regular grid from
+//! the wall-clock start time. The same [`SimConfig::seed`] gives the same sequence of values.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), uns_sim::SimError> {
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let connect = uns_sim::SimConnect::new("127.0.0.1", 1883);
+//! uns_sim::run(uns_sim::SimConfig::default(), connect, "data".into(), shutdown).await
+//! # }
+//! ```
+
+#![deny(missing_docs)]
+
+mod config;
+mod node;
+pub mod plant;
+mod rng;
+mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio_util::sync::CancellationToken;
+use uns_sparkplug::edge::EdgeError;
+
+pub use config::{CellConfig, CellKind, LineConfig, ScaleConfig, SimConfig};
+
+/// Where and how the simulated edge nodes connect.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SimConnect {
+    /// Broker host name or address.
+    pub host: String,
+    /// Broker MQTT port.
+    pub port: u16,
+    /// MQTT username, if the broker wants one.
+    pub username: Option<String>,
+    /// MQTT password (sent only with a username).
+    pub password: Option<String>,
+}
+
+impl SimConnect {
+    /// Anonymous access to `host:port`.
+    pub fn new(host: impl Into<String>, port: u16) -> SimConnect {
+        SimConnect {
+            host: host.into(),
+            port,
+            username: None,
+            password: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for SimConnect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimConnect")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Why the simulation could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// A setting is out of range or the plant is empty.
+    #[error("invalid sim config: {0}")]
+    InvalidConfig(String),
+    /// An edge node could not be built (invalid or duplicate ids).
+    #[error("invalid plant: {0}")]
+    Edge(#[from] EdgeError),
+    /// The data directory could not be created.
+    #[error("creating data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The store-and-forward file could not be opened (corrupt, or in use by another `uns sim`).
+    #[error("opening the store-and-forward buffer {path}: {source}")]
+    StoreOpen {
+        /// The file.
+        path: PathBuf,
+        /// The redb error.
+        source: Box<redb::DatabaseError>,
+    },
+    /// A store-and-forward read or write failed.
+    #[error("store-and-forward buffer: {operation}: {source}")]
+    Store {
+        /// What was being done.
+        operation: &'static str,
+        /// The redb error.
+        source: Box<redb::Error>,
+    },
+    /// A sample could not be encoded for the buffer (a bug).
+    #[error("encoding a buffered sample: {0}")]
+    Encode(String),
+}
+
+/// Counters of a running simulation, shared with the caller (a cheap `Clone` handle).
+#[derive(Debug, Clone, Default)]
+pub struct SimStats {
+    inner: Arc<StatsInner>,
+}
+
+#[derive(Debug, Default)]
+struct StatsInner {
+    connects: AtomicU64,
+    published: AtomicU64,
+    buffered: AtomicU64,
+    forwarded: AtomicU64,
+    command_errors: AtomicU64,
+}
+
+impl SimStats {
+    /// MQTT CONNECT attempts (each with a new bdSeq), all nodes.
+    pub fn connects(&self) -> u64 {
+        self.inner.connects.load(Ordering::Relaxed)
+    }
+
+    /// Sparkplug messages handed to the MQTT client (births, live and historical DATA).
+    pub fn published(&self) -> u64 {
+        self.inner.published.load(Ordering::Relaxed)
+    }
+
+    /// Records (one node's or device's changed values at one time) written to the buffer.
+    pub fn buffered(&self) -> u64 {
+        self.inner.buffered.load(Ordering::Relaxed)
+    }
+
+    /// Buffered records published as historical DATA.
+    pub fn forwarded(&self) -> u64 {
+        self.inner.forwarded.load(Ordering::Relaxed)
+    }
+
+    /// Incoming messages rejected: corrupt NCMD/DCMD protobuf, unknown or read-only metrics, malformed
+    /// STATE, unexpected topics. Each is logged and ignored.
+    pub fn command_errors(&self) -> u64 {
+        self.inner.command_errors.load(Ordering::Relaxed)
+    }
+
+    fn add_connect(&self) {
+        self.inner.connects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn add_published(&self, n: u64) {
+        self.inner.published.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn add_buffered(&self, n: u64) {
+        self.inner.buffered.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn add_forwarded(&self, n: u64) {
+        self.inner.forwarded.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn add_command_error(&self) {
+        self.inner.command_errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs the simulated plant until `shutdown` is cancelled; then every edge node publishes its NDEATH
+/// and disconnects. Fails only at start (invalid config or plant, unusable `data_dir`); a broker that is
+/// down is not an error: the nodes retry and buffer.
+pub async fn run(
+    config: SimConfig,
+    connect: SimConnect,
+    data_dir: PathBuf,
+    shutdown: CancellationToken,
+) -> Result<(), SimError> {
+    run_with_stats(config, connect, data_dir, shutdown, SimStats::default()).await
+}
+
+/// [`run`], reporting into `stats` (for tests, health and benchmarks).
+pub async fn run_with_stats(
+    config: SimConfig,
+    connect: SimConnect,
+    data_dir: PathBuf,
+    shutdown: CancellationToken,
+    stats: SimStats,
+) -> Result<(), SimError> {
+    config.validate()?;
+    let nodes = config
+        .nodes()
+        .iter()
+        .map(|spec| node::SimNode::new(&config, spec))
+        .collect::<Result<Vec<_>, _>>()?;
+    std::fs::create_dir_all(&data_dir).map_err(|source| SimError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let path = data_dir.join("sim.redb");
+    let buffer = tokio::task::spawn_blocking(move || store::Buffer::open(&path))
+        .await
+        .map_err(|error| SimError::InvalidConfig(format!("opening the buffer: {error}")))??;
+    let shared = node::Shared {
+        config: Arc::new(config),
+        connect,
+        buffer,
+        stats,
+        start_ms: node::now_ms(),
+    };
+    tracing::info!(
+        n_nodes = nodes.len(),
+        host = %shared.connect.host,
+        port = shared.connect.port,
+        "simulated plant starting"
+    );
+    let tasks = tokio_util::task::TaskTracker::new();
+    for sim_node in nodes {
+        tasks.spawn(sim_node.run(shared.clone(), shutdown.clone()));
+    }
+    tasks.close();
+    tasks.wait().await;
+    tracing::info!("simulated plant stopped");
+    Ok(())
+}
