@@ -185,10 +185,10 @@ impl RetainedStore {
     }
 
     fn send(&self, op: Op) {
-        if let Some(ops) = self.ops.lock().as_ref() {
-            if ops.send(op).is_err() {
-                tracing::error!("retained-store writer stopped; retained change not persisted");
-            }
+        if let Some(ops) = self.ops.lock().as_ref()
+            && ops.send(op).is_err()
+        {
+            tracing::error!("retained-store writer stopped; retained change not persisted");
         }
     }
 

@@ -83,6 +83,8 @@ impl TestBroker {
 struct V4 {
     client: rumqttc::AsyncClient,
     events: tokio::sync::mpsc::UnboundedReceiver<std::result::Result<Packet, String>>,
+    /// PUBLISHes that arrived while a helper waited for another packet (SUBACK, PUBACK).
+    pending: std::collections::VecDeque<rumqttc::Publish>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -121,6 +123,7 @@ async fn v4_connect(options: rumqttc::MqttOptions) -> Result<V4> {
             Ok(V4 {
                 client,
                 events,
+                pending: Default::default(),
                 task,
             })
         }
@@ -135,6 +138,9 @@ async fn v4(id: &str, port: u16) -> Result<V4> {
 impl V4 {
     /// The next PUBLISH; errors on disconnect or after the deadline.
     async fn next_publish(&mut self) -> Result<rumqttc::Publish> {
+        if let Some(publish) = self.pending.pop_front() {
+            return Ok(publish);
+        }
         let wait = async {
             loop {
                 match self.events.recv().await {
@@ -156,6 +162,7 @@ impl V4 {
             loop {
                 match self.events.recv().await {
                     Some(Ok(Packet::SubAck(ack))) => return Ok(ack),
+                    Some(Ok(Packet::Publish(publish))) => self.pending.push_back(publish),
                     Some(Ok(_)) => {}
                     Some(Err(e)) => bail!("connection error: {e}"),
                     None => bail!("event loop ended"),
@@ -190,6 +197,7 @@ impl V4 {
             while n_acked < n_messages {
                 match self.events.recv().await {
                     Some(Ok(Packet::PubAck(_))) => n_acked += 1,
+                    Some(Ok(Packet::Publish(publish))) => self.pending.push_back(publish),
                     Some(Ok(_)) => {}
                     Some(Err(e)) => bail!("connection error: {e}"),
                     None => bail!("event loop ended"),
@@ -232,6 +240,8 @@ struct V5 {
     client: rumqttc::v5::AsyncClient,
     events: tokio::sync::mpsc::UnboundedReceiver<std::result::Result<mqtt5::Packet, String>>,
     connack: mqtt5::ConnAck,
+    /// PUBLISHes that arrived while a helper waited for a SUBACK.
+    pending: std::collections::VecDeque<mqtt5::Publish>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -270,6 +280,7 @@ async fn v5_connect(options: rumqttc::v5::MqttOptions) -> Result<V5> {
                 client,
                 events,
                 connack: ack,
+                pending: Default::default(),
                 task,
             })
         }
@@ -283,6 +294,9 @@ async fn v5(id: &str, port: u16) -> Result<V5> {
 
 impl V5 {
     async fn next_publish(&mut self) -> Result<mqtt5::Publish> {
+        if let Some(publish) = self.pending.pop_front() {
+            return Ok(publish);
+        }
         let wait = async {
             loop {
                 match self.events.recv().await {
@@ -304,6 +318,7 @@ impl V5 {
             loop {
                 match self.events.recv().await {
                     Some(Ok(mqtt5::Packet::SubAck(ack))) => return Ok(ack),
+                    Some(Ok(mqtt5::Packet::Publish(publish))) => self.pending.push_back(publish),
                     Some(Ok(_)) => {}
                     Some(Err(e)) => bail!("connection error: {e}"),
                     None => bail!("event loop ended"),
@@ -751,6 +766,13 @@ async fn v311_takeover(clean_session: bool) -> Result {
         will.topic == "will/dup-id" && will.payload == "offline",
         "{will:?}"
     );
+    // Exactly once: a marker published now is the next message.
+    watcher
+        .client
+        .publish("will/marker", QoS::AtLeastOnce, false, "m")
+        .await?;
+    let next = watcher.next_publish().await?;
+    ensure!(next.topic == "will/marker", "duplicate Will: {next:?}");
     // The old client was disconnected.
     let closed = timeout(DEADLINE, async {
         loop {
@@ -803,6 +825,15 @@ async fn g_v5_takeover_publishes_old_will_without_delay() -> Result {
     ensure!(
         will.topic == "will/dup5" && will.payload == "offline",
         "{will:?}"
+    );
+    watcher
+        .client
+        .publish("will/marker", Qos5::AtLeastOnce, false, "m")
+        .await?;
+    let next = watcher.next_publish().await?;
+    ensure!(
+        next.topic == Bytes::from_static(b"will/marker"),
+        "duplicate Will: {next:?}"
     );
     broker.handle.shutdown().await?;
     Ok(())

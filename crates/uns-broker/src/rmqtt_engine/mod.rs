@@ -325,3 +325,40 @@ impl RetainStorage for SharedRetain {
         self.0.max().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The listener settings we pin against rmqtt's defaults (TCP_NODELAY is not observable
+    /// from a client, so it is checked here).
+    #[test]
+    fn listener_settings_are_pinned() {
+        let config = BrokerConfig {
+            max_queue: 7,
+            max_inflight: 9,
+            ..BrokerConfig::default()
+        };
+        let builder = listener_builder(&config, "t", config.listen);
+        let defaults = Builder::new();
+        assert!(builder.nodelay && !defaults.nodelay);
+        assert_eq!(builder.message_expiry_interval, Duration::ZERO);
+        assert_ne!(defaults.message_expiry_interval, Duration::ZERO);
+        assert_eq!(builder.max_mqueue_len, 7);
+        assert_eq!(builder.max_inflight.get(), 9);
+        assert_eq!(builder.reuseaddr, Some(true));
+        assert!(builder.allow_zero_keepalive);
+        assert!(
+            builder.allow_anonymous,
+            "no users: anonymous (validate limits it to loopback)"
+        );
+        let with_users = BrokerConfig {
+            users: vec![crate::User {
+                username: "u".into(),
+                secret: crate::Secret::Password("p".into()),
+            }],
+            ..BrokerConfig::default()
+        };
+        assert!(!listener_builder(&with_users, "t", config.listen).allow_anonymous);
+    }
+}

@@ -278,3 +278,77 @@ impl RetainStorage for RetainAdapter {
         self.max.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn retain(topic: &str, created_ms: i64, expiry_secs: Option<u32>) -> Retain {
+        to_entry(
+            topic,
+            RetainedMessage {
+                qos: 1,
+                created_ms,
+                expiry_secs,
+                publisher: "p".into(),
+                properties: expiry_secs.map(|_| RetainedProperties::default()),
+                payload: bytes::Bytes::from_static(b"v"),
+            },
+        )
+        .retain
+    }
+
+    async fn topics(adapter: &RetainAdapter, filter: &str) -> Vec<String> {
+        let mut topics: Vec<String> = adapter
+            .get(&TopicFilter::from(filter))
+            .await
+            .expect("valid filter")
+            .into_iter()
+            .map(|(topic, _)| topic.to_string())
+            .collect();
+        topics.sort();
+        topics
+    }
+
+    /// rmqtt passes its default TTL as `expiry_interval`; a message older than that TTL is
+    /// still retained. A publisher's own Message Expiry is honoured.
+    #[tokio::test]
+    async fn retained_messages_ignore_the_engine_ttl_but_honour_publisher_expiry() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, _) = RetainedStore::open(dir.path()).expect("open");
+        let adapter = RetainAdapter::new(Arc::new(store), Vec::new());
+        let day_ago = timestamp_millis() - 86_400_000;
+        let ttl = Some(Duration::from_secs(300));
+        for (topic, expiry) in [
+            ("a/keep", None),
+            ("a/expired", Some(60)),
+            ("a/live", Some(172_800)),
+        ] {
+            adapter
+                .set(&TopicName::from(topic), retain(topic, day_ago, expiry), ttl)
+                .await
+                .expect("set");
+        }
+        assert_eq!(topics(&adapter, "a/#").await, ["a/keep", "a/live"]);
+        assert_eq!(adapter.len(), 2, "the expired message was dropped on read");
+        // `$SYS` is not matched by a leading wildcard.
+        adapter
+            .set(
+                &TopicName::from("$SYS/x"),
+                retain("$SYS/x", day_ago, None),
+                None,
+            )
+            .await
+            .expect("set");
+        assert_eq!(topics(&adapter, "#").await, ["a/keep", "a/live"]);
+        assert_eq!(topics(&adapter, "$SYS/#").await, ["$SYS/x"]);
+        // An empty payload deletes.
+        let mut delete = retain("a/keep", day_ago, None);
+        delete.publish.payload = bytes::Bytes::new();
+        adapter
+            .set(&TopicName::from("a/keep"), delete, None)
+            .await
+            .expect("delete");
+        assert_eq!(topics(&adapter, "a/#").await, ["a/live"]);
+    }
+}
