@@ -90,6 +90,10 @@ pub struct Leniency {
     /// node is honoured). Note that Tahu JS always sends bdSeq 0, which matches and needs no leniency, but
     /// loses the protection bdSeq gives against a late Will.
     pub missing_bdseq: bool,
+    /// Accept births and data without a sequence number (mqtt-spb-wrapper 2.x sends none): such a
+    /// message is applied as it arrives, without reordering or gap detection. A message whose `seq` is
+    /// present but outside 0..=255 is still rejected.
+    pub missing_seq: bool,
 }
 
 impl Default for Leniency {
@@ -101,6 +105,7 @@ impl Default for Leniency {
             bdseq_any_integer_type: true,
             ndeath_next_bdseq: true,
             missing_bdseq: true,
+            missing_seq: true,
         }
     }
 }
@@ -115,6 +120,7 @@ impl Leniency {
             bdseq_any_integer_type: false,
             ndeath_next_bdseq: false,
             missing_bdseq: false,
+            missing_seq: false,
         }
     }
 }
@@ -769,8 +775,10 @@ impl HostSession {
         };
         // [tck-id-payloads-nbirth-seq]: 0..=255. (Edge nodes send 0 [tck-id-payloads-sequence-num-zero-nbirth];
         // the host counts from whatever the birth says.)
-        let Some(seq) = valid_seq(payload.seq) else {
-            return reject(events, Rejection::BadSeq { seq: payload.seq });
+        let seq = match valid_seq(payload.seq) {
+            Some(seq) => seq,
+            None if payload.seq.is_none() && self.config.leniency.missing_seq => 0,
+            None => return reject(events, Rejection::BadSeq { seq: payload.seq }),
         };
         let bd_seq = match bd_seq_of(&payload, &self.config.leniency) {
             Ok(bd_seq) => bd_seq,
@@ -861,6 +869,15 @@ impl HostSession {
                 reason: Rejection::UnknownNode,
             }));
             self.request_rebirth(&node_id, now, events);
+            return;
+        }
+        if payload.seq.is_none() && self.config.leniency.missing_seq {
+            let message = Sequenced {
+                topic: topic.to_owned(),
+                kind,
+                payload,
+            };
+            self.apply(&node_id, message, now, events);
             return;
         }
         let Some(seq) = valid_seq(payload.seq) else {

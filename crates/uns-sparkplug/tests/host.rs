@@ -318,7 +318,11 @@ fn payloads_nbirth_seq() {
         (Some(256), false),
         (None, false),
     ] {
-        let mut host = session();
+        // Strict: lenient hosts accept a missing seq (see `missing_seq_leniency`).
+        let mut host = session_with(HostConfig {
+            leniency: Leniency::strict(),
+            ..HostConfig::new(HOST)
+        });
         let payload = Payload {
             seq,
             ..nbirth(0, 1)
@@ -777,7 +781,7 @@ fn a_full_reorder_buffer_ends_the_wait_at_once() {
 
 #[test]
 fn payloads_sequence_num_always_included_garbage_seq_is_rejected() {
-    for seq in [None, Some(256), Some(u64::MAX)] {
+    for seq in [Some(256), Some(u64::MAX)] {
         let mut host = born();
         let events = send(
             &mut host,
@@ -1057,4 +1061,38 @@ proptest! {
             }
         }
     }
+}
+
+/// mqtt-spb-wrapper 2.x sends no `seq` at all: with `Leniency::missing_seq` its messages are applied as
+/// they arrive; strictly they are rejected.
+#[test]
+fn missing_seq_leniency() {
+    let unsequenced = |payload: Payload| Payload {
+        seq: None,
+        ..payload
+    };
+    let mut host = session();
+    send(&mut host, NBIRTH, &unsequenced(nbirth(0, 3)), at(0));
+    send(&mut host, DBIRTH, &unsequenced(dbirth(1)), at(0));
+    let ddata = unsequenced(data(9, vec![by_alias(14, RawValue::Double(2.0))]));
+    let events = send(&mut host, DDATA, &ddata, at(1));
+    assert_eq!(
+        values(&events),
+        vec![("Pressure".to_owned(), Some(Value::Double(2.0)))]
+    );
+    let events = send(&mut host, DDEATH, &Payload::default(), at(2));
+    assert_eq!(stale(&events).len(), 1, "{events:?}");
+
+    let mut strict_host = session_with(HostConfig {
+        leniency: Leniency::strict(),
+        ..HostConfig::new(HOST)
+    });
+    send(&mut strict_host, NBIRTH, &nbirth(0, 3), at(0));
+    let events = send(
+        &mut strict_host,
+        NDATA,
+        &unsequenced(data(1, vec![])),
+        at(1),
+    );
+    assert_eq!(rejections(&events), vec![&Rejection::BadSeq { seq: None }]);
 }
