@@ -34,6 +34,10 @@ pub(crate) enum Command {
     /// Run the plant model service alone: publishes the ISA-95 tree (`_meta`, from the
     /// config file's [plant] section) and every payload's JSON Schema, retained.
     Meta(ServiceArgs),
+    /// Run the simulated packaging plant: real Sparkplug B edge nodes (one per line, one
+    /// device per cell) with machine states, counters and process values, store-and-forward
+    /// while the broker is unreachable.
+    Sim(SimArgs),
     /// Print the JSON Schemas of every UNS payload, or write them to a directory.
     Schemas(SchemasArgs),
     /// Work with topic names.
@@ -151,6 +155,35 @@ pub(crate) struct ServiceArgs {
     pub(crate) common: CommonArgs,
     #[command(flatten)]
     pub(crate) broker: ExternalBrokerArgs,
+}
+
+/// `uns sim`: the service settings plus the simulation knobs (each overrides `[sim]` in the
+/// config file).
+#[derive(Debug, Args)]
+pub(crate) struct SimArgs {
+    #[command(flatten)]
+    pub(crate) service: ServiceArgs,
+    /// Random seed: the same seed gives the same plant behaviour.
+    #[arg(long)]
+    pub(crate) seed: Option<u64>,
+    /// Time compression: 60 makes one simulated minute pass per second.
+    #[arg(long)]
+    pub(crate) speed: Option<f64>,
+    /// Samples per second per device.
+    #[arg(long)]
+    pub(crate) rate: Option<f64>,
+    /// Scale mode (benchmarks): number of edge nodes instead of the demo lines.
+    #[arg(long, requires_all = ["devices_per_node", "metrics_per_device"])]
+    pub(crate) nodes: Option<usize>,
+    /// Scale mode: devices per edge node.
+    #[arg(long, requires = "nodes")]
+    pub(crate) devices_per_node: Option<usize>,
+    /// Scale mode: metrics per device (at least the 7 standard ones).
+    #[arg(long, requires = "nodes")]
+    pub(crate) metrics_per_device: Option<usize>,
+    /// Wait for this Sparkplug primary host's STATE before publishing births (buffer meanwhile).
+    #[arg(long)]
+    pub(crate) primary_host: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -31,6 +31,11 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::external(&args.common, &args.broker)?;
             serve(settings, &[ServiceKind::Meta]).await
         }
+        Command::Sim(args) => {
+            let mut settings = Settings::external(&args.service.common, &args.service.broker)?;
+            apply_sim_flags(&mut settings.sim, &args);
+            serve(settings, &[ServiceKind::Sim]).await
+        }
         Command::Schemas(args) => schemas(&args),
         Command::Topic(TopicCommand::Parse { topic, json }) => topic_parse(&topic, json),
         Command::Bench(BenchCommand::Broker { duration, out }) => {
@@ -41,6 +46,30 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{DEFAULT_CONFIG}");
             Ok(())
         }
+    }
+}
+
+fn apply_sim_flags(sim: &mut uns_sim::SimConfig, args: &crate::cli::SimArgs) {
+    if let Some(seed) = args.seed {
+        sim.seed = seed;
+    }
+    if let Some(speed) = args.speed {
+        sim.speed = speed;
+    }
+    if let Some(rate) = args.rate {
+        sim.rate_hz = rate;
+    }
+    if let (Some(nodes), Some(devices_per_node), Some(metrics_per_device)) =
+        (args.nodes, args.devices_per_node, args.metrics_per_device)
+    {
+        sim.scale = Some(uns_sim::ScaleConfig {
+            nodes,
+            devices_per_node,
+            metrics_per_device,
+        });
+    }
+    if let Some(host) = &args.primary_host {
+        sim.primary_host = Some(host.clone());
     }
 }
 

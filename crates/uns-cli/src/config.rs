@@ -10,6 +10,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use uns_broker::{BrokerConfig, Secret, User};
 use uns_meta::{PlantConfig, PlantModel};
+use uns_sim::SimConfig;
 
 use uns_client::BrokerUrl;
 
@@ -26,6 +27,7 @@ pub(crate) struct FileConfig {
     broker: BrokerConfig,
     http: HttpConfig,
     plant: Option<PlantConfig>,
+    sim: SimConfig,
 }
 
 impl Default for FileConfig {
@@ -35,6 +37,7 @@ impl Default for FileConfig {
             broker: BrokerConfig::default(),
             http: HttpConfig::default(),
             plant: None,
+            sim: SimConfig::default(),
         }
     }
 }
@@ -69,6 +72,11 @@ pub(crate) enum Backbone {
 #[derive(Debug)]
 pub(crate) struct Settings {
     pub(crate) backbone: Backbone,
+    /// Each service keeps its state under `data_dir/{service}/`.
+    pub(crate) data_dir: PathBuf,
+    /// Whether `uns up` also runs the simulated plant.
+    pub(crate) demo: bool,
+    pub(crate) sim: SimConfig,
     pub(crate) http_listen: SocketAddr,
     pub(crate) plant: PlantModel,
     pub(crate) ready_file: Option<PathBuf>,
@@ -86,7 +94,8 @@ impl Settings {
         if broker.data_dir != BrokerConfig::default().data_dir {
             anyhow::bail!("set data_dir at the top of the config file, not in [broker]");
         }
-        broker.data_dir = common.data_dir.clone().unwrap_or(file.data_dir);
+        let data_dir = common.data_dir.clone().unwrap_or(file.data_dir);
+        broker.data_dir = data_dir.clone();
         if let Some(listen) = broker_args.listen {
             broker.listen = listen;
         }
@@ -105,6 +114,9 @@ impl Settings {
         broker.validate().context("invalid [broker] settings")?;
         Ok(Self {
             backbone: Backbone::Embedded(broker),
+            data_dir,
+            demo,
+            sim: file.sim,
             http_listen: common.http_listen.unwrap_or(file.http.listen),
             plant: plant_model(file.plant, demo)?,
             ready_file: common.ready_file.clone(),
@@ -120,13 +132,19 @@ impl Settings {
         let credentials = match (&broker_args.username, &broker_args.password) {
             (Some(user), password) => Some((user.clone(), password.clone().unwrap_or_default())),
             (None, Some(_)) => anyhow::bail!("--password (UNS_MQTT_PASSWORD) needs --username"),
-            (None, None) => None,
+            (None, None) => broker_args.broker.username().map(|user| {
+                let password = broker_args.broker.password().unwrap_or_default();
+                (user.to_owned(), password.to_owned())
+            }),
         };
         Ok(Self {
             backbone: Backbone::External {
                 url: broker_args.broker.clone(),
                 credentials,
             },
+            data_dir: common.data_dir.clone().unwrap_or(file.data_dir),
+            demo: false,
+            sim: file.sim,
             http_listen: common.http_listen.unwrap_or(file.http.listen),
             plant: plant_model(file.plant, false)?,
             ready_file: common.ready_file.clone(),

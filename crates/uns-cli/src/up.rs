@@ -20,6 +20,7 @@ use uns_broker::{BrokerHandle, Secret, User};
 use uns_client::{
     BrokerUrl, ClientMetrics, ClientOptions, Health, HttpServer, Inbox, Metrics, UnsClient,
 };
+use uns_model::payload::HealthStatus;
 
 use crate::config::{Backbone, Settings};
 
@@ -31,12 +32,18 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 pub(crate) enum ServiceKind {
     /// The plant model and schemas (`uns-meta`).
     Meta,
+    /// The simulated plant (`uns-sim`): Sparkplug edge nodes, not a UNS service, but run and
+    /// health-reported like one.
+    Sim,
 }
 
 impl ServiceKind {
-    /// Every service, as `uns up` runs them.
-    pub(crate) const ALL: &'static [ServiceKind] = &[ServiceKind::Meta];
+    /// Every service, as `uns up` runs them (the simulator only with `--demo`).
+    pub(crate) const ALL: &'static [ServiceKind] = &[ServiceKind::Meta, ServiceKind::Sim];
 }
+
+/// The service name of the simulator, as in `uns/v1/_services/sim`.
+const SIM_SERVICE: &str = "sim";
 
 /// A running UNS.
 pub(crate) struct App {
@@ -145,6 +152,38 @@ impl App {
                         move |client, _inbox, shutdown| async move {
                             if let Err(err) = uns_meta::run(&client, &plant, shutdown).await {
                                 warn!(service = uns_meta::SERVICE, cause = %err, "service stopped");
+                            }
+                        },
+                    )?
+                }
+                ServiceKind::Sim => {
+                    // `uns up` runs the simulator only with --demo; `uns sim` always does.
+                    if broker.is_some() && !settings.demo {
+                        continue;
+                    }
+                    let sim = settings.sim.clone();
+                    let mut connect =
+                        uns_sim::SimConnect::new(broker_url.host(), broker_url.port());
+                    if let Some((user, password)) = credentials.clone() {
+                        connect.username = Some(user);
+                        connect.password = Some(password);
+                    }
+                    let data_dir = settings.data_dir.join(SIM_SERVICE);
+                    std::fs::create_dir_all(&data_dir)
+                        .with_context(|| format!("creating {}", data_dir.display()))?;
+                    start_service(
+                        SIM_SERVICE,
+                        &broker_url,
+                        credentials.clone(),
+                        &client_metrics,
+                        &health,
+                        &stop,
+                        move |client, _inbox, shutdown| async move {
+                            if let Err(err) = uns_sim::run(sim, connect, data_dir, shutdown).await {
+                                warn!(service = SIM_SERVICE, cause = %err, "simulator stopped");
+                                let _ = client
+                                    .set_health(HealthStatus::Degraded, Some(format!("{err:#}")))
+                                    .await;
                             }
                         },
                     )?
