@@ -448,8 +448,10 @@ mod tests {
     fn the_documented_example_is_the_default_plus_an_example_map() {
         let example =
             BridgeConfig::from_toml(EXAMPLE_TOML).expect("deploy/scada-bridge.toml parses");
-        let mut expected = BridgeConfig::default();
-        expected.state_maps = example.state_maps.clone();
+        let expected = BridgeConfig {
+            state_maps: example.state_maps.clone(),
+            ..BridgeConfig::default()
+        };
         assert_eq!(example, expected);
         assert!(Mapping::try_from(example).is_ok());
     }

@@ -136,6 +136,19 @@ impl TestBridge {
         }
     }
 
+    /// The topics seen so far, and the reasons of any `_errors` reports, for failure messages.
+    pub(crate) fn seen_summary(&self) -> String {
+        let mut lines = Vec::new();
+        for (topic, payload) in &self.seen {
+            if topic.ends_with("/_errors") {
+                lines.push(format!("{topic}: {}", String::from_utf8_lossy(payload)));
+            } else if !topic.ends_with("/_meta") {
+                lines.push(topic.clone());
+            }
+        }
+        lines.join("\n")
+    }
+
     /// The first raw payload received on `topic`, waiting at most [`TIMEOUT`].
     pub(crate) async fn wait_raw(&mut self, topic: &str) -> anyhow::Result<bytes::Bytes> {
         let deadline = tokio::time::Instant::now() + TIMEOUT;

@@ -94,6 +94,9 @@ pub struct Leniency {
     /// message is applied as it arrives, without reordering or gap detection. A message whose `seq` is
     /// present but outside 0..=255 is still rejected.
     pub missing_seq: bool,
+    /// Resolve a DATA metric named `{name}` to a birth metric named `DATA/{name}` when no birth metric
+    /// has the plain name: mqtt-spb-wrapper 2.x prefixes data metrics with `DATA/` in births only.
+    pub data_prefix_in_birth: bool,
 }
 
 impl Default for Leniency {
@@ -106,6 +109,7 @@ impl Default for Leniency {
             ndeath_next_bdseq: true,
             missing_bdseq: true,
             missing_seq: true,
+            data_prefix_in_birth: true,
         }
     }
 }
@@ -121,6 +125,7 @@ impl Leniency {
             ndeath_next_bdseq: false,
             missing_bdseq: false,
             missing_seq: false,
+            data_prefix_in_birth: false,
         }
     }
 }
@@ -1312,7 +1317,13 @@ fn resolve(
 ) -> Result<Resolved, Rejection> {
     let def_idx = match (metric.alias, &metric.name) {
         (Some(alias), _) => scope.by_alias.get(&alias),
-        (None, Some(name)) => scope.by_name.get(name.as_str()),
+        (None, Some(name)) => scope.by_name.get(name.as_str()).or_else(|| {
+            if leniency.data_prefix_in_birth {
+                scope.by_name.get(format!("DATA/{name}").as_str())
+            } else {
+                None
+            }
+        }),
         (None, None) => None,
     };
     let Some(def) = def_idx.map(|&idx| &scope.defs[idx]) else {

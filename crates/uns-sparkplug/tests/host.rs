@@ -1096,3 +1096,36 @@ fn missing_seq_leniency() {
     );
     assert_eq!(rejections(&events), vec![&Rejection::BadSeq { seq: None }]);
 }
+
+/// mqtt-spb-wrapper 2.x births name a data metric `DATA/Level` and its DATA messages `Level`.
+#[test]
+fn data_prefix_in_birth_leniency() {
+    for (leniency, resolved) in [(Leniency::default(), true), (Leniency::strict(), false)] {
+        let mut host = session_with(HostConfig {
+            leniency: Leniency {
+                missing_bdseq: true,
+                ..leniency
+            },
+            ..HostConfig::new(HOST)
+        });
+        let birth = Payload {
+            seq: Some(0),
+            metrics: vec![Metric::new("DATA/Level", Value::Int8(-5))],
+            ..Payload::default()
+        };
+        send(&mut host, NBIRTH, &birth, at(0));
+        let by_name = Metric {
+            name: Some("Level".to_owned()),
+            datatype: Some(DataType::Int8),
+            value: Some(Value::Int8(-7)),
+            ..Metric::default()
+        };
+        let events = send(&mut host, NDATA, &data(1, vec![by_name]), at(1));
+        let expected = if resolved {
+            vec![("DATA/Level".to_owned(), Some(Value::Int8(-7)))]
+        } else {
+            vec![]
+        };
+        assert_eq!(values(&events), expected, "{leniency:?}");
+    }
+}
