@@ -39,6 +39,10 @@ async fn mqtt_explorer_sees_the_plant_tree_health_schemas_and_sys() -> anyhow::R
     expected.push(meta_service_topic());
     expected.push(UnsTopic::service("broker")?.to_string());
     expected.push(UnsTopic::schema("tag", 1)?.to_string());
+    // The demo's simulated plant reaches the UNS through the SCADA bridge.
+    expected.push(UnsTopic::service("scada-bridge")?.to_string());
+    expected.push("uns/v1/acme/berlin/packaging/line-1/filler/_state".to_owned());
+    expected.push("uns/v1/acme/berlin/packaging/line-2/filler/_count/good".to_owned());
     for two_subscribes in [false, true] {
         let mut args = vec![
             "--port".to_owned(),
@@ -139,12 +143,20 @@ async fn healthz_and_metrics() -> anyhow::Result<()> {
         true,
         "{body}"
     );
+    // Every service's client is connected: broker health, meta, scada-bridge (UNS and
+    // Sparkplug connections), so the broker's gauge counts at least four.
     let metrics = eventually(
-        "broker gauges to count the meta client",
+        "the broker's gauge to count every service",
         DEADLINE,
         || async {
             let (status, text) = http_get(uns.addrs.http, "/metrics").await.ok()?;
-            (status == 200 && text.contains("uns_broker_clients_connected 1")).then_some(text)
+            let connected: u64 = text
+                .lines()
+                .find_map(|line| line.strip_prefix("uns_broker_clients_connected "))?
+                .trim()
+                .parse()
+                .ok()?;
+            (status == 200 && connected >= 4).then_some(text)
         },
     )
     .await?;

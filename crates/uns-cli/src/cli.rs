@@ -34,6 +34,10 @@ pub(crate) enum Command {
     /// Run the plant model service alone: publishes the ISA-95 tree (`_meta`, from the
     /// config file's [plant] section) and every payload's JSON Schema, retained.
     Meta(ServiceArgs),
+    /// Run the SCADA bridge alone: a Sparkplug B 3.0 primary host that turns edge-node
+    /// metrics into readable JSON on the ISA-95 tree (`_tag`, `_state`, `_count`), marks
+    /// them stale when a node dies, and asks for rebirths when it loses track.
+    ScadaBridge(ServiceArgs),
     /// Run the simulated packaging plant: real Sparkplug B edge nodes (one per line, one
     /// device per cell) with machine states, counters and process values, store-and-forward
     /// while the broker is unreachable.

@@ -31,6 +31,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::external(&args.common, &args.broker)?;
             serve(settings, &[ServiceKind::Meta]).await
         }
+        Command::ScadaBridge(args) => {
+            let settings = Settings::external(&args.common, &args.broker)?;
+            serve(settings, &[ServiceKind::ScadaBridge]).await
+        }
         Command::Sim(args) => {
             let mut settings = Settings::external(&args.service.common, &args.service.broker)?;
             apply_sim_flags(&mut settings.sim, &args);

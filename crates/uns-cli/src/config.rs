@@ -10,6 +10,7 @@ use anyhow::Context;
 use serde::Deserialize;
 use uns_broker::{BrokerConfig, Secret, User};
 use uns_meta::{PlantConfig, PlantModel};
+use uns_scada_bridge::BridgeConfig;
 use uns_sim::SimConfig;
 
 use uns_client::BrokerUrl;
@@ -28,6 +29,7 @@ pub(crate) struct FileConfig {
     http: HttpConfig,
     plant: Option<PlantConfig>,
     sim: SimConfig,
+    scada_bridge: BridgeConfig,
 }
 
 impl Default for FileConfig {
@@ -38,6 +40,7 @@ impl Default for FileConfig {
             http: HttpConfig::default(),
             plant: None,
             sim: SimConfig::default(),
+            scada_bridge: BridgeConfig::default(),
         }
     }
 }
@@ -77,6 +80,7 @@ pub(crate) struct Settings {
     /// Whether `uns up` also runs the simulated plant.
     pub(crate) demo: bool,
     pub(crate) sim: SimConfig,
+    pub(crate) scada_bridge: BridgeConfig,
     pub(crate) http_listen: SocketAddr,
     pub(crate) plant: PlantModel,
     pub(crate) ready_file: Option<PathBuf>,
@@ -117,6 +121,7 @@ impl Settings {
             data_dir,
             demo,
             sim: file.sim,
+            scada_bridge: file.scada_bridge,
             http_listen: common.http_listen.unwrap_or(file.http.listen),
             plant: plant_model(file.plant, demo)?,
             ready_file: common.ready_file.clone(),
@@ -145,6 +150,7 @@ impl Settings {
             data_dir: common.data_dir.clone().unwrap_or(file.data_dir),
             demo: false,
             sim: file.sim,
+            scada_bridge: file.scada_bridge,
             http_listen: common.http_listen.unwrap_or(file.http.listen),
             plant: plant_model(file.plant, false)?,
             ready_file: common.ready_file.clone(),

@@ -32,6 +32,8 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 pub(crate) enum ServiceKind {
     /// The plant model and schemas (`uns-meta`).
     Meta,
+    /// The Sparkplug B primary host → UNS (`uns-scada-bridge`).
+    ScadaBridge,
     /// The simulated plant (`uns-sim`): Sparkplug edge nodes, not a UNS service, but run and
     /// health-reported like one.
     Sim,
@@ -39,7 +41,11 @@ pub(crate) enum ServiceKind {
 
 impl ServiceKind {
     /// Every service, as `uns up` runs them (the simulator only with `--demo`).
-    pub(crate) const ALL: &'static [ServiceKind] = &[ServiceKind::Meta, ServiceKind::Sim];
+    pub(crate) const ALL: &'static [ServiceKind] = &[
+        ServiceKind::Meta,
+        ServiceKind::ScadaBridge,
+        ServiceKind::Sim,
+    ];
 }
 
 /// The service name of the simulator, as in `uns/v1/_services/sim`.
@@ -156,6 +162,40 @@ impl App {
                         },
                     )?
                 }
+                ServiceKind::ScadaBridge => {
+                    let config = settings.scada_bridge.clone();
+                    let sparkplug = uns_scada_bridge::SparkplugConnect {
+                        host: broker_url.host().to_owned(),
+                        port: broker_url.port(),
+                        credentials: credentials.clone(),
+                    };
+                    let metrics = metrics.clone();
+                    start_service(
+                        uns_scada_bridge::SERVICE,
+                        &broker_url,
+                        credentials.clone(),
+                        &client_metrics,
+                        &health,
+                        &stop,
+                        move |client, inbox, shutdown| async move {
+                            let result = uns_scada_bridge::run(
+                                client.clone(),
+                                inbox,
+                                sparkplug,
+                                config,
+                                &metrics,
+                                shutdown,
+                            )
+                            .await;
+                            if let Err(err) = result {
+                                warn!(service = uns_scada_bridge::SERVICE, cause = %err, "service stopped");
+                                let _ = client
+                                    .set_health(HealthStatus::Degraded, Some(format!("{err:#}")))
+                                    .await;
+                            }
+                        },
+                    )?
+                }
                 ServiceKind::Sim => {
                     // `uns up` runs the simulator only with --demo; `uns sim` always does.
                     if broker.is_some() && !settings.demo {
@@ -227,6 +267,9 @@ impl App {
         for service in &self.services {
             service.client.shutdown(STOP_GRACE).await;
         }
+        if let Some(broker) = &self.broker {
+            drain_deliveries(broker).await;
+        }
         self.stop.cancel();
         for service in self.services {
             let _ = service.event_loop.await;
@@ -250,6 +293,21 @@ impl App {
         }
         info!("stopped");
         Ok(())
+    }
+}
+
+/// Waits until the broker has delivered what the services said last (their `stopped` health),
+/// judged by its sent-messages counter standing still for 100 ms, at most one second.
+async fn drain_deliveries(broker: &BrokerHandle) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    let mut last = broker.stats().messages_sent;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = broker.stats().messages_sent;
+        if now == last {
+            return;
+        }
+        last = now;
     }
 }
 

@@ -162,6 +162,11 @@ struct Inner {
     health_topic: UnsTopic,
     health: Mutex<ServiceHealth>,
     connected: watch::Sender<bool>,
+    /// QoS 1 publishes handed to the event loop, and PUBACKs received: shutdown waits until
+    /// the second catches up with the first, so the final `stopped` is on the broker before
+    /// the DISCONNECT.
+    n_queued: std::sync::atomic::AtomicU64,
+    n_acked: watch::Sender<u64>,
     metrics: ClientMetrics,
     label: ServiceLabel,
 }
@@ -215,6 +220,7 @@ impl UnsClient {
         let (mqtt, event_loop) = AsyncClient::new(mqtt_options, 1024);
         let (inbox_tx, inbox_rx) = mpsc::channel(options.inbox_capacity);
         let (connected, _) = watch::channel(false);
+        let (n_acked, _) = watch::channel(0);
         let inner = Arc::new(Inner {
             mqtt,
             label: ServiceLabel {
@@ -229,6 +235,8 @@ impl UnsClient {
             reply_topic: reply_topic(&options.client_id).to_string(),
             health: Mutex::new(health),
             connected,
+            n_queued: std::sync::atomic::AtomicU64::new(0),
+            n_acked,
             metrics,
         });
         let task = tokio::spawn(run_event_loop(
@@ -297,6 +305,7 @@ impl UnsClient {
         if retain {
             lock(&self.inner.retained).insert(topic.clone(), payload.clone());
         }
+        self.inner.count_queued();
         self.inner
             .mqtt
             .publish_bytes(topic, QoS::AtLeastOnce, retain, payload)
@@ -327,6 +336,7 @@ impl UnsClient {
         };
         let payload = serde_json::to_vec(body)?;
         let topic_text = topic.to_string();
+        self.inner.count_queued();
         let sent = self
             .inner
             .mqtt
@@ -365,6 +375,7 @@ impl UnsClient {
             correlation_data: request.correlation_data.clone(),
             ..PublishProperties::default()
         };
+        self.inner.count_queued();
         self.inner
             .mqtt
             .publish_with_properties(
@@ -425,6 +436,14 @@ impl UnsClient {
             if let Err(err) = self.set_health(HealthStatus::Stopped, None).await {
                 debug!(cause = %err, "publishing stopped health");
             }
+            // Everything published so far, `stopped` last, is acknowledged by the broker
+            // before we say goodbye.
+            let target = self
+                .inner
+                .n_queued
+                .load(std::sync::atomic::Ordering::SeqCst);
+            let mut acked = self.inner.n_acked.subscribe();
+            let _ = acked.wait_for(|n_acked| *n_acked >= target).await;
             let _ = self.inner.mqtt.disconnect().await;
             let mut state = self.inner.connected.subscribe();
             let _ = state.wait_for(|connected| !*connected).await;
@@ -478,6 +497,9 @@ async fn run_event_loop(
                     debug!(service = %inner.service, "inbox dropped; message discarded");
                 }
             }
+            Ok(Event::Incoming(Packet::PubAck(_))) => {
+                inner.n_acked.send_modify(|n_acked| *n_acked += 1);
+            }
             Ok(Event::Incoming(Packet::Disconnect(disconnect))) => {
                 warn!(service = %inner.service, reason = ?disconnect.reason_code, "broker disconnected us");
             }
@@ -520,6 +542,7 @@ async fn resume(inner: Arc<Inner>) {
         .map(|(topic, payload)| (topic.clone(), payload.clone()))
         .collect();
     for (topic, payload) in retained {
+        inner.count_queued();
         if inner
             .mqtt
             .publish_bytes(topic, QoS::AtLeastOnce, true, payload)
@@ -537,10 +560,18 @@ async fn resume(inner: Arc<Inner>) {
     let topic = inner.health_topic.to_string();
     let payload = to_json(&health);
     lock(&inner.retained).insert(topic.clone(), Bytes::from(payload.clone()));
+    inner.count_queued();
     let _ = inner
         .mqtt
         .publish(topic, QoS::AtLeastOnce, true, payload)
         .await;
+}
+
+impl Inner {
+    fn count_queued(&self) {
+        self.n_queued
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 fn route_reply(inner: &Inner, message: Message) {
