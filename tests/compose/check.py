@@ -8,7 +8,18 @@ against the broker published on the host, and checks its report:
 - `--status NAME=STATUS`: the retained `uns/v1/_services/NAME` health document has that status;
 - `--new-instance NAME=STARTED_AT`: ... and its `started_at` differs (a new process published it);
 - `--baseline FILE`: every retained topic saved earlier with `--save` is back (same payload,
-  except health documents, whose payload belongs to the current instance);
+  except live documents: health, whose payload belongs to the current instance, the
+  Sparkplug STATE, and the bridge's `_tag`/`_state`/`_count` values, which move on);
+- `--live-since MS`: a `_tag` value made by the SCADA bridge (it names its Sparkplug `src`) with
+  `timestamp_ms` >= MS (Unix ms; values sampled after that moment) and a `_state` document
+  arrive, both on a node of the plant file (the bridge mapped the simulator's Sparkplug
+  metrics onto the modeled cells);
+- `--min-retained-tags N`: at least N retained `_tag` documents made by the bridge on plant
+  nodes (the count is always reported);
+- `--counts-kept`: with `--baseline`, no `_count` total (`total.qty`) is below its saved value
+  (counters accumulate; a restart must not lose what they had counted);
+- `--settle SECONDS`: stay subscribed at least that long, so `--save` gets every retained
+  message rather than the first ones to arrive;
 - `--retained TOPIC=PAYLOAD`: that retained message is present;
 - `--sys`: some `$SYS/...` topic arrives;
 - `--ws-port PORT`: a paho client over websockets (path `/mqtt`, as browsers and MQTT
@@ -33,6 +44,39 @@ import paho.mqtt.client as mqtt
 
 PEER = os.path.join(os.path.dirname(__file__), "..", "peers", "mqtt_explorer.py")
 SERVICES = "uns/v1/_services/"
+
+
+def is_live(topic):
+    """Retained documents whose payload moves on by itself: present after a restart, but newer."""
+    if topic.startswith(SERVICES) or topic.startswith("spBv1.0/STATE/"):
+        return True
+    segments = topic.split("/")
+    return any(seg in ("_tag", "_state", "_count") for seg in segments)
+
+
+def bridged_tag(topic, payload, nodes):
+    """The `_tag` document if this is one the SCADA bridge made (it names its Sparkplug source)
+    on a plant node, else None. Keeps the test's own probe `_tag` out of the counts."""
+    if plant_location(topic, nodes, "_tag") is None:
+        return None
+    try:
+        doc = json.loads(payload)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and "value" in doc and isinstance(doc.get("src"), dict) and doc["src"].get("group"):
+        return doc
+    return None
+
+
+def plant_location(topic, nodes, kind):
+    """The plant node path of `uns/v1/{path}/{kind}[/...]`, or None when it is not a plant node."""
+    if not topic.startswith("uns/v1/"):
+        return None
+    segments = topic[len("uns/v1/"):].split("/")
+    if kind not in segments:
+        return None
+    path = "/".join(segments[:segments.index(kind)])
+    return path if path in nodes else None
 
 
 def pairs(values):
@@ -109,12 +153,69 @@ def websocket_health(args, services, timeout):
     return got
 
 
+def watch_live(args, nodes, since_ms, timeout):
+    """Subscribes to `uns/v1/#` until a `_tag` value newer than since_ms and a `_state` document
+    on plant nodes arrived (or timeout seconds passed); returns what it saw."""
+    seen = {"tags": 0, "fresh_tag": None, "state": None, "connack": None}
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def on_connect(client, userdata, flags, reason_code, properties):
+        seen["connack"] = str(reason_code)
+        if reason_code.is_failure:
+            done.set()
+        else:
+            client.subscribe("uns/v1/#", qos=0)
+
+    def on_message(client, userdata, message):
+        topic = message.topic
+        try:
+            doc = json.loads(message.payload)
+        except ValueError:
+            return
+        if not isinstance(doc, dict):
+            return
+        with lock:
+            if bridged_tag(topic, message.payload, nodes) is not None:
+                seen["tags"] += 1
+                stamp = doc.get("timestamp_ms")
+                if seen["fresh_tag"] is None and isinstance(stamp, int) and stamp >= since_ms:
+                    seen["fresh_tag"] = {"topic": topic, "timestamp_ms": stamp,
+                                         "value": doc["value"], "retained": bool(message.retain),
+                                         "received_after_ms": int(time.time() * 1000) - since_ms}
+            if (seen["state"] is None and topic.endswith("/_state")
+                    and plant_location(topic, nodes, "_state") is not None
+                    and isinstance(doc.get("state"), dict)):
+                seen["state"] = {"topic": topic, "category": doc["state"].get("category")}
+            if seen["fresh_tag"] and seen["state"]:
+                done.set()
+
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2,
+        client_id="compose-test-live-%d" % os.getpid(),
+        protocol=mqtt.MQTTv311,
+    )
+    client.username_pw_set(args.username, args.password)
+    client.on_connect = on_connect
+    client.on_message = on_message
+    try:
+        client.connect(args.host, args.port, keepalive=30)
+    except OSError as err:
+        return dict(seen, connack=str(err))
+    client.loop_start()
+    done.wait(timeout)
+    client.disconnect()
+    client.loop_stop()
+    with lock:
+        return dict(seen)
+
+
 def run_peer(args, expect, timeout):
     cmd = [
         sys.executable, PEER,
         "--host", args.host, "--port", str(args.port),
         "--username", args.username, "--password", args.password,
-        "--timeout", str(timeout),
+        "--timeout", str(timeout), "--min-seconds", str(min(args.settle, timeout)),
     ]
     for topic in sorted(expect):
         cmd += ["--expect", topic]
@@ -174,12 +275,31 @@ def evaluate(args, report, nodes, statuses, new_instance, baseline, retained_wan
     for topic, payload in baseline.items():
         if topic not in retained:
             problems.append("lost retained " + topic)
-        elif not topic.startswith(SERVICES) and retained[topic] != payload:
+        elif not is_live(topic) and retained[topic] != payload:
             problems.append("changed retained " + topic)
+        elif args.counts_kept and "_count" in topic.split("/"):
+            before, after = count_total(payload), count_total(retained[topic])
+            if before is not None and (after is None or after < before):
+                problems.append("%s went back from %s to %s" % (topic, before, after))
     for topic, payload in retained_wanted.items():
         if retained.get(topic) != payload:
             problems.append("retained %s is %r, want %r" % (topic, retained.get(topic), payload))
+    tags = retained_tags(retained, nodes)
+    if tags < args.min_retained_tags:
+        problems.append("%d retained _tag documents on plant nodes, want at least %d" % (tags, args.min_retained_tags))
     return problems, retained
+
+
+def count_total(payload):
+    try:
+        qty = json.loads(payload)["total"]["qty"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return qty if isinstance(qty, (int, float)) else None
+
+
+def retained_tags(retained, nodes):
+    return sum(1 for topic, payload in retained.items() if bridged_tag(topic, payload, nodes) is not None)
 
 
 def main():
@@ -197,6 +317,10 @@ def main():
     parser.add_argument("--save")
     parser.add_argument("--sys", action="store_true")
     parser.add_argument("--ws-port", type=int)
+    parser.add_argument("--live-since", type=int, help="Unix ms; see the module doc")
+    parser.add_argument("--min-retained-tags", type=int, default=0)
+    parser.add_argument("--settle", type=float, default=0.0)
+    parser.add_argument("--counts-kept", action="store_true")
     parser.add_argument("--deadline", type=float, default=60.0)
     parser.add_argument("--label", default="check")
     args = parser.parse_args()
@@ -217,6 +341,7 @@ def main():
 
     start = time.monotonic()
     attempts = 0
+    live = None
     while True:
         attempts += 1
         remaining = args.deadline - (time.monotonic() - start)
@@ -229,6 +354,13 @@ def main():
                     problems.append("over websockets %s is %r, want %r (%s)" % (
                         SERVICES + name, over_ws.get(name, {}).get("status"), status,
                         over_ws.get("_connack") or over_ws.get("_error") or "no message"))
+        if args.live_since is not None and not problems:
+            live = watch_live(args, nodes, args.live_since, max(3.0, min(20.0, remaining)))
+            if not live["fresh_tag"]:
+                problems.append("no _tag value with timestamp_ms >= %d on a plant node (%d older ones, connack %s)" % (
+                    args.live_since, live["tags"], live["connack"]))
+            if not live["state"]:
+                problems.append("no _state document on a plant node")
         elapsed = time.monotonic() - start
         if not problems or elapsed >= args.deadline:
             break
@@ -243,10 +375,12 @@ def main():
         "seconds": round(elapsed, 2),
         "attempts": attempts,
         "retained_topics": len(retained),
+        "retained_tags": retained_tags(retained, nodes),
         "meta_nodes": len(nodes),
         "websocket": bool(args.ws_port) and not problems,
         "sys_topics": len({m["topic"] for m in report.get("messages", []) if m["topic"].startswith("$SYS/")}),
         "health": {name: {"status": doc.get("status"), "started_at": doc.get("started_at")} for name, doc in health.items()},
+        "live": live and {"fresh_tag": live["fresh_tag"], "state": live["state"]},
         "problems": problems[:20],
     }
     if args.save and not problems:

@@ -4,13 +4,19 @@
 # plugin or Debian's docker-compose) and root for the base image (debootstrap). Steps:
 #
 #   1. base image (deploy/make-base-image.sh, skipped when present), app image, `config`
-#   2. `up -d`, wait until every container is healthy (deadline, polled)
+#   2. `--profile demo up -d` (broker, meta, scada-bridge and the simulated plant `sim`), wait
+#      until every container is healthy (deadline, polled)
 #   3. from the host, paho (MQTT 3.1.1, `#` + `$SYS/#`, tests/peers/mqtt_explorer.py) sees
-#      every service's retained health `running`, the `_meta` tree, the schemas, `$SYS`
-#   4. `restart broker`: every retained document is back, the services reconnect by themselves
+#      every service's retained health `running`, the `_meta` tree, the schemas, `$SYS`, and
+#      the sim's Sparkplug metrics through the bridge: `_tag` values and `_state` documents on
+#      the plant's cells
+#   4. `restart broker`: every retained document is back, the services reconnect by themselves,
+#      `_tag` values flow again (timestamps after the restart)
 #   5. `kill -s KILL meta`: its Will says `stopped`; `up -d meta`: a new instance, nothing lost
-#   6. `down`: nothing running, volumes kept; `up -d`: data still there
-#   7. `down -v`: containers, network and volumes gone
+#   6. `kill -s KILL scada-bridge`: its Will says `stopped`; `up -d scada-bridge`: a new
+#      instance, `_tag` values flow again, every retained `_tag` document still there
+#   7. `down`: nothing running, volumes kept; `up -d`: data still there
+#   8. `down -v`: containers, network and volumes gone
 #
 # Runs under its own project name and spare host ports, bound to 127.0.0.1, and always cleans
 # up. Prints timings. Environment: UNS_TEST_IMAGE (default uns:compose-test),
@@ -56,7 +62,11 @@ export UNS_SCADA_BRIDGE_PASSWORD; UNS_SCADA_BRIDGE_PASSWORD=$(secret)
 export UNS_SIM_PASSWORD; UNS_SIM_PASSWORD=$(secret)
 export UNS_ENGINEER_USER=engineer
 export UNS_ENGINEER_PASSWORD; UNS_ENGINEER_PASSWORD=$(secret)
-compose() { "${compose_cmd[@]}" -p "$project" -f "$repo/docker-compose.yml" --project-directory "$repo" "$@"; }
+# Every command with the demo profile, so `sim` is started, counted, stopped and removed too.
+compose_plain() { "${compose_cmd[@]}" -p "$project" -f "$repo/docker-compose.yml" --project-directory "$repo" "$@"; }
+compose() { compose_plain --profile demo "$@"; }
+services=(broker meta scada-bridge sim)
+clients=(meta scada-bridge sim)  # the services that connect to the broker as MQTT clients
 work=$(mktemp -d /tmp/uns-compose-test.XXXXXX)
 
 cleanup() {
@@ -95,11 +105,14 @@ wait_healthy() {
   done
 }
 
-# A Prometheus counter of the meta service, read inside its container (no port published).
-meta_metric() {
-  compose exec -T meta uns healthcheck --url http://127.0.0.1:8080/metrics 2>/dev/null \
-    | awk -v name="$1" '$1 ~ "^"name"($|\\{)" { sum += $NF; found = 1 } END { print sum + 0 }'
-}
+# A service's Prometheus metrics, read inside its container (no port published), and one
+# metric (summed over its labels) out of them.
+metrics_of() { compose exec -T "$1" uns healthcheck --url http://127.0.0.1:8080/metrics 2>/dev/null || true; }
+metric_in() { awk -v name="$1" '$1 ~ "^"name"($|\\{)" { sum += $NF } END { print sum + 0 }'; }
+metric() { metrics_of "$1" | metric_in "$2"; }
+now_ms() { date +%s%3N; }
+all_running=()
+for name in "${services[@]}"; do all_running+=(--status "$name=running"); done
 
 check() {
   "$python" tests/compose/check.py --port "$UNS_MQTT_PORT" \
@@ -111,6 +124,10 @@ json_field() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eva
 # --- 1. images -------------------------------------------------------------------------------
 say "compose tool: ${compose_cmd[*]} ($("${compose_cmd[@]}" version --short 2>/dev/null || echo '?'))"
 compose config -q || fail "docker-compose.yml does not pass '${compose_cmd[*]} config'"
+demo_services=$(compose config --services | sort | tr '\n' ' ')
+[ "$demo_services" = "broker meta scada-bridge sim " ] || fail "with --profile demo: $demo_services"
+[ "$(compose_plain config --profiles)" = demo ] || fail "profiles: $(compose_plain config --profiles)"
+say "config: services $demo_services(sim only in the profile 'demo')"
 step=$(now)
 deploy/make-base-image.sh uns-base:bookworm
 say "base image ready in $(since "$step")s"
@@ -124,20 +141,24 @@ say "app image $UNS_IMAGE built in $(since "$step")s: $((image_size / 1000000)) 
 
 # --- 2. up -----------------------------------------------------------------------------------
 step=$(now)
+up_ms=$(now_ms)
 compose up -d 2>&1 | sed 's/^/    /'
 wait_healthy 120 >/dev/null || fail "compose up: not healthy"
 healthy_seconds=$(since "$step")
 say "up -d → every container healthy in ${healthy_seconds}s"
-[ "$(compose exec -T broker id -u)" = 10001 ] || fail "the broker does not run as uid 10001"
-[ "$(compose exec -T meta id -u)" = 10001 ] || fail "meta does not run as uid 10001"
+for name in "${services[@]}"; do
+  [ "$(compose exec -T "$name" id -u)" = 10001 ] || fail "$name does not run as uid 10001"
+done
 
 # --- 3. what MQTT Explorer sees ---------------------------------------------------------------
 probe_topic="uns/v1/acme/berlin/_tag/compose-test/probe"
 probe_payload="{\"value\":$$,\"timestamp_ms\":$(date +%s%3N),\"quality\":\"good\"}"
-out=$(check --label initial --status meta=running --sys --ws-port "$UNS_WS_PORT" --deadline 60 \
+out=$(check --label initial "${all_running[@]}" --sys --ws-port "$UNS_WS_PORT" --deadline 60 \
   --publish "$probe_topic=$probe_payload" --retained "$probe_topic=$probe_payload" \
+  --live-since "$up_ms" --min-retained-tags 1 --settle 1 \
   --save "$work/baseline.json") || fail "initial check: $out"
 say "paho sees: $out"
+tags_initial=$(json_field '["retained_tags"]' <<<"$out")
 meta_started=$(json_field '["health"]["meta"]["started_at"]' <<<"$out")
 retained_count=$(json_field '["retained_topics"]' <<<"$out")
 
@@ -154,21 +175,34 @@ anonymous=$(refused) || fail "an anonymous client was not refused: $(cat "$work/
 say "auth on: wrong password → '$bad_password', anonymous → '$anonymous'"
 
 # --- 4. restart the broker ----------------------------------------------------------------------
-reconnects_before=$(meta_metric uns_mqtt_reconnects_total)
+declare -A reconnects_before
+for name in "${clients[@]}"; do reconnects_before[$name]=$(metric "$name" uns_mqtt_reconnects_total); done
 step=$(now)
+restart_ms=$(now_ms)
 compose restart broker 2>&1 | sed 's/^/    /'
 restart_cmd_seconds=$(since "$step")
-out=$(check --label "after restart broker" --baseline "$work/baseline.json" --status meta=running \
-  --deadline 60) || fail "after restart broker: $out"
+out=$(check --label "after restart broker" --baseline "$work/baseline.json" "${all_running[@]}" \
+  --counts-kept --min-retained-tags "$tags_initial" --deadline 60) || fail "after restart broker: $out"
 back_seconds=$(since "$step")
-say "restart broker ($restart_cmd_seconds s) → all $retained_count retained documents back, meta running, ${back_seconds}s after the restart began: $out"
-end=$(( $(date +%s) + 60 ))
-while reconnects=$(meta_metric uns_mqtt_reconnects_total); [ "$reconnects" -le "$reconnects_before" ] || [ "$(meta_metric uns_mqtt_connected)" != 1 ]; do
-  [ "$(date +%s)" -lt "$end" ] || fail "meta did not reconnect by itself (reconnects $reconnects_before → $reconnects)"
-  sleep 0.5  # polling interval
+say "restart broker ($restart_cmd_seconds s) → all $retained_count retained documents back (incl. $tags_initial _tag), ${back_seconds}s after the restart began: $out"
+out=$(check --label "tags after restart broker" "${all_running[@]}" --live-since "$restart_ms" \
+  --deadline 60) || fail "no fresh _tag after restart broker: $out"
+tags_again_seconds=$(since "$step")
+say "_tag values flow again ${tags_again_seconds}s after the restart began: $(json_field '["live"]' <<<"$out")"
+# Each client service reconnects by itself: its reconnect counter went up and it is connected.
+# (The time printed includes polling through `docker exec`, about 0.5 s per service.)
+reconnected=()
+for name in "${clients[@]}"; do
+  end=$(( $(date +%s) + 60 ))
+  while text=$(metrics_of "$name"); reconnects=$(metric_in uns_mqtt_reconnects_total <<<"$text")
+        [ "$reconnects" -le "${reconnects_before[$name]}" ] || [ "$(metric_in uns_mqtt_connected <<<"$text")" != 1 ]; do
+    [ "$(date +%s)" -lt "$end" ] || fail "$name did not reconnect by itself (reconnects ${reconnects_before[$name]} → $reconnects)"
+    sleep 0.5  # polling interval
+  done
+  reconnected+=("$name ${reconnects_before[$name]}→$reconnects")
 done
 reconnect_seconds=$(since "$step")
-say "meta reconnected by itself (uns_mqtt_reconnects $reconnects_before → $reconnects, connected) ${reconnect_seconds}s after the restart began"
+say "every service reconnected by itself (uns_mqtt_reconnects_total: ${reconnected[*]}; connected) ${reconnect_seconds}s after the restart began"
 wait_healthy 60 >/dev/null || fail "not healthy after restart broker"
 
 # --- 5. kill -9 a service -------------------------------------------------------------------------
@@ -184,7 +218,37 @@ out=$(check --label "after up -d meta" --baseline "$work/baseline.json" --status
 say "up -d meta → new instance running, all retained documents intact, in $(since "$step")s: $out"
 wait_healthy 60 >/dev/null || fail "not healthy after up -d meta"
 
-# --- 6. down keeps the volumes ----------------------------------------------------------------------
+# --- 6. kill -9 the SCADA bridge --------------------------------------------------------------------
+out=$(check --label "before kill scada-bridge" "${all_running[@]}" --min-retained-tags "$tags_initial" \
+  --settle 1 --save "$work/bridge-baseline.json" --deadline 60) || fail "before kill scada-bridge: $out"
+tags_before=$(json_field '["retained_tags"]' <<<"$out")
+bridge_started=$(json_field '["health"]["scada-bridge"]["started_at"]' <<<"$out")
+step=$(now)
+compose kill -s KILL scada-bridge 2>&1 | sed 's/^/    /'
+out=$(check --label "after kill scada-bridge" --status scada-bridge=stopped --deadline 30) \
+  || fail "scada-bridge's Will did not say stopped: $out"
+bridge_will_seconds=$(since "$step")
+say "kill -s KILL scada-bridge ($tags_before retained _tag documents before) → its Will published 'stopped' after ${bridge_will_seconds}s"
+step=$(now)
+bridge_up_ms=$(now_ms)
+compose up -d scada-bridge 2>&1 | sed 's/^/    /'
+out=$(check --label "after up -d scada-bridge" --baseline "$work/bridge-baseline.json" "${all_running[@]}" \
+  --new-instance "scada-bridge=$bridge_started" --live-since "$bridge_up_ms" --counts-kept \
+  --min-retained-tags "$tags_before" --settle 1 --deadline 60) || fail "after up -d scada-bridge: $out"
+tags_after=$(json_field '["retained_tags"]' <<<"$out")
+bridge_back_seconds=$(since "$step")
+say "up -d scada-bridge → new instance running, _tag values flow again, retained _tag documents $tags_before before → $tags_after after (none lost), no counter went back, in ${bridge_back_seconds}s: $(json_field '["live"]' <<<"$out")"
+# What the sim sampled while the bridge was away was stored (sim-data volume) and forwarded
+# when the new bridge came online; the bridge counts those values as historical.
+end=$(( $(date +%s) + 30 ))
+while historical=$(metric scada-bridge uns_scada_bridge_historical_total); [ "$historical" -lt 1 ]; do
+  [ "$(date +%s)" -lt "$end" ] || fail "the new scada-bridge received no stored (historical) values from the sim"
+  sleep 0.5  # polling interval
+done
+say "the sim forwarded what it stored during the outage: the new scada-bridge counted $historical historical values"
+wait_healthy 60 >/dev/null || fail "not healthy after up -d scada-bridge"
+
+# --- 7. down keeps the volumes ----------------------------------------------------------------------
 volumes() { docker volume ls -q --filter "label=com.docker.compose.project=$project" | sort | tr '\n' ' '; }
 running() { docker ps -aq --filter "label=com.docker.compose.project=$project" | wc -l; }
 step=$(now)
@@ -195,17 +259,19 @@ kept=$(volumes)
 [ -n "$kept" ] || fail "down removed the volumes"
 say "down (${down_seconds}s): no container left; volumes kept: $kept"
 step=$(now)
+up_again_ms=$(now_ms)
 compose up -d 2>&1 | sed 's/^/    /'
 wait_healthy 120 >/dev/null || fail "second up: not healthy"
-out=$(check --label "after down + up" --baseline "$work/baseline.json" --status meta=running \
-  --retained "$probe_topic=$probe_payload" --deadline 60) || fail "after down + up: $out"
-say "up -d again → healthy, the broker's retained store survived down, in $(since "$step")s"
+out=$(check --label "after down + up" --baseline "$work/baseline.json" "${all_running[@]}" \
+  --retained "$probe_topic=$probe_payload" --live-since "$up_again_ms" --counts-kept --deadline 60) \
+  || fail "after down + up: $out"
+say "up -d again → healthy, the broker's retained store survived down, _tag values flow, no counter went back, in $(since "$step")s"
 
-# --- 7. down -v ------------------------------------------------------------------------------
+# --- 8. down -v ------------------------------------------------------------------------------
 compose down -v --timeout 15 2>&1 | sed 's/^/    /'
 [ "$(running)" -eq 0 ] || fail "containers left after down -v"
 [ -z "$(volumes)" ] || fail "volumes left after down -v: $(volumes)"
 [ -z "$(docker network ls -q --filter "label=com.docker.compose.project=$project")" ] || fail "network left after down -v"
 say "down -v: no container, volume or network left"
 
-say "PASS in $(since "$t0")s — image $((image_size / 1000000)) MB, healthy ${healthy_seconds}s after up -d, broker restart: documents back ${back_seconds}s, meta reconnected ${reconnect_seconds}s"
+say "PASS in $(since "$t0")s — image $((image_size / 1000000)) MB, healthy ${healthy_seconds}s after up -d, broker restart: documents back ${back_seconds}s, services reconnected ${reconnect_seconds}s, tags again ${tags_again_seconds}s; kill -9 scada-bridge: Will ${bridge_will_seconds}s, back with tags ${bridge_back_seconds}s, retained _tag $tags_before → $tags_after, $historical historical values forwarded"
