@@ -19,8 +19,8 @@ use tokio::process::{Child, Command};
 /// The addresses a `uns` process reports in its `--ready-file`.
 #[derive(Clone, Copy, Debug, Deserialize)]
 pub struct Addresses {
-    /// MQTT (3.1.1 and 5).
-    pub mqtt: SocketAddr,
+    /// MQTT (3.1.1 and 5), when the process runs the embedded broker.
+    pub mqtt: Option<SocketAddr>,
     /// Websockets, when enabled.
     pub ws: Option<SocketAddr>,
     /// HTTP /healthz and /metrics.
@@ -82,9 +82,22 @@ pub struct UnsProcess {
 }
 
 impl UnsProcess {
-    /// Starts `uns <subcommand>` with every listener on 127.0.0.1 port 0 and the given data
-    /// directory, plus `extra` arguments, and waits (at most 30 s) until it is listening.
+    /// Starts `uns <subcommand>` (`up` or `broker`) with every listener on 127.0.0.1 port 0
+    /// and the given data directory, plus `extra` arguments, and waits (at most 30 s) until it
+    /// is listening.
     pub async fn start(subcommand: &str, data_dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        Self::start_service(subcommand, data_dir, &args).await
+    }
+
+    /// Starts `uns <subcommand>` with its HTTP endpoint on port 0, the given data directory and
+    /// `extra` arguments (for a standalone service: `--broker ...`), and waits until it is up.
+    pub async fn start_service(
+        subcommand: &str,
+        data_dir: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let binary = uns_binary()?;
         std::fs::create_dir_all(data_dir)?;
         let ready = data_dir.join("ready.json");
@@ -93,7 +106,6 @@ impl UnsProcess {
         let log_file = std::fs::File::create(&log)?;
         let child = Command::new(&binary)
             .arg(subcommand)
-            .args(["--listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0"])
             .args(["--http-listen", "127.0.0.1:0"])
             .arg("--data-dir")
             .arg(data_dir)
@@ -110,7 +122,7 @@ impl UnsProcess {
         let mut process = Self {
             child,
             addrs: Addresses {
-                mqtt: SocketAddr::from(([127, 0, 0, 1], 0)),
+                mqtt: None,
                 ws: None,
                 http: SocketAddr::from(([127, 0, 0, 1], 0)),
             },
@@ -139,6 +151,13 @@ impl UnsProcess {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The embedded broker's MQTT address (for `up` and `broker`).
+    pub fn mqtt(&self) -> SocketAddr {
+        self.addrs
+            .mqtt
+            .unwrap_or_else(|| panic!("this uns process runs no broker:\n{}", self.log_tail()))
     }
 
     /// The last lines of the process's log (stderr), for failure messages.

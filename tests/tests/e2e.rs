@@ -46,7 +46,7 @@ async fn mqtt_explorer_sees_the_plant_tree_health_schemas_and_sys() -> anyhow::R
     for two_subscribes in [false, true] {
         let mut args = vec![
             "--port".to_owned(),
-            uns.addrs.mqtt.port().to_string(),
+            uns.mqtt().port().to_string(),
             "--min-seconds".to_owned(),
             "10".to_owned(),
             "--timeout".to_owned(),
@@ -94,7 +94,7 @@ async fn sigterm_publishes_stopped_and_exits_cleanly() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut uns = UnsProcess::start("up", dir.path(), &[]).await?;
     let topic = meta_service_topic();
-    let mut subscriber = Subscriber::connect(uns.addrs.mqtt, &[&topic]).await?;
+    let mut subscriber = Subscriber::connect(uns.mqtt(), &[&topic]).await?;
     let status_is = |wanted: HealthStatus| {
         move |payload: &[u8]| decode::<ServiceHealth>(payload).is_ok_and(|h| h.status == wanted)
     };
@@ -181,7 +181,7 @@ async fn retained_messages_survive_sigkill_and_restart() -> anyhow::Result<()> {
     let uns = UnsProcess::start("broker", dir.path(), &[]).await?;
     let topic = "uns/v1/acme/berlin/_meta";
     let payload = r#"{"schema":"uns/meta/v1","level":"Site","display_name":"Berlin"}"#;
-    let mut options = MqttOptions::new("e2e-publisher", "127.0.0.1", uns.addrs.mqtt.port());
+    let mut options = MqttOptions::new("e2e-publisher", "127.0.0.1", uns.mqtt().port());
     options.set_keep_alive(Duration::from_secs(30));
     let (client, mut event_loop) = AsyncClient::new(options, 10);
     client
@@ -197,7 +197,7 @@ async fn retained_messages_survive_sigkill_and_restart() -> anyhow::Result<()> {
     })
     .await??;
     // Prove a reader sees it before the crash, then crash.
-    let mut subscriber = Subscriber::connect(uns.addrs.mqtt, &[topic]).await?;
+    let mut subscriber = Subscriber::connect(uns.mqtt(), &[topic]).await?;
     subscriber
         .wait_for(topic, DEADLINE, |p| p == payload.as_bytes())
         .await?;
@@ -208,7 +208,7 @@ async fn retained_messages_survive_sigkill_and_restart() -> anyhow::Result<()> {
     drop(uns);
 
     let uns = UnsProcess::start("broker", dir.path(), &[]).await?;
-    let mut subscriber = Subscriber::connect(uns.addrs.mqtt, &[topic]).await?;
+    let mut subscriber = Subscriber::connect(uns.mqtt(), &[topic]).await?;
     subscriber
         .wait_for(topic, DEADLINE, |p| p == payload.as_bytes())
         .await
@@ -291,4 +291,117 @@ fn every_rust_file_starts_with_a_module_doc() {
     walk(&root.join("crates"), &mut missing);
     walk(&root.join("tests"), &mut missing);
     assert!(missing.is_empty(), "files without a //! doc: {missing:#?}");
+}
+
+/// What `uns sim` publishes decodes with Sparkplug libraries we did not write: PyPI's
+/// `pysparkplug` and `mqtt-spb-wrapper`, each in its own venv. Every demo device's DBIRTH has
+/// the seven metrics with the right datatypes, and its DDATA values resolve through the aliases
+/// to values of the right kind.
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_sparkplug_libraries_decode_what_uns_sim_publishes() -> anyhow::Result<()> {
+    const DEVICES: [&str; 5] = [
+        "line-1/filler",
+        "line-1/capper",
+        "line-1/labeler",
+        "line-2/filler",
+        "line-2/case-packer",
+    ];
+    let dir = tempfile::tempdir()?;
+    let broker = UnsProcess::start("broker", &dir.path().join("broker"), &[]).await?;
+    let port = broker.mqtt().port().to_string();
+    let mut peers = Vec::new();
+    for (lib, requirements) in [
+        ("pysparkplug", "requirements-pysparkplug.txt"),
+        ("spb-wrapper", "requirements-spb-wrapper.txt"),
+    ] {
+        let python = python_peer(lib, requirements)?;
+        let ready = dir.path().join(format!("{lib}.ready"));
+        let mut args = vec![
+            "--port".to_owned(),
+            port.clone(),
+            "--lib".to_owned(),
+            lib.to_owned(),
+            "--ready-file".to_owned(),
+            ready.display().to_string(),
+            "--timeout".to_owned(),
+            "40".to_owned(),
+        ];
+        for device in DEVICES {
+            args.push("--device".to_owned());
+            args.push(device.to_owned());
+        }
+        let peer =
+            tokio::spawn(async move { run_peer(&python, "decode_sparkplug.py", &args).await });
+        eventually(&format!("{lib} peer to subscribe"), DEADLINE, || {
+            let ready = ready.clone();
+            async move { ready.exists().then_some(()) }
+        })
+        .await?;
+        peers.push((lib, peer));
+    }
+    let broker_url = format!("mqtt://127.0.0.1:{port}");
+    let _sim =
+        UnsProcess::start_service("sim", &dir.path().join("sim"), &["--broker", &broker_url])
+            .await?;
+    for (lib, peer) in peers {
+        let (ok, stdout, stderr) = peer.await??;
+        assert!(ok, "{lib} failed: {stdout}\n{stderr}");
+        let report: serde_json::Value = serde_json::from_str(&stdout)?;
+        for device in DEVICES {
+            let births = &report["births"][device];
+            let values = &report["values"][device];
+            for metric in [
+                "State/Code",
+                "State/Name",
+                "Count/Good",
+                "Count/Reject",
+                "Process/Temperature",
+                "Process/Pressure",
+                "Speed",
+            ] {
+                assert!(
+                    !births[metric].is_null(),
+                    "{lib}: {device} DBIRTH lacks {metric}: {stdout}"
+                );
+            }
+            // Datatypes as each library names them (pysparkplug: enum names; mqtt-spb-wrapper:
+            // the spec's numeric codes).
+            let expected_types = if lib == "pysparkplug" {
+                [
+                    ("State/Code", "INT32"),
+                    ("Count/Good", "UINT64"),
+                    ("Process/Temperature", "FLOAT"),
+                    ("Speed", "DOUBLE"),
+                ]
+            } else {
+                [
+                    ("State/Code", "3"),
+                    ("Count/Good", "8"),
+                    ("Process/Temperature", "9"),
+                    ("Speed", "10"),
+                ]
+            };
+            for (metric, datatype) in expected_types {
+                assert_eq!(births[metric], datatype, "{lib}: {device} {metric}");
+            }
+            assert!(values["State/Code"].is_i64(), "{lib}: {device}: {values}");
+            assert!(
+                values["State/Name"].is_string(),
+                "{lib}: {device}: {values}"
+            );
+            assert!(
+                values["Count/Good"].as_u64().is_some(),
+                "{lib}: {device}: {values}"
+            );
+            assert!(
+                values["Process/Temperature"].is_f64(),
+                "{lib}: {device}: {values}"
+            );
+        }
+        assert!(
+            report["n_data"].as_u64().unwrap_or_default() >= 15,
+            "{lib}: {stdout}"
+        );
+    }
+    Ok(())
 }

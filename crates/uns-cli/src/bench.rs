@@ -1,4 +1,6 @@
-//! `uns bench broker`: our broker (this very binary, `uns broker`) against Debian's mosquitto.
+//! `uns bench …`: `broker` (our broker, this very binary as `uns broker`, against Debian's
+//! mosquitto), `bridge-decode` (the SCADA bridge's decode + map path on one thread) and `e2e`
+//! (`uns sim` → broker → bridge → UNS as child processes of this binary).
 
 #![allow(clippy::print_stdout, reason = "the report is the command's output")]
 
@@ -6,9 +8,68 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use uns_bench::bridge_decode::DecodeOptions;
+use uns_bench::e2e::E2eOptions;
 use uns_bench::{BenchOptions, BrokerUnderTest};
 
-pub(crate) async fn broker(duration: Duration, out: Option<&Path>) -> anyhow::Result<()> {
+use crate::cli::BenchCommand;
+
+/// Runs one benchmark and prints its Markdown report.
+pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
+    match command {
+        BenchCommand::Broker { duration, out } => broker(duration, out.as_deref()).await,
+        BenchCommand::BridgeDecode {
+            nodes,
+            devices_per_node,
+            metrics_per_device,
+            duration,
+            out,
+        } => {
+            let options = DecodeOptions {
+                nodes,
+                devices_per_node,
+                metrics_per_device,
+                duration,
+            };
+            // One dedicated thread: the figure is per core.
+            let report = tokio::task::spawn_blocking(move || {
+                uns_bench::bridge_decode::run_bridge_decode(&options)
+            })
+            .await
+            .context("the decode benchmark thread")?
+            .context("running the bridge decode benchmark")?;
+            emit(&report.to_markdown(), out.as_deref())
+        }
+        BenchCommand::E2e {
+            nodes,
+            devices_per_node,
+            metrics_per_device,
+            rates,
+            warmup,
+            measure,
+            broker_max_inflight,
+            out,
+        } => {
+            let program = std::env::current_exe().context("finding the uns binary")?;
+            let options = E2eOptions {
+                nodes,
+                devices_per_node,
+                metrics_per_device,
+                rates_hz: rates,
+                warmup,
+                measure,
+                broker_max_inflight,
+                ..E2eOptions::new(program)
+            };
+            let report = uns_bench::e2e::run_e2e(&options)
+                .await
+                .context("running the end-to-end benchmark")?;
+            emit(&report.to_markdown(), out.as_deref())
+        }
+    }
+}
+
+async fn broker(duration: Duration, out: Option<&Path>) -> anyhow::Result<()> {
     let ours = std::env::current_exe().context("finding the uns binary")?;
     let baseline =
         uns_bench::mosquitto().context("the baseline broker (apt-get install mosquitto)")?;
@@ -19,10 +80,13 @@ pub(crate) async fn broker(duration: Duration, out: Option<&Path>) -> anyhow::Re
     let report = uns_bench::run_broker_bench(BrokerUnderTest::uns(ours), baseline, &options)
         .await
         .context("running the broker benchmark")?;
-    let markdown = report.to_markdown();
+    emit(&report.to_markdown(), out)
+}
+
+fn emit(markdown: &str, out: Option<&Path>) -> anyhow::Result<()> {
     print!("{markdown}");
     if let Some(path) = out {
-        std::fs::write(path, &markdown).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, markdown).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

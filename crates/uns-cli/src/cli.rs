@@ -225,6 +225,57 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The SCADA bridge's decode + map path on one thread (Sparkplug decode, host session
+    /// alias resolution, mapping to `_tag` topics and JSON), in metrics per second, against
+    /// the goal of 1M/s. No broker, no sockets.
+    BridgeDecode {
+        /// Edge nodes in the generated corpus.
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        /// Devices per edge node.
+        #[arg(long, default_value_t = 10)]
+        devices_per_node: usize,
+        /// Metrics per device (at least 7).
+        #[arg(long, default_value_t = 50)]
+        metrics_per_device: usize,
+        /// Time each stage runs.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        duration: Duration,
+        /// Also write the Markdown report to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// End to end on this machine: `uns sim` → `uns broker` → `uns scada-bridge` → UNS, each a
+    /// child process on 127.0.0.1; latency from the DDATA to `_tag` delivery, delivered vs
+    /// offered rate, CPU and RSS; steps the sim's rate up until the chain falls behind.
+    E2e {
+        /// Simulated edge nodes.
+        #[arg(long, default_value_t = 100)]
+        nodes: usize,
+        /// Devices per edge node.
+        #[arg(long, default_value_t = 10)]
+        devices_per_node: usize,
+        /// Metrics per device.
+        #[arg(long, default_value_t = 50)]
+        metrics_per_device: usize,
+        /// Sample rates to step through (Hz per device), comma-separated; stepping stops at
+        /// the first rate the chain does not sustain.
+        #[arg(long, value_delimiter = ',', default_value = "0.2,0.4,0.6,0.8,1,2,4")]
+        rates: Vec<f64>,
+        /// Settling time after the last DBIRTH of each step.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        warmup: Duration,
+        /// Measuring window of each step.
+        #[arg(long, default_value = "20s", value_parser = parse_duration)]
+        measure: Duration,
+        /// The broker's per-client inflight window (`[broker] max_inflight`, default 128);
+        /// the bridge publishes every `_tag` at QoS 1, so this bounds its rate.
+        #[arg(long)]
+        broker_max_inflight: Option<usize>,
+        /// Also write the Markdown report to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// A socket address or `none`.

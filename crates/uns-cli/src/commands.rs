@@ -12,7 +12,7 @@ use anyhow::Context;
 use uns_model::topic::UnsTopic;
 use uns_sparkplug::topic::SparkplugTopic;
 
-use crate::cli::{BenchCommand, Cli, Command, SchemasArgs, TopicCommand};
+use crate::cli::{Cli, Command, SchemasArgs, TopicCommand};
 use crate::config::{DEFAULT_CONFIG, Settings};
 use crate::signal::shutdown_on_signal;
 use crate::up::{App, ServiceKind};
@@ -42,9 +42,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Schemas(args) => schemas(&args),
         Command::Topic(TopicCommand::Parse { topic, json }) => topic_parse(&topic, json),
-        Command::Bench(BenchCommand::Broker { duration, out }) => {
-            crate::bench::broker(duration, out.as_deref()).await
-        }
+        Command::Bench(command) => crate::bench::run(command).await,
         Command::Healthcheck { url } => healthcheck(&url).await,
         Command::GenerateConfig => {
             print!("{DEFAULT_CONFIG}");

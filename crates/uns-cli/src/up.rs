@@ -201,7 +201,13 @@ impl App {
                     if broker.is_some() && !settings.demo {
                         continue;
                     }
-                    let sim = settings.sim.clone();
+                    let mut sim = settings.sim.clone();
+                    // Next to the bridge (uns up --demo), the nodes wait for its STATE before
+                    // their births and buffer meanwhile, as in the compose deployment, so
+                    // nothing the plant reports before the bridge listens is lost.
+                    if kinds.contains(&ServiceKind::ScadaBridge) && sim.primary_host.is_none() {
+                        sim.primary_host = Some(settings.scada_bridge.host_id.clone());
+                    }
                     let mut connect =
                         uns_sim::SimConnect::new(broker_url.host(), broker_url.port());
                     if let Some((user, password)) = credentials.clone() {
