@@ -108,8 +108,16 @@ pub(crate) struct UserArg {
     pub(crate) password: String,
 }
 
+/// An empty entry (as `a:1,,b:2` or a trailing comma from an unset compose variable) is
+/// skipped: it parses to an account with an empty name, which the config stage drops.
 fn parse_user(text: &str) -> Result<UserArg, String> {
-    match text.split_once(':') {
+    if text.trim().is_empty() {
+        return Ok(UserArg {
+            username: String::new(),
+            password: String::new(),
+        });
+    }
+    match text.trim().split_once(':') {
         Some((username, password)) if !username.is_empty() && !password.is_empty() => Ok(UserArg {
             username: username.to_owned(),
             password: password.to_owned(),

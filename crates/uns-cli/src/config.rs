@@ -109,7 +109,11 @@ impl Settings {
         if broker_args.allow_anonymous {
             broker.allow_anonymous = true;
         }
-        for user in &broker_args.users {
+        for user in broker_args
+            .users
+            .iter()
+            .filter(|user| !user.username.is_empty())
+        {
             broker.users.push(User {
                 username: user.username.clone(),
                 secret: Secret::Password(user.password.clone()),
@@ -186,6 +190,7 @@ fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
     fn common() -> CommonArgs {
         CommonArgs {
@@ -259,6 +264,24 @@ mod tests {
         assert!(err.to_string().contains("--demo"), "{err}");
         let settings = Settings::embedded(&common, &broker_args(), false).unwrap();
         assert_eq!(settings.plant.len(), 1);
+    }
+
+    #[test]
+    fn empty_user_entries_are_skipped() {
+        let cli =
+            crate::cli::Cli::try_parse_from(["uns", "broker", "--user", "a:1,,b:2,"]).unwrap();
+        let crate::cli::Command::Broker(args) = cli.command else {
+            panic!("broker expected");
+        };
+        let settings = Settings::embedded(&args.common, &args.broker, false).unwrap();
+        let Backbone::Embedded(config) = settings.backbone else {
+            panic!("embedded expected");
+        };
+        let names: Vec<_> = config.users.iter().map(|u| u.username.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(
+            crate::cli::Cli::try_parse_from(["uns", "broker", "--user", "nopassword"]).is_err()
+        );
     }
 
     #[test]
