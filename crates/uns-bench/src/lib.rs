@@ -27,6 +27,8 @@
 
 #![deny(missing_docs)]
 
+pub mod bridge_decode;
+pub mod e2e;
 mod mqtt;
 mod process;
 mod report;
@@ -63,8 +65,9 @@ pub struct BrokerUnderTest {
 }
 
 impl BrokerUnderTest {
-    /// Our broker: `<program> broker --listen 127.0.0.1:{port} --ws-listen none --data-dir {data_dir}`,
-    /// where `program` is the `uns` binary.
+    /// Our broker: `<program> broker --listen 127.0.0.1:{port} --ws-listen none --http-listen
+    /// 127.0.0.1:0 --data-dir {data_dir}`, where `program` is the `uns` binary. The HTTP endpoint
+    /// gets a port of its own choosing: its default (8080) may be taken on a shared machine.
     pub fn uns(program: impl Into<PathBuf>) -> Self {
         Self {
             name: "uns".to_owned(),
@@ -75,6 +78,8 @@ impl BrokerUnderTest {
                 "127.0.0.1:{port}",
                 "--ws-listen",
                 "none",
+                "--http-listen",
+                "127.0.0.1:0",
                 "--data-dir",
                 "{data_dir}",
             ]
@@ -448,7 +453,7 @@ mod tests {
         let broker = BrokerUnderTest::uns("/bin/uns");
         assert_eq!(
             broker.command_line(),
-            "/bin/uns broker --listen 127.0.0.1:{port} --ws-listen none --data-dir {data_dir}"
+            "/bin/uns broker --listen 127.0.0.1:{port} --ws-listen none --http-listen 127.0.0.1:0 --data-dir {data_dir}"
         );
     }
 }

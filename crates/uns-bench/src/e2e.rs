@@ -1,0 +1,926 @@
+//! End to end: `uns sim` → broker → `uns scada-bridge` → UNS, each a child process on 127.0.0.1:
+//! [`run_e2e`].
+//!
+//! Per rate step (a fresh set of processes and data directories each time):
+//!
+//! 1. `uns broker` on a spare port (HTTP on port 0, no websockets);
+//! 2. `uns scada-bridge --broker mqtt://127.0.0.1:{port}`; ready when its
+//!    `spBv1.0/STATE/scada-bridge` says online;
+//! 3. `uns sim` in scale mode (`--nodes --devices-per-node --metrics-per-device --rate`); the run
+//!    waits until every DBIRTH was seen, then for [`E2eOptions::warmup`] (the births' burst of
+//!    retained `_tag` documents settles), then measures for [`E2eOptions::measure`].
+//!
+//! Two observer connections (the bench's own MQTT 3.1.1 client, QoS 0) watch the traffic:
+//! `spBv1.0/#` (every DDATA: its metrics are the *offered* load, its arrival time one end of the
+//! hop latency) and `uns/v1/#` (every `_tag`: the *delivered* load). Two latencies per `_tag`:
+//!
+//! - **source latency**: wall clock at delivery minus the DDATA metric's timestamp (ms resolution
+//!   on the sim's side; includes the sim's own publish delay, broker → bridge → broker);
+//! - **bridge hop**: the `_tag` arrival minus the arrival of the DDATA it came from, both at the
+//!   observer on one monotonic clock (µs): broker → bridge → broker alone.
+//!
+//! CPU (utime + stime from `/proc/{pid}/stat`, USER_HZ 100) and RSS of the broker, the bridge and
+//! the sim are sampled at the start and end of the window. A step *sustains* its rate when the
+//! delivered rate is at least [`E2eOptions::min_delivered_ratio`] of the offered one and the hop
+//! p99 is under [`E2eOptions::p99_limit`] or one sample period, whichever is longer (each period
+//! starts with a burst from every device; what drains within the period does not pile up); stepping stops at the first step that does not. (The
+//! hop decides, not the source latency: `uns sim` stamps each sample with a grid time that can be
+//! ahead of the wall clock, see the report.)
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::mqtt::{self, MqttClient, PUBLISH};
+use crate::process::{RunningBroker, parse_vm_rss};
+use crate::report::{MachineInfo, percentile};
+use crate::{BenchError, BrokerUnderTest, ClientError};
+
+/// How long the bridge may take to publish its STATE birth.
+const BRIDGE_READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the sim's births may take to arrive.
+const BIRTH_TIMEOUT: Duration = Duration::from_secs(60);
+/// Limit for each observer handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// DDATA arrival times older than this (by metric timestamp) are dropped from the match table.
+const MATCH_HORIZON_MS: i64 = 30_000;
+/// The Linux `/proc` clock tick (USER_HZ), fixed at 100 on every architecture's ABI.
+const USER_HZ: f64 = 100.0;
+/// At most this many rate steps, whatever the options say.
+const MAX_STEPS: usize = 12;
+/// Bridge host id of the default config (`spBv1.0/STATE/{id}`).
+const HOST_ID: &str = "scada-bridge";
+
+/// Knobs of [`run_e2e`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct E2eOptions {
+    /// The `uns` binary that runs the broker, the bridge and the sim.
+    pub program: PathBuf,
+    /// Simulated edge nodes.
+    pub nodes: usize,
+    /// Devices per edge node.
+    pub devices_per_node: usize,
+    /// Metrics per device.
+    pub metrics_per_device: usize,
+    /// Samples per second per device, one step each, in order (ascending: stepping stops at the
+    /// first step that does not sustain its rate).
+    pub rates_hz: Vec<f64>,
+    /// Settling time after the last DBIRTH, before measuring.
+    pub warmup: Duration,
+    /// Measuring window per step.
+    pub measure: Duration,
+    /// A step whose bridge-hop p99 reaches this, or one sample period if that is longer, did not
+    /// sustain its rate: the sim samples every device at once, so each period begins with a burst,
+    /// and a p99 beyond the period means the backlog carries over into the next one.
+    pub p99_limit: Duration,
+    /// A step that delivers less than this share of the offered metrics did not sustain its rate.
+    pub min_delivered_ratio: f64,
+    /// The broker's per-client inflight window (`[broker] max_inflight`); `None` keeps the
+    /// default (128). The bridge publishes every `_tag` at QoS 1, so this window bounds its rate.
+    pub broker_max_inflight: Option<usize>,
+}
+
+impl E2eOptions {
+    /// Issue 4's plant, 100 nodes × 10 devices × 50 metrics, stepped from 0.2 Hz (10 000
+    /// metrics/s) through 1 Hz (the issue's 50 000 metrics/s) to 4 Hz; 10 s warm-up, 20 s
+    /// windows, hop p99 limit 1 s, 98 % delivered.
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        Self {
+            program: program.into(),
+            nodes: 100,
+            devices_per_node: 10,
+            metrics_per_device: 50,
+            rates_hz: vec![0.2, 0.4, 0.6, 0.8, 1.0, 2.0, 4.0],
+            warmup: Duration::from_secs(10),
+            measure: Duration::from_secs(20),
+            p99_limit: Duration::from_secs(1),
+            min_delivered_ratio: 0.98,
+            broker_max_inflight: None,
+        }
+    }
+
+    /// Metrics per second the sim would send if every metric changed at every sample.
+    pub fn nominal_rate(&self, rate_hz: f64) -> f64 {
+        (self.nodes * self.devices_per_node * self.metrics_per_device) as f64 * rate_hz
+    }
+}
+
+/// CPU and memory of one process over a window.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ProcUsage {
+    /// CPU time over wall time, in percent of one core (200 % = both cores of this machine).
+    pub cpu_percent: f64,
+    /// Resident memory at the end of the window, KiB.
+    pub rss_kib: u64,
+}
+
+/// One rate step, measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct E2eStep {
+    /// Samples per second per device.
+    pub rate_hz: f64,
+    /// Metrics per second the plant would send if every metric changed every sample.
+    pub nominal: f64,
+    /// DDATA metrics per second seen on `spBv1.0/#`.
+    pub offered: f64,
+    /// `_tag` documents per second seen on `uns/v1/#`.
+    pub delivered: f64,
+    /// Source latency p50, p99, max (ms): delivery wall clock minus metric timestamp. Negative
+    /// when the sim stamps samples ahead of the wall clock, as `uns sim` does today (see the
+    /// report's note), so it does not decide [`E2eStep::sustained`].
+    pub source_ms: [f64; 3],
+    /// Bridge hop p50, p99, max (ms): `_tag` arrival minus DDATA arrival at the observer.
+    pub hop_ms: [f64; 3],
+    /// `_tag` documents whose DDATA was not seen (so they have no hop sample).
+    pub unmatched: u64,
+    /// NBIRTH/DBIRTH and NCMD (rebirth requests) seen in the window: a healthy run has none.
+    pub rebirths: u64,
+    /// The process running the bridge.
+    pub bridge: ProcUsage,
+    /// The broker process.
+    pub broker: ProcUsage,
+    /// The sim process.
+    pub sim: ProcUsage,
+    /// Whether the step met both limits.
+    pub sustained: bool,
+}
+
+/// What [`run_e2e`] measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct E2eReport {
+    /// When the run finished, UTC.
+    pub date: String,
+    /// Where it ran.
+    pub machine: MachineInfo,
+    /// The options of the run.
+    pub options: E2eOptions,
+    /// The three command lines (with placeholders).
+    pub commands: Vec<String>,
+    /// The steps run, in order.
+    pub steps: Vec<E2eStep>,
+}
+
+impl E2eReport {
+    /// The highest delivered rate of a step that sustained its load, metrics per second.
+    pub fn max_sustained(&self) -> Option<&E2eStep> {
+        self.steps
+            .iter()
+            .filter(|step| step.sustained)
+            .max_by(|a, b| a.delivered.total_cmp(&b.delivered))
+    }
+
+    /// The report as markdown.
+    pub fn to_markdown(&self) -> String {
+        let mut md = String::new();
+        let opts = &self.options;
+        // Writing into a String cannot fail, so the fmt::Results below are ignored.
+        let _ = writeln!(md, "## End to end: uns sim → broker → scada-bridge → UNS\n");
+        let _ = writeln!(md, "- Date: {}", self.date);
+        let _ = writeln!(
+            md,
+            "- Machine: {} CPUs ({}), Linux {}; sim, broker, bridge and the observer share them",
+            self.machine.cpus, self.machine.cpu_model, self.machine.kernel
+        );
+        let _ = writeln!(
+            md,
+            "- Plant: {} nodes × {} devices × {} metrics; per step a fresh set of processes, \
+             {} s warm-up after the last DBIRTH, {} s measured",
+            opts.nodes,
+            opts.devices_per_node,
+            opts.metrics_per_device,
+            opts.warmup.as_secs_f64(),
+            opts.measure.as_secs_f64()
+        );
+        for command in &self.commands {
+            let _ = writeln!(md, "- `{command}`");
+        }
+        let _ = writeln!(
+            md,
+            "- Sustained = delivered ≥ {:.0} % of offered and bridge-hop p99 < max({} ms, one sample period). Offered = DDATA \
+             metrics seen (report by exception: unchanged metrics are not sent, so offered < nominal). \
+             Bridge hop = `_tag` arrival minus arrival of its DDATA, both at the observer (broker → \
+             bridge → broker → observer); source = wall clock at delivery minus the metric timestamp \
+             the sim wrote (negative: the sim stamps samples ahead of the wall clock)\n",
+            opts.min_delivered_ratio * 100.0,
+            opts.p99_limit.as_millis()
+        );
+        let _ = writeln!(
+            md,
+            "| rate | nominal metrics/s | offered/s | delivered/s | delivered/offered | source p50 / p99 / max (ms) | bridge hop p50 / p99 / max (ms) | bridge CPU % | bridge RSS (MiB) | broker CPU % | broker RSS (MiB) | sim CPU % | sustained |"
+        );
+        let _ = writeln!(
+            md,
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        );
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        for step in &self.steps {
+            let _ = writeln!(
+                md,
+                "| {} Hz | {:.0} | {:.0} | {:.0} | {:.3} | {:.1} / {:.1} / {:.0} | {:.2} / {:.2} / {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+                step.rate_hz,
+                step.nominal,
+                step.offered,
+                step.delivered,
+                step.delivered / step.offered.max(f64::EPSILON),
+                step.source_ms[0],
+                step.source_ms[1],
+                step.source_ms[2],
+                step.hop_ms[0],
+                step.hop_ms[1],
+                step.hop_ms[2],
+                step.bridge.cpu_percent,
+                mib(step.bridge.rss_kib),
+                step.broker.cpu_percent,
+                mib(step.broker.rss_kib),
+                step.sim.cpu_percent,
+                if step.sustained { "yes" } else { "**no**" }
+            );
+        }
+        let _ = writeln!(md);
+        match self.max_sustained() {
+            Some(step) => {
+                let _ = writeln!(
+                    md,
+                    "- Max sustained: {:.0} metrics/s delivered ({} Hz)",
+                    step.delivered, step.rate_hz
+                );
+            }
+            None => {
+                let _ = writeln!(md, "- No step sustained its rate");
+            }
+        }
+        for step in &self.steps {
+            if step.rebirths > 0 || step.unmatched > 0 {
+                let _ = writeln!(
+                    md,
+                    "- {} Hz: {} births/rebirth requests in the window, {} `_tag`s without a matching DDATA",
+                    step.rate_hz, step.rebirths, step.unmatched
+                );
+            }
+        }
+        md
+    }
+}
+
+/// Why [`run_e2e`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum E2eError {
+    /// An option is out of range.
+    #[error("invalid benchmark option: {0}")]
+    InvalidOptions(&'static str),
+    /// The broker did not start.
+    #[error(transparent)]
+    Broker(#[from] BenchError),
+    /// A data directory or log file could not be created.
+    #[error("cannot prepare a data directory")]
+    DataDir(#[source] std::io::Error),
+    /// The bridge or the sim could not be started.
+    #[error("cannot start {what} ({})", program.display())]
+    Spawn {
+        /// `scada-bridge` or `sim`.
+        what: &'static str,
+        /// The executable.
+        program: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The bridge or the sim did not get ready in time.
+    #[error("{what} not ready within {waited:?}; its log ends with:\n{log}")]
+    NotReady {
+        /// What was awaited.
+        what: &'static str,
+        /// How long.
+        waited: Duration,
+        /// The end of the process log.
+        log: String,
+    },
+    /// An observer connection failed.
+    #[error("observer: {0}")]
+    Observer(#[from] ClientError),
+}
+
+/// Runs every step of `opts.rates_hz` (at most 12) until one does not sustain its rate.
+pub async fn run_e2e(opts: &E2eOptions) -> Result<E2eReport, E2eError> {
+    if opts.nodes == 0
+        || opts.devices_per_node == 0
+        || opts.metrics_per_device == 0
+        || opts.rates_hz.is_empty()
+        || opts.measure.is_zero()
+    {
+        return Err(E2eError::InvalidOptions(
+            "nodes, devices, metrics, rates and the measuring window must be positive",
+        ));
+    }
+    if opts
+        .rates_hz
+        .iter()
+        .any(|rate| !(rate.is_finite() && *rate > 0.0 && *rate <= 1_000.0))
+    {
+        return Err(E2eError::InvalidOptions("rates must be in (0, 1000] Hz"));
+    }
+    let mut steps = Vec::new();
+    for &rate_hz in opts.rates_hz.iter().take(MAX_STEPS) {
+        let step = run_step(opts, rate_hz).await?;
+        let sustained = step.sustained;
+        steps.push(step);
+        if !sustained {
+            break;
+        }
+    }
+    Ok(E2eReport {
+        date: chrono::Utc::now()
+            .format("%Y-%m-%d %H:%M:%S UTC")
+            .to_string(),
+        machine: MachineInfo::current(),
+        options: opts.clone(),
+        commands: command_lines(opts),
+        steps,
+    })
+}
+
+/// `uns broker`, with a config file when the inflight window is set.
+fn broker_under_test(opts: &E2eOptions) -> BrokerUnderTest {
+    let mut broker = BrokerUnderTest::uns(&opts.program);
+    if let Some(max_inflight) = opts.broker_max_inflight {
+        broker.files.push((
+            "uns.toml".to_owned(),
+            format!("[broker]\nmax_inflight = {max_inflight}\n"),
+        ));
+        broker
+            .args
+            .extend(["--config".to_owned(), "{data_dir}/uns.toml".to_owned()]);
+    }
+    broker
+}
+
+fn command_lines(opts: &E2eOptions) -> Vec<String> {
+    let program = opts.program.display();
+    let broker = broker_under_test(opts);
+    let mut broker_line = broker.command_line();
+    for (name, contents) in &broker.files {
+        let _ = write!(
+            broker_line,
+            "` with `{name}`: `{}",
+            contents.trim().replace('\n', "; ")
+        );
+    }
+    vec![
+        broker_line,
+        format!(
+            "{program} {}",
+            bridge_args("{port}", "{data_dir}").join(" ")
+        ),
+        format!(
+            "{program} {}",
+            sim_args(opts, "{rate}", "{port}", "{data_dir}").join(" ")
+        ),
+    ]
+}
+
+fn bridge_args(port: &str, data_dir: &str) -> Vec<String> {
+    [
+        "scada-bridge",
+        "--broker",
+        &format!("mqtt://127.0.0.1:{port}"),
+        "--http-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &format!("{data_dir}/bridge"),
+        "--log",
+        "warn",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+fn sim_args(opts: &E2eOptions, rate: &str, port: &str, data_dir: &str) -> Vec<String> {
+    [
+        "sim",
+        "--broker",
+        &format!("mqtt://127.0.0.1:{port}"),
+        "--http-listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        &format!("{data_dir}/sim"),
+        "--nodes",
+        &opts.nodes.to_string(),
+        "--devices-per-node",
+        &opts.devices_per_node.to_string(),
+        "--metrics-per-device",
+        &opts.metrics_per_device.to_string(),
+        "--rate",
+        rate,
+        "--log",
+        "warn",
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+/// A child process with its log file; killed on drop.
+struct Service {
+    pid: u32,
+    log: PathBuf,
+    _child: Child,
+}
+
+impl Service {
+    fn spawn(
+        what: &'static str,
+        program: &Path,
+        args: &[String],
+        log: PathBuf,
+    ) -> Result<Self, E2eError> {
+        let file = std::fs::File::create(&log).map_err(E2eError::DataDir)?;
+        let file_err = file.try_clone().map_err(E2eError::DataDir)?;
+        let spawn_error = |source| E2eError::Spawn {
+            what,
+            program: program.to_path_buf(),
+            source,
+        };
+        let child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(file_err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(spawn_error)?;
+        let pid = child
+            .id()
+            .ok_or_else(|| spawn_error(std::io::Error::other("exited at once")))?;
+        Ok(Self {
+            pid,
+            log,
+            _child: child,
+        })
+    }
+
+    fn not_ready(&self, what: &'static str, waited: Duration, observed: &Observed) -> E2eError {
+        let text = std::fs::read(&self.log).unwrap_or_default();
+        let tail = &text[text.len().saturating_sub(2_000)..];
+        let mut log = String::from_utf8_lossy(tail).trim().to_owned();
+        if let Some(error) = &lock(observed).observer_error {
+            log.push_str("\n(observer connection failed: ");
+            log.push_str(error);
+            log.push(')');
+        }
+        E2eError::NotReady { what, waited, log }
+    }
+}
+
+/// Phases of the observer's counting.
+const WARMUP: u8 = 0;
+const MEASURING: u8 = 1;
+const DONE: u8 = 2;
+
+/// What the two observer tasks share.
+#[derive(Default)]
+struct Observed {
+    /// [`WARMUP`], [`MEASURING`] or [`DONE`].
+    phase: AtomicU8,
+    inner: Mutex<ObservedInner>,
+}
+
+#[derive(Default)]
+struct ObservedInner {
+    bridge_online: bool,
+    dbirths: u64,
+    /// (edge, device, metric timestamp ms) → DDATA arrival, ns since the run's epoch.
+    arrivals: HashMap<(String, String, i64), u64>,
+    offered: u64,
+    delivered: u64,
+    rebirths: u64,
+    unmatched: u64,
+    /// Source latencies, µs (negative when the source stamps ahead of the wall clock).
+    source_us: Vec<i64>,
+    /// Hop latencies, µs.
+    hop_us: Vec<u64>,
+    /// Why an observer connection ended, if one did.
+    observer_error: Option<String>,
+}
+
+/// The `_tag` fields the observer reads.
+#[derive(Deserialize)]
+struct TagFields<'a> {
+    timestamp_ms: i64,
+    quality: &'a str,
+    #[serde(borrow)]
+    src: Option<SrcFields<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SrcFields<'a> {
+    edge: &'a str,
+    device: Option<&'a str>,
+}
+
+async fn run_step(opts: &E2eOptions, rate_hz: f64) -> Result<E2eStep, E2eError> {
+    let broker = RunningBroker::start(&broker_under_test(opts)).await?;
+    let dir = tempfile::Builder::new()
+        .prefix("uns-bench-e2e-")
+        .tempdir()
+        .map_err(E2eError::DataDir)?;
+    let dir_text = dir.path().to_string_lossy().into_owned();
+    let port = broker.addr.port().to_string();
+    let epoch = Instant::now();
+    let observed = Arc::new(Observed::default());
+    observed.phase.store(WARMUP, Ordering::Release);
+    let sparkplug_observer =
+        observe(broker.addr, "e2e-obs-spb", "spBv1.0/#", &observed, epoch).await?;
+    let uns_observer = observe(broker.addr, "e2e-obs-uns", "uns/v1/#", &observed, epoch).await?;
+    let _observers = (AbortOnDrop(sparkplug_observer), AbortOnDrop(uns_observer));
+
+    let bridge = Service::spawn(
+        "scada-bridge",
+        &opts.program,
+        &bridge_args(&port, &dir_text),
+        dir.path().join("bridge.log"),
+    )?;
+    let ready = wait_until(&observed, BRIDGE_READY_TIMEOUT, |inner| inner.bridge_online).await;
+    if !ready {
+        return Err(bridge.not_ready("scada-bridge STATE online", BRIDGE_READY_TIMEOUT, &observed));
+    }
+    let sim = Service::spawn(
+        "sim",
+        &opts.program,
+        &sim_args(opts, &rate_hz.to_string(), &port, &dir_text),
+        dir.path().join("sim.log"),
+    )?;
+    let n_devices = (opts.nodes * opts.devices_per_node) as u64;
+    if !wait_until(&observed, BIRTH_TIMEOUT, |inner| inner.dbirths >= n_devices).await {
+        return Err(sim.not_ready("every DBIRTH", BIRTH_TIMEOUT, &observed));
+    }
+    tokio::time::sleep(opts.warmup).await;
+
+    let pids = [bridge.pid, broker.pid, sim.pid];
+    let before = pids.map(cpu_ticks);
+    let start = Instant::now();
+    observed.phase.store(MEASURING, Ordering::Release);
+    tokio::time::sleep(opts.measure).await;
+    observed.phase.store(DONE, Ordering::Release);
+    let elapsed = start.elapsed().as_secs_f64();
+    let after = pids.map(cpu_ticks);
+    let usage: Vec<ProcUsage> = (0..3)
+        .map(|idx| ProcUsage {
+            cpu_percent: after[idx].saturating_sub(before[idx]) as f64 / USER_HZ / elapsed * 100.0,
+            rss_kib: rss_kib(pids[idx]),
+        })
+        .collect();
+
+    let mut inner = lock(&observed);
+    inner.source_us.sort_unstable();
+    inner.hop_us.sort_unstable();
+    let quantiles = |sorted: &[u64]| {
+        [0.50, 0.99, 1.0].map(|quantile| percentile(sorted, quantile) as f64 / 1_000.0)
+    };
+    let offered = inner.offered as f64 / elapsed;
+    let delivered = inner.delivered as f64 / elapsed;
+    let hop_ms = quantiles(&inner.hop_us);
+    let source_ms = [0.50, 0.99, 1.0]
+        .map(|quantile| signed_percentile(&inner.source_us, quantile) as f64 / 1_000.0);
+    // Every device samples at the same instant, so each period starts with a burst; a p99 under
+    // one period means that burst drained before the next one: the backlog does not grow.
+    let p99_limit_ms = opts.p99_limit.as_secs_f64().max(1.0 / rate_hz) * 1_000.0;
+    let sustained = inner.offered > 0
+        && delivered >= opts.min_delivered_ratio * offered
+        && hop_ms[1] < p99_limit_ms;
+    Ok(E2eStep {
+        rate_hz,
+        nominal: opts.nominal_rate(rate_hz),
+        offered,
+        delivered,
+        source_ms,
+        hop_ms,
+        unmatched: inner.unmatched,
+        rebirths: inner.rebirths,
+        bridge: usage[0],
+        broker: usage[1],
+        sim: usage[2],
+        sustained,
+    })
+}
+
+/// Nearest-rank percentile of sorted signed samples (as [`percentile`]); empty gives 0.
+fn signed_percentile(sorted: &[i64], quantile: f64) -> i64 {
+    let Some(last_idx) = sorted.len().checked_sub(1) else {
+        return 0;
+    };
+    let rank = (quantile * sorted.len() as f64).ceil() as usize;
+    sorted[rank.saturating_sub(1).min(last_idx)]
+}
+
+fn lock(observed: &Observed) -> std::sync::MutexGuard<'_, ObservedInner> {
+    // A panicking observer task leaves plain counters behind; they are still readable.
+    observed
+        .inner
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Polls `done` every 50 ms until it holds or `limit` passes (a poll interval, not a wait for
+/// something: the observers update the state from other tasks).
+async fn wait_until(
+    observed: &Observed,
+    limit: Duration,
+    done: impl Fn(&ObservedInner) -> bool,
+) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if done(&lock(observed)) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Aborts an observer task when the step ends, on every way out.
+struct AbortOnDrop(JoinHandle<Result<(), ClientError>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Connects an observer subscribed to `filter` and spawns its read loop.
+async fn observe(
+    addr: SocketAddr,
+    client_id: &str,
+    filter: &str,
+    observed: &Arc<Observed>,
+    epoch: Instant,
+) -> Result<JoinHandle<Result<(), ClientError>>, ClientError> {
+    debug_assert_eq!(addr.ip(), Ipv4Addr::LOCALHOST);
+    let mut client = MqttClient::connect(addr, client_id, HANDSHAKE_TIMEOUT).await?;
+    client.subscribe(filter, 0, HANDSHAKE_TIMEOUT).await?;
+    let observed = Arc::clone(observed);
+    Ok(tokio::spawn(async move {
+        let result = read_loop(&mut client, &observed, epoch).await;
+        if let Err(error) = &result {
+            lock(&observed).observer_error = Some(error.to_string());
+        }
+        result
+    }))
+}
+
+async fn read_loop(
+    client: &mut MqttClient,
+    observed: &Observed,
+    epoch: Instant,
+) -> Result<(), ClientError> {
+    {
+        loop {
+            {
+                let arrival_ns = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                let wall_us = wall_clock_us();
+                let mut inner = lock(observed);
+                let measuring = observed.phase.load(Ordering::Acquire) == MEASURING;
+                while let Some(frame) = client.reader.try_frame()? {
+                    if frame.kind != PUBLISH {
+                        continue;
+                    }
+                    let publish = mqtt::parse_publish(&frame)?;
+                    let Ok(topic) = std::str::from_utf8(publish.topic) else {
+                        continue;
+                    };
+                    if topic.starts_with("spBv1.0/") {
+                        on_sparkplug(&mut inner, topic, publish.payload, arrival_ns, measuring);
+                    } else if topic.contains("/_tag/") && measuring {
+                        on_tag(&mut inner, publish.payload, arrival_ns, wall_us);
+                    }
+                }
+            }
+            client.reader.fill().await?;
+        }
+    }
+}
+
+fn wall_clock_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_micros()).unwrap_or(i64::MAX)
+        })
+}
+
+fn on_sparkplug(
+    inner: &mut ObservedInner,
+    topic: &str,
+    payload: &[u8],
+    arrival_ns: u64,
+    measuring: bool,
+) {
+    let parts: Vec<&str> = topic.split('/').collect();
+    match parts.as_slice() {
+        ["spBv1.0", "STATE", host] if *host == HOST_ID => {
+            inner.bridge_online = payload
+                .windows(13)
+                .any(|window| window == b"\"online\":true");
+        }
+        [_, _, "DBIRTH", _, _] => {
+            inner.dbirths += 1;
+            if measuring {
+                inner.rebirths += 1;
+            }
+        }
+        [_, _, "NBIRTH" | "NCMD", _] if measuring => inner.rebirths += 1,
+        [_, _, "DDATA", edge, device] => {
+            let Ok(decoded) = uns_sparkplug::decode(payload) else {
+                return;
+            };
+            if measuring {
+                inner.offered += decoded.metrics.len() as u64;
+            }
+            let mut last_ts = None;
+            for metric in &decoded.metrics {
+                let ts = metric.timestamp.or(decoded.timestamp);
+                if ts == last_ts {
+                    continue;
+                }
+                last_ts = ts;
+                if let Some(ts) = ts.and_then(|ts| i64::try_from(ts).ok()) {
+                    inner
+                        .arrivals
+                        .insert(((*edge).to_owned(), (*device).to_owned(), ts), arrival_ns);
+                }
+            }
+            // Keep the match table bounded: forget arrivals far older than this sample.
+            if inner.arrivals.len() > 200_000
+                && let Some(newest) = last_ts.and_then(|ts| i64::try_from(ts).ok())
+            {
+                inner
+                    .arrivals
+                    .retain(|(_, _, ts), _| newest - *ts < MATCH_HORIZON_MS);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn on_tag(inner: &mut ObservedInner, payload: &[u8], arrival_ns: u64, wall_us: i64) {
+    let Ok(tag) = serde_json::from_slice::<TagFields<'_>>(payload) else {
+        return;
+    };
+    if tag.quality == "stale" {
+        return;
+    }
+    inner.delivered += 1;
+    inner
+        .source_us
+        .push(wall_us - tag.timestamp_ms.saturating_mul(1_000));
+    let matched = tag.src.and_then(|src| {
+        let key = (
+            src.edge.to_owned(),
+            src.device.unwrap_or_default().to_owned(),
+            tag.timestamp_ms,
+        );
+        inner.arrivals.get(&key).copied()
+    });
+    match matched {
+        Some(ddata_ns) => inner
+            .hop_us
+            .push(arrival_ns.saturating_sub(ddata_ns) / 1_000),
+        None => inner.unmatched += 1,
+    }
+}
+
+/// utime + stime of `pid` in clock ticks; 0 when unreadable (the process is gone).
+fn cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| parse_cpu_ticks(&stat))
+        .unwrap_or(0)
+}
+
+/// Fields 14 and 15 of `/proc/{pid}/stat`, counted after the `)` that ends the command name (which
+/// may itself contain spaces and parentheses).
+fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_name.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| parse_vm_rss(&status))
+        .map_or(0, |bytes| bytes / 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_are_utime_plus_stime() {
+        let check = |stat: &str, expected: Option<u64>| {
+            assert_eq!(parse_cpu_ticks(stat), expected, "{stat}");
+        };
+        // Field 2 may contain spaces and parentheses; fields 14 and 15 are 7 and 3.
+        check(
+            "42 (uns (x) y) S 1 42 42 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 4 0 100 1000 200",
+            Some(10),
+        );
+        check("42 (uns) S 1 2 3", None);
+        check("garbage", None);
+    }
+
+    #[test]
+    fn own_cpu_time_is_readable() {
+        // Burn a little CPU so the counter is not zero on a fresh process.
+        let mut x = 0u64;
+        for idx in 0..20_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(idx);
+        }
+        assert!(x != 1);
+        assert!(cpu_ticks(std::process::id()) > 0);
+        assert!(rss_kib(std::process::id()) > 0);
+    }
+
+    #[test]
+    fn observer_matches_tags_to_their_ddata() {
+        let mut inner = ObservedInner::default();
+        let ddata = uns_sparkplug::Payload {
+            timestamp: Some(5_000),
+            metrics: vec![
+                uns_sparkplug::Metric {
+                    timestamp: Some(5_000),
+                    ..uns_sparkplug::Metric::new("a", uns_sparkplug::Value::Double(1.0))
+                },
+                uns_sparkplug::Metric {
+                    timestamp: Some(5_000),
+                    ..uns_sparkplug::Metric::new("b", uns_sparkplug::Value::Double(2.0))
+                },
+            ],
+            seq: Some(1),
+            ..uns_sparkplug::Payload::default()
+        };
+        let bytes = uns_sparkplug::encode(&ddata).unwrap();
+        on_sparkplug(&mut inner, "spBv1.0/g/DDATA/n1/d1", &bytes, 1_000_000, true);
+        assert_eq!(inner.offered, 2);
+        let tag = |edge: &str, quality: &str| {
+            format!(
+                r#"{{"schema":"uns/tag/v1","value":1.0,"timestamp_ms":5000,"quality":"{quality}","src":{{"group":"g","edge":"{edge}","device":"d1","metric":"a"}}}}"#
+            )
+        };
+        on_tag(
+            &mut inner,
+            tag("n1", "good").as_bytes(),
+            3_500_000,
+            5_000_700,
+        );
+        on_tag(
+            &mut inner,
+            tag("n2", "good").as_bytes(),
+            4_000_000,
+            5_001_000,
+        );
+        on_tag(
+            &mut inner,
+            tag("n1", "stale").as_bytes(),
+            4_000_000,
+            5_001_000,
+        );
+        assert_eq!(inner.delivered, 2);
+        assert_eq!(inner.hop_us, [2_500]);
+        assert_eq!(inner.unmatched, 1);
+        assert_eq!(inner.source_us, [700, 1_000]);
+        let check = |sorted: &[i64], quantile: f64, expected: i64| {
+            assert_eq!(
+                signed_percentile(sorted, quantile),
+                expected,
+                "{sorted:?} q{quantile}"
+            );
+        };
+        check(&[-5, -1, 3], 0.5, -1);
+        check(&[-5, -1, 3], 1.0, 3);
+        check(&[], 0.99, 0);
+
+        on_sparkplug(
+            &mut inner,
+            "spBv1.0/STATE/scada-bridge",
+            br#"{"online":true,"timestamp":1}"#,
+            0,
+            false,
+        );
+        assert!(inner.bridge_online);
+        on_sparkplug(&mut inner, "spBv1.0/g/NCMD/n1", b"", 0, true);
+        assert_eq!(inner.rebirths, 1);
+    }
+}
