@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::time::Duration;
 
+use std::io::Write;
+
 use anyhow::Context;
 use uns_bench::bridge_decode::DecodeOptions;
 use uns_bench::e2e::E2eOptions;
@@ -84,7 +86,7 @@ async fn broker(duration: Duration, out: Option<&Path>) -> anyhow::Result<()> {
 }
 
 fn emit(markdown: &str, out: Option<&Path>) -> anyhow::Result<()> {
-    print!("{markdown}");
+    write!(std::io::stdout(), "{markdown}")?;
     if let Some(path) = out {
         std::fs::write(path, markdown).with_context(|| format!("writing {}", path.display()))?;
     }

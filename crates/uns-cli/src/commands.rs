@@ -45,7 +45,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(command) => crate::bench::run(command).await,
         Command::Healthcheck { url } => healthcheck(&url).await,
         Command::GenerateConfig => {
-            print!("{DEFAULT_CONFIG}");
+            write!(std::io::stdout(), "{DEFAULT_CONFIG}")?;
             Ok(())
         }
     }
@@ -109,7 +109,7 @@ fn schemas(args: &SchemasArgs) -> anyhow::Result<()> {
             for schema in selected {
                 let path = dir.join(format!("{}.v{}.schema.json", schema.name, schema.version));
                 write_file(&path, schema.json)?;
-                println!("{}", path.display());
+                writeln!(std::io::stdout(), "{}", path.display())?;
             }
         }
         None => {
@@ -133,15 +133,20 @@ fn topic_parse(topic: &str, json: bool) -> anyhow::Result<()> {
             .with_context(|| format!("not a valid Sparkplug B topic: {topic}"))?;
         let explanation = sparkplug_explanation(&parsed);
         if json {
-            println!("{}", serde_json::to_string_pretty(&explanation)?);
+            writeln!(
+                std::io::stdout(),
+                "{}",
+                serde_json::to_string_pretty(&explanation)?
+            )?;
         } else {
             for (key, value) in explanation.as_object().into_iter().flatten() {
-                println!(
+                writeln!(
+                    std::io::stdout(),
                     "{key:<10} {}",
                     value
                         .as_str()
                         .map_or_else(|| value.to_string(), str::to_owned)
-                );
+                )?;
             }
         }
         return Ok(());
@@ -151,39 +156,46 @@ fn topic_parse(topic: &str, json: bool) -> anyhow::Result<()> {
         .with_context(|| format!("not a valid UNS topic: {topic}"))?;
     let explanation = parsed.explain();
     if json {
-        println!("{}", serde_json::to_string_pretty(&explanation)?);
+        writeln!(
+            std::io::stdout(),
+            "{}",
+            serde_json::to_string_pretty(&explanation)?
+        )?;
         return Ok(());
     }
-    println!("topic      {}", explanation.topic);
-    println!("kind       {}", explanation.kind);
+    writeln!(std::io::stdout(), "topic      {}", explanation.topic)?;
+    writeln!(std::io::stdout(), "kind       {}", explanation.kind)?;
     for level in &explanation.location {
         let name = level
             .default_level
             .map_or_else(|| "?".to_owned(), |l| format!("{l:?}"));
-        println!(
+        writeln!(
+            std::io::stdout(),
             "location   {:indent$}{} ({name}, depth {})",
             "",
             level.segment,
             level.depth,
             indent = 2 * (level.depth - 1)
-        );
+        )?;
     }
-    println!("class      {}", explanation.class);
+    writeln!(std::io::stdout(), "class      {}", explanation.class)?;
     for arg in &explanation.class_args {
-        println!("  {:<8} {}", arg.name, arg.value);
+        writeln!(std::io::stdout(), "  {:<8} {}", arg.name, arg.value)?;
     }
-    println!(
+    writeln!(
+        std::io::stdout(),
         "retained   {}",
         if explanation.retained { "yes" } else { "no" }
-    );
-    println!("owner      {}", explanation.owner);
+    )?;
+    writeln!(std::io::stdout(), "owner      {}", explanation.owner)?;
     if let Some(schema) = &explanation.payload_schema {
-        println!("payload    {schema}");
+        writeln!(std::io::stdout(), "payload    {schema}")?;
     }
     if !explanation.location.is_empty() {
-        println!(
+        writeln!(
+            std::io::stdout(),
             "note       ISA-95 levels shown are the defaults for each depth; the node's _meta document has the true level"
-        );
+        )?;
     }
     Ok(())
 }
@@ -238,7 +250,7 @@ async fn healthcheck(url: &str) -> anyhow::Result<()> {
         ))
     })
     .await??;
-    println!("{body}");
+    writeln!(std::io::stdout(), "{body}")?;
     if status == 200 {
         Ok(())
     } else {

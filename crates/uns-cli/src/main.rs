@@ -19,6 +19,8 @@ async fn main() -> ExitCode {
     init_tracing(&cli.log);
     match commands::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        // A reader that went away (`uns schemas | head`) is not an error of ours.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             // `{:#}` prints the whole context chain on one line.
             eprintln!("error: {err:#}");
@@ -35,4 +37,12 @@ fn init_tracing(default_filter: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
