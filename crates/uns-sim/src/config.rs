@@ -175,6 +175,12 @@ impl SimConfig {
         Ok(())
     }
 
+    /// The time between two samples of a device (`rate_hz` is validated to be in (0, 1000]).
+    pub(crate) fn period(&self) -> std::time::Duration {
+        std::time::Duration::try_from_secs_f64(1.0 / self.rate_hz)
+            .unwrap_or(std::time::Duration::from_secs(1))
+    }
+
     /// The edge nodes to run: the lines, or the generated plant when `scale` is set.
     pub(crate) fn nodes(&self) -> Vec<NodeSpec> {
         let Some(scale) = &self.scale else {

@@ -17,14 +17,18 @@
 //! | `Sim/Signal/{k}` | Double | only with `extra_metrics`/`scale`: a random walk that changes at every sample |
 //!
 //! **Store and forward.** While the broker is unreachable (or the configured primary host is offline),
-//! each node buffers its samples in `data_dir/sim.redb` (one write transaction per sample) and, after
+//! each node buffers its samples in `data_dir/sim.redb` (one write transaction per period) and, after
 //! the reconnect and rebirth, publishes them oldest first as historical DATA (`is_historical = true`,
 //! original timestamps), then deletes them. Publishes that were queued for a connection that died are
 //! taken back and buffered too. Details in `node.rs` and `store.rs`.
 //!
-//! **Time.** Sampling runs on tokio time (`rate_hz` samples per second; paused-time tests work); each
-//! sample advances the models by `speed / rate_hz` simulated seconds and is stamped on a regular grid from
-//! the wall-clock start time. The same [`SimConfig::seed`] gives the same sequence of values.
+//! **Time.** Sampling runs on tokio time (`rate_hz` samples per second and device; paused-time tests
+//! work); each sample advances its model by `speed / rate_hz` simulated seconds. Each device samples at
+//! its own phase of the period (spread over the plant's devices, derived from the seed and the device's
+//! index), so the load is even rather than one burst per period. A sample is stamped with the instant it
+//! was due on the device's regular grid, counted from the wall-clock start time; it is taken at that
+//! instant or later, so a timestamp is never ahead of the wall clock. The same [`SimConfig::seed`] gives
+//! the same sequence of values and the same phases.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), uns_sim::SimError> {
@@ -40,6 +44,7 @@ mod config;
 mod node;
 pub mod plant;
 mod rng;
+mod schedule;
 mod store;
 
 use std::path::PathBuf;
@@ -209,11 +214,19 @@ pub async fn run_with_stats(
     stats: SimStats,
 ) -> Result<(), SimError> {
     config.validate()?;
-    let nodes = config
-        .nodes()
-        .iter()
-        .map(|spec| node::SimNode::new(&config, spec))
-        .collect::<Result<Vec<_>, _>>()?;
+    let specs = config.nodes();
+    let n_devices = specs.iter().map(|spec| spec.cells.len()).sum();
+    let mut first_device_idx = 0;
+    let mut nodes = Vec::with_capacity(specs.len());
+    for spec in &specs {
+        nodes.push(node::SimNode::new(
+            &config,
+            spec,
+            first_device_idx,
+            n_devices,
+        )?);
+        first_device_idx += spec.cells.len();
+    }
     std::fs::create_dir_all(&data_dir).map_err(|source| SimError::DataDir {
         path: data_dir.clone(),
         source,
@@ -227,7 +240,7 @@ pub async fn run_with_stats(
         connect,
         buffer,
         stats,
-        start_ms: node::now_ms(),
+        origin: schedule::Origin::now(),
     };
     tracing::info!(
         n_nodes = nodes.len(),

@@ -5,13 +5,14 @@
 //!   task for the Will (the bdSeq changes per CONNECT) and hands back the publishes the dead connection
 //!   never sent. It forwards connection events and incoming messages over an unbounded channel, so it
 //!   never waits on the node task while the node task waits on it.
-//! - the **node** task owns the [`EdgeNode`] session and the models: it samples on a tokio interval,
+//! - the **node** task owns the [`EdgeNode`] session and the models: it samples each device at its own
+//!   phase of the period ([`crate::schedule`]),
 //!   publishes births and DATA with `try_publish` (never blocking on the link), and buffers in redb
 //!   whatever it cannot publish: while disconnected, while the primary host is offline, when the
 //!   request channel is full, and the publishes the link hands back.
 //!
 //! Forwarding: once born, buffered records go out oldest first as historical DATA (`is_historical`,
-//! original timestamps), up to [`FORWARD_BATCH`] records per sample interval, each batch deleted in one
+//! original timestamps), up to [`FORWARD_BATCH`] records per sample period, each batch deleted in one
 //! write transaction after it was handed to the link. Live DATA is not held back meanwhile: historical
 //! values never overwrite a host's current value, so the two may interleave.
 
@@ -23,17 +24,17 @@ use rumqttc::{
     AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, Publish, QoS, Request,
 };
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use uns_sparkplug::edge::{DeviceDef, EdgeNode, Outgoing, Qos};
 use uns_sparkplug::{SparkplugTopic, Value, decode};
 
 use crate::config::{NodeSpec, SimConfig};
 use crate::plant::DeviceModel;
+use crate::schedule::{self, Origin, Schedule};
 use crate::store::{Buffer, Record, Values};
 use crate::{SimConnect, SimError, SimStats};
 
-/// Buffered records forwarded per sample interval (and right after a birth).
+/// Buffered records forwarded per sample period (and right after a birth).
 pub(crate) const FORWARD_BATCH: usize = 200;
 
 /// Requests rumqttc's channel holds before `try_publish` reports it full.
@@ -65,9 +66,9 @@ pub(crate) struct Shared {
     pub(crate) connect: SimConnect,
     pub(crate) buffer: Buffer,
     pub(crate) stats: SimStats,
-    /// Wall-clock time of the run's start (ms since the epoch): sample `n` is stamped
-    /// `start_ms + n × period`, so timestamps are regular and follow tokio time.
-    pub(crate) start_ms: u64,
+    /// The run's start (tokio instant and wall-clock ms): every device's sample grid counts from it
+    /// (see [`crate::schedule`]).
+    pub(crate) origin: Origin,
 }
 
 /// One edge node ready to run.
@@ -75,11 +76,20 @@ pub(crate) struct SimNode {
     edge: EdgeNode,
     /// `(device id, model)`, in definition order.
     models: Vec<(String, DeviceModel)>,
+    /// Each device's sampling phase within the period (same order as `models`).
+    phases: Vec<Duration>,
 }
 
 impl SimNode {
-    /// Builds the session and the models of one node; fails on invalid ids.
-    pub(crate) fn new(config: &SimConfig, spec: &NodeSpec) -> Result<SimNode, SimError> {
+    /// Builds the session and the models of one node; fails on invalid ids. `first_device_idx` is the
+    /// plant-wide index of the node's first device and `n_devices` the plant's device count (for the
+    /// sampling phases).
+    pub(crate) fn new(
+        config: &SimConfig,
+        spec: &NodeSpec,
+        first_device_idx: usize,
+        n_devices: usize,
+    ) -> Result<SimNode, SimError> {
         let models: Vec<(String, DeviceModel)> = spec
             .cells
             .iter()
@@ -100,7 +110,22 @@ impl SimNode {
             .map(|(device, model)| DeviceDef::new(device.clone(), model.metric_defs()))
             .collect();
         let edge = EdgeNode::new(config.group.clone(), spec.edge.clone(), Vec::new(), devices)?;
-        Ok(SimNode { edge, models })
+        let period = config.period();
+        let phases = (0..models.len())
+            .map(|device_idx| {
+                schedule::phase(
+                    config.seed,
+                    first_device_idx + device_idx,
+                    n_devices,
+                    period,
+                )
+            })
+            .collect();
+        Ok(SimNode {
+            edge,
+            models,
+            phases,
+        })
     }
 
     /// Runs the node until `shutdown`, then publishes NDEATH (if born) and disconnects.
@@ -170,7 +195,8 @@ struct Session {
     host_timestamp: u64,
     /// Born and publishing: `link_up && host_online` and the births went out.
     online: bool,
-    /// Records to append to the buffer at the end of this step (one write transaction).
+    /// Records to append to the buffer at the end of this period or before the next link event (one
+    /// write transaction).
     pending: Vec<Record>,
 }
 
@@ -180,21 +206,26 @@ impl Session {
         mut events: mpsc::UnboundedReceiver<LinkEvent>,
         shutdown: &CancellationToken,
     ) {
-        let rate_hz = self.shared.config.rate_hz;
-        let start_ms = self.shared.start_ms;
-        let period = Duration::from_secs_f64(1.0 / rate_hz);
-        let dt_s = self.shared.config.speed / rate_hz;
-        let mut ticker = tokio::time::interval(period);
-        // Catch up after a stall: every sample keeps its place on the time grid.
-        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
-        let mut sample_idx: u64 = 0;
+        let dt_s = self.shared.config.speed / self.shared.config.rate_hz;
+        let mut schedule = Schedule::new(
+            self.shared.origin,
+            self.shared.config.period(),
+            &self.node.phases,
+        );
         loop {
+            let due = schedule.peek();
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = ticker.tick() => {
-                    sample_idx += 1;
-                    let timestamp = start_ms + (sample_idx as f64 * 1000.0 / rate_hz) as u64;
-                    self.sample(dt_s, timestamp);
+                // An overdue sample (after a stall) is taken at once: each keeps its place on the grid.
+                () = tokio::time::sleep_until(due.instant) => {
+                    schedule.advance();
+                    if let Some(device_idx) = due.device_idx {
+                        self.sample(device_idx, dt_s, due.timestamp_ms);
+                    }
+                    if !due.ends_round {
+                        // The buffer is written and forwarded once per period, not per device.
+                        continue;
+                    }
                     self.forward().await;
                 }
                 event = events.recv() => match event {
@@ -207,45 +238,40 @@ impl Session {
         self.flush_pending().await;
     }
 
-    /// One sample of every device: publish what changed, or keep it for the buffer.
-    fn sample(&mut self, dt_s: f64, timestamp: u64) {
-        let mut unsent = Vec::new();
-        for (device, model) in &mut self.node.models {
-            let changed = model.step(dt_s);
-            if changed.is_empty() {
-                continue;
-            }
-            if self.online {
-                let values = changed
-                    .into_iter()
-                    .map(|(name, value)| (name, Some(value), timestamp))
-                    .collect();
-                match self.node.edge.data_at(Some(device), values, timestamp) {
-                    Ok(Some(outgoing)) => {
-                        if let Err(publish) = try_send(&self.client, &outgoing) {
-                            unsent.push(publish);
-                        } else {
-                            self.shared.stats.add_published(1);
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(error) => tracing::error!(%device, %error, "cannot build DDATA"),
-                }
-            } else {
-                let values: Vec<(String, Option<Value>, u64)> = changed
-                    .into_iter()
-                    .map(|(name, value)| (name, Some(value), timestamp))
-                    .collect();
-                if let Err(error) = self.node.edge.record(Some(device), values.clone()) {
-                    tracing::error!(%device, %error, "cannot record a sample");
-                }
-                self.pending.push(Record {
-                    device: Some(device.clone()),
-                    values,
-                });
-            }
+    /// One sample of one device: publish what changed, or keep it for the buffer.
+    fn sample(&mut self, device_idx: usize, dt_s: f64, timestamp: u64) {
+        let Some((device, model)) = self.node.models.get_mut(device_idx) else {
+            return;
+        };
+        let changed = model.step(dt_s);
+        if changed.is_empty() {
+            return;
         }
-        self.rescue(unsent);
+        let values: Vec<(String, Option<Value>, u64)> = changed
+            .into_iter()
+            .map(|(name, value)| (name, Some(value), timestamp))
+            .collect();
+        if !self.online {
+            if let Err(error) = self.node.edge.record(Some(device), values.clone()) {
+                tracing::error!(%device, %error, "cannot record a sample");
+            }
+            self.pending.push(Record {
+                device: Some(device.clone()),
+                values,
+            });
+            return;
+        }
+        match self.node.edge.data_at(Some(device), values, timestamp) {
+            Ok(Some(outgoing)) => {
+                if let Err(publish) = try_send(&self.client, &outgoing) {
+                    self.rescue(vec![publish]);
+                } else {
+                    self.shared.stats.add_published(1);
+                }
+            }
+            Ok(None) => {}
+            Err(error) => tracing::error!(%device, %error, "cannot build DDATA"),
+        }
     }
 
     async fn on_link_event(&mut self, event: LinkEvent) {

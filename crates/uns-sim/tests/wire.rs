@@ -379,3 +379,86 @@ async fn store_and_forward_across_a_broker_restart() {
         .await
         .unwrap_or_else(|error| panic!("{error}"));
 }
+
+/// Wall-clock milliseconds since the Unix epoch, as a Sparkplug host reads its clock.
+fn wall_clock_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}
+
+/// What a host sees of the sampling: no timestamp is later than the host's clock when the message
+/// arrives, every device keeps a regular grid, and the devices sample at different instants of a period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_are_stamped_when_taken_and_devices_are_spread_over_the_period() {
+    const PERIOD_MS: u64 = 200;
+    const N_SAMPLES: usize = 4;
+    let (broker, _broker_dir) = start_broker(loopback_any_port()).await;
+    let port = broker.mqtt_addr().port();
+    let mut host = Host::connect(port, "test-host").await;
+    let config = SimConfig {
+        rate_hz: 5.0,
+        scale: Some(ScaleConfig {
+            nodes: 2,
+            devices_per_node: 3,
+            // Sim/Signal/1 changes at every sample, so every sample gives a DDATA.
+            metrics_per_device: 8,
+        }),
+        ..SimConfig::default()
+    };
+    let (shutdown, _stats, _sim_dir, sim) = start_sim(config, port);
+
+    let mut stamps: std::collections::BTreeMap<String, Vec<u64>> = Default::default();
+    within("samples of all six devices", async {
+        while stamps.len() < 6 || stamps.values().any(|device| device.len() < N_SAMPLES) {
+            let publish = host.next("").await;
+            if !publish.topic.contains("/DDATA/") {
+                continue;
+            }
+            let received_ms = wall_clock_ms();
+            let data = payload(&publish);
+            let timestamp = data
+                .timestamp
+                .unwrap_or_else(|| panic!("payload timestamp"));
+            assert!(
+                timestamp <= received_ms,
+                "{} stamped {timestamp}, {} ms after it arrived at {received_ms}",
+                publish.topic,
+                timestamp - received_ms
+            );
+            for metric in &data.metrics {
+                assert!(!metric.is_historical);
+                assert!(metric.timestamp.unwrap_or(0) <= received_ms, "{metric:?}");
+            }
+            stamps
+                .entry(publish.topic.clone())
+                .or_default()
+                .push(timestamp);
+        }
+    })
+    .await;
+    let mut phases_ms = Vec::new();
+    for (topic, device_stamps) in &stamps {
+        for pair in device_stamps.windows(2) {
+            assert_eq!(pair[1] - pair[0], PERIOD_MS, "{topic}: {device_stamps:?}");
+        }
+        phases_ms.push(device_stamps[0] % PERIOD_MS);
+    }
+    phases_ms.sort_unstable();
+    phases_ms.dedup();
+    assert_eq!(
+        phases_ms.len(),
+        6,
+        "devices sample at the same instant: {stamps:?}"
+    );
+
+    shutdown.cancel();
+    within("run() to return", sim)
+        .await
+        .unwrap_or_else(|error| panic!("join: {error}"))
+        .unwrap_or_else(|error| panic!("run: {error}"));
+    broker
+        .shutdown()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+}
