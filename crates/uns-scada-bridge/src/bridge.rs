@@ -34,15 +34,15 @@ use crate::context;
 pub enum Publication {
     /// A UNS document, retained or not per its class (DESIGN §2), through the service's UNS client.
     Uns {
-        /// The topic.
-        topic: UnsTopic,
+        /// The topic (shared: a `_tag` topic is built once per metric, not per value).
+        topic: Arc<UnsTopic>,
         /// The JSON bytes.
         payload: Bytes,
     },
     /// A historical tag value: the `_tag` topic, *not* retained.
     Historical {
-        /// The topic.
-        topic: UnsTopic,
+        /// The topic (shared, as for [`Publication::Uns`]).
+        topic: Arc<UnsTopic>,
         /// The JSON bytes.
         payload: Bytes,
     },
@@ -77,13 +77,27 @@ pub struct BridgeCounters {
 type ScopeKey = (NodeId, Option<Arc<str>>);
 type MetricKey = (NodeId, Option<Arc<str>>, Arc<str>);
 
-/// What a metric becomes.
-#[derive(Debug, Clone)]
+/// What a metric becomes, resolved once per (node, device, metric name).
+#[derive(Debug)]
 struct Target {
     location: Location,
     /// `None` for skipped metrics (e.g. `bdSeq`).
-    tag: Option<UnsTopic>,
+    tag: Option<Arc<UnsTopic>>,
     role: Role,
+    /// The end of its `TagValue` JSON: `,"src":{…}}` (the source never changes per metric).
+    src_suffix: Box<[u8]>,
+    /// The last unit seen and its JSON fragment `,"unit":"CEL"` (empty when not a valid UoM).
+    unit: Option<(Arc<str>, Box<[u8]>)>,
+}
+
+/// The last current value published on a `_tag`, kept for stale marking.
+#[derive(Debug)]
+struct PublishedTag {
+    topic: Arc<UnsTopic>,
+    /// The `TagValue` JSON as published.
+    payload: Bytes,
+    /// Where the `quality` value (a JSON string) lies in `payload`.
+    quality: std::ops::Range<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -113,7 +127,11 @@ pub struct Bridge {
     counters: BridgeCounters,
     targets: HashMap<MetricKey, Target>,
     /// The last current value of every `_tag` published, per node/device, for stale marking.
-    published: HashMap<ScopeKey, HashMap<Arc<str>, (UnsTopic, TagValue)>>,
+    published: HashMap<ScopeKey, HashMap<Arc<str>, PublishedTag>>,
+    /// `{"schema":"uns/tag/v1","value":`, the constant start of every `TagValue` document.
+    tag_prefix: Box<[u8]>,
+    /// Reused buffer the `TagValue` JSON is written into.
+    buf: Vec<u8>,
     states: HashMap<Location, LocationState>,
     contexts: HashMap<Location, TagContext>,
 }
@@ -129,6 +147,8 @@ impl Bridge {
             published: HashMap::new(),
             states: HashMap::new(),
             contexts: HashMap::new(),
+            tag_prefix: tag_prefix(),
+            buf: Vec::with_capacity(512),
         }
     }
 
@@ -186,52 +206,64 @@ impl Bridge {
         out
     }
 
-    fn target(&mut self, update: &MetricUpdate) -> Target {
+    /// The target of `update`, resolved and cached on first sight.
+    fn target<'a>(
+        targets: &'a mut HashMap<MetricKey, Target>,
+        mapping: &Mapping,
+        update: &MetricUpdate,
+    ) -> &'a mut Target {
         let key = (
             update.node.clone(),
             update.device.clone(),
             update.name.clone(),
         );
-        if let Some(target) = self.targets.get(&key) {
-            return target.clone();
-        }
-        let location = self.mapping.location(
+        targets
+            .entry(key)
+            .or_insert_with(|| Self::resolve(mapping, update))
+    }
+
+    fn resolve(mapping: &Mapping, update: &MetricUpdate) -> Target {
+        let location = mapping.location(
             &update.node.group,
             &update.node.edge,
             update.device.as_deref(),
         );
         let name: &str = &update.name;
         let matches = |configured: &str| configured == name || slug(configured) == slug(name);
-        let role = if matches(&self.mapping.state_metric) {
+        let role = if matches(&mapping.state_metric) {
             Role::State
-        } else if self
-            .mapping
-            .state_name_metric
-            .as_deref()
-            .is_some_and(matches)
-        {
+        } else if mapping.state_name_metric.as_deref().is_some_and(matches) {
             Role::StateName
-        } else if self.mapping.mode_metric.as_deref().is_some_and(matches) {
+        } else if mapping.mode_metric.as_deref().is_some_and(matches) {
             Role::Mode
-        } else if let Some((_, kind)) = self
-            .mapping
-            .counts
-            .iter()
-            .find(|(metric, _)| matches(metric))
-        {
+        } else if let Some((_, kind)) = mapping.counts.iter().find(|(metric, _)| matches(metric)) {
             Role::Count(*kind)
         } else {
             Role::Plain
         };
-        let tag = (!self.mapping.skips(name))
-            .then(|| UnsTopic::located(location.clone(), Class::Tag(tag_path(name))));
-        let target = Target {
+        let tag = (!mapping.skips(name)).then(|| {
+            Arc::new(UnsTopic::located(
+                location.clone(),
+                Class::Tag(tag_path(name)),
+            ))
+        });
+        let src = SparkplugSource {
+            group: update.node.group.to_string(),
+            edge: update.node.edge.to_string(),
+            device: update.device.as_deref().map(str::to_owned),
+            metric: update.name.to_string(),
+        };
+        let mut src_suffix = b",\"src\":".to_vec();
+        // A struct of strings serializes infallibly.
+        let _ = serde_json::to_writer(&mut src_suffix, &src);
+        src_suffix.push(b'}');
+        Target {
             location,
             tag,
             role,
-        };
-        self.targets.insert(key, target.clone());
-        target
+            src_suffix: src_suffix.into_boxed_slice(),
+            unit: None,
+        }
     }
 
     fn metric(
@@ -240,7 +272,7 @@ impl Bridge {
         out: &mut Vec<Publication>,
         touched: &mut Vec<Location>,
     ) {
-        let target = self.target(&update);
+        let target = Self::target(&mut self.targets, &self.mapping, &update);
         let timestamp_ms = i64::try_from(update.timestamp).unwrap_or(i64::MAX);
         let json = update
             .value
@@ -252,21 +284,35 @@ impl Bridge {
                 other => other,
             });
         if let Some(topic) = &target.tag {
-            let tag = TagValue {
-                schema: SchemaTag::default(),
-                value: json.clone(),
-                timestamp_ms,
-                quality: quality(update.quality),
-                unit: update.unit.as_deref().and_then(|unit| Uom::new(unit).ok()),
-                context: self.context(&target.location),
-                src: Some(SparkplugSource {
-                    group: update.node.group.to_string(),
-                    edge: update.node.edge.to_string(),
-                    device: update.device.as_deref().map(str::to_owned),
-                    metric: update.name.to_string(),
-                }),
+            let unit: &[u8] = match &update.unit {
+                None => &[],
+                Some(unit) => {
+                    if target.unit.as_ref().is_none_or(|(seen, _)| seen != unit) {
+                        let fragment = Uom::new(unit)
+                            .ok()
+                            .map(|uom| {
+                                let mut fragment = b",\"unit\":".to_vec();
+                                let _ = serde_json::to_writer(&mut fragment, &uom);
+                                fragment
+                            })
+                            .unwrap_or_default();
+                        target.unit = Some((unit.clone(), fragment.into_boxed_slice()));
+                    }
+                    target.unit.as_ref().map_or(&[], |(_, fragment)| fragment)
+                }
             };
-            let payload = to_bytes(&tag);
+            let context = context_of(&self.contexts, &target.location);
+            let quality = write_tag(
+                &mut self.buf,
+                &self.tag_prefix,
+                &json,
+                timestamp_ms,
+                quality(update.quality),
+                unit,
+                context,
+                &target.src_suffix,
+            );
+            let payload = Bytes::copy_from_slice(&self.buf);
             if update.is_historical {
                 self.counters.historical.inc();
                 out.push(Publication::Historical {
@@ -278,37 +324,55 @@ impl Bridge {
             self.counters.tags.inc();
             out.push(Publication::Uns {
                 topic: topic.clone(),
-                payload,
+                payload: payload.clone(),
             });
-            self.published
-                .entry((update.node.clone(), update.device.clone()))
-                .or_default()
-                .insert(update.name.clone(), (topic.clone(), tag));
+            let published = PublishedTag {
+                topic: topic.clone(),
+                payload,
+                quality,
+            };
+            let scope = (update.node, update.device);
+            match self.published.get_mut(&scope) {
+                Some(tags) => {
+                    tags.insert(update.name, published);
+                }
+                None => {
+                    self.published
+                        .entry(scope)
+                        .or_default()
+                        .insert(update.name, published);
+                }
+            }
         } else if update.is_historical {
             return;
         }
+        let role = target.role;
+        if role == Role::Plain {
+            return;
+        }
+        let location = target.location.clone();
         let text = || match &json {
             serde_json::Value::String(text) => text.clone(),
             other => other.to_string(),
         };
-        match target.role {
+        match role {
             Role::Plain => {}
             Role::State => {
-                let state = self.states.entry(target.location.clone()).or_default();
+                let state = self.states.entry(location.clone()).or_default();
                 if json.is_null() {
                     return;
                 }
                 state.pending = Some((text(), timestamp_ms));
-                if !touched.contains(&target.location) {
-                    touched.push(target.location);
+                if !touched.contains(&location) {
+                    touched.push(location);
                 }
             }
             Role::StateName => {
-                let state = self.states.entry(target.location).or_default();
+                let state = self.states.entry(location).or_default();
                 state.name = (!json.is_null()).then(text);
             }
             Role::Mode => {
-                let state = self.states.entry(target.location).or_default();
+                let state = self.states.entry(location).or_default();
                 state.mode = mode_of(&text());
             }
             Role::Count(kind) => {
@@ -322,7 +386,7 @@ impl Bridge {
                     timestamp_ms,
                 };
                 out.push(Publication::Uns {
-                    topic: UnsTopic::located(target.location, Class::Count(kind)),
+                    topic: Arc::new(UnsTopic::located(location, Class::Count(kind))),
                     payload: to_bytes(&count),
                 });
             }
@@ -374,7 +438,7 @@ impl Bridge {
             since,
         };
         out.push(Publication::Uns {
-            topic: UnsTopic::located(location.clone(), Class::State),
+            topic: Arc::new(UnsTopic::located(location.clone(), Class::State)),
             payload: to_bytes(&doc),
         });
         if let Some((from, from_since)) = state.current.take() {
@@ -390,7 +454,7 @@ impl Bridge {
                 duration_ms: u64::try_from(since_ms.saturating_sub(from_since)).unwrap_or(0),
             };
             out.push(Publication::Uns {
-                topic: UnsTopic::located(location, Class::StateEvents),
+                topic: Arc::new(UnsTopic::located(location, Class::StateEvents)),
                 payload: to_bytes(&event),
             });
         }
@@ -411,12 +475,20 @@ impl Bridge {
             names.sort();
             let names: Vec<Arc<str>> = names.into_iter().cloned().collect();
             for name in names {
-                if let Some((topic, tag)) = tags.get_mut(&name) {
-                    tag.quality = Quality::Stale;
+                if let Some(tag) = tags.get_mut(&name) {
+                    // Only the quality changes: splice `"stale"` into the document as published.
+                    let stale = json_string(quality_name(Quality::Stale));
+                    let old = &tag.payload;
+                    let mut payload = Vec::with_capacity(old.len() + stale.len());
+                    payload.extend_from_slice(&old[..tag.quality.start]);
+                    payload.extend_from_slice(&stale);
+                    payload.extend_from_slice(&old[tag.quality.end..]);
+                    tag.quality = tag.quality.start..tag.quality.start + stale.len();
+                    tag.payload = Bytes::from(payload);
                     self.counters.stale.inc();
                     out.push(Publication::Uns {
-                        topic: topic.clone(),
-                        payload: to_bytes(&*tag),
+                        topic: tag.topic.clone(),
+                        payload: tag.payload.clone(),
                     });
                 }
             }
@@ -442,19 +514,6 @@ impl Bridge {
             let since_ms = i64::try_from(timestamp).unwrap_or(i64::MAX);
             self.transition(location, snapshot, since_ms, timestamp, out);
         }
-    }
-
-    /// The context of `location`: its own `_wo/_active`, else the nearest ancestor's.
-    fn context(&self, location: &Location) -> Option<TagContext> {
-        if self.contexts.is_empty() {
-            return None;
-        }
-        if let Some(context) = self.contexts.get(location) {
-            return Some(context.clone());
-        }
-        location
-            .ancestors()
-            .find_map(|ancestor| self.contexts.get(&ancestor).cloned())
     }
 
     fn error(&self, rejected: &Rejected, input: Option<(&str, &[u8])>, now_ms: u64) -> Publication {
@@ -488,6 +547,80 @@ impl Bridge {
             },
         }
     }
+}
+
+/// The context of `location`: its own `_wo/_active`, else the nearest ancestor's.
+fn context_of<'a>(
+    contexts: &'a HashMap<Location, TagContext>,
+    location: &Location,
+) -> Option<&'a TagContext> {
+    if contexts.is_empty() {
+        return None;
+    }
+    if let Some(context) = contexts.get(location) {
+        return Some(context);
+    }
+    location
+        .ancestors()
+        .find_map(|ancestor| contexts.get(&ancestor))
+}
+
+/// `{"schema":"uns/tag/v1","value":`: what every `TagValue` document starts with.
+fn tag_prefix() -> Box<[u8]> {
+    let mut prefix = b"{\"schema\":".to_vec();
+    // A string serializes infallibly.
+    let _ = serde_json::to_writer(&mut prefix, &SchemaTag::<TagValue>::default());
+    prefix.extend_from_slice(b",\"value\":");
+    prefix.into_boxed_slice()
+}
+
+/// The serde name of `quality`, as `TagValue` serializes it.
+fn quality_name(quality: Quality) -> &'static str {
+    match quality {
+        Quality::Good => "good",
+        Quality::Bad => "bad",
+        Quality::Uncertain => "uncertain",
+        Quality::Stale => "stale",
+    }
+}
+
+fn json_string(text: &str) -> Vec<u8> {
+    // A string serializes infallibly.
+    serde_json::to_vec(text).unwrap_or_default()
+}
+
+/// Writes into `buf` exactly what `serde_json::to_vec(&TagValue { .. })` gives (same field order, same
+/// omissions), from the parts cached per metric: `prefix` (see [`tag_prefix`]), `unit` (`,"unit":…`
+/// or empty) and `src_suffix` (`,"src":{…}}`). Returns where the quality string lies in `buf`.
+#[allow(clippy::too_many_arguments)]
+fn write_tag(
+    buf: &mut Vec<u8>,
+    prefix: &[u8],
+    value: &serde_json::Value,
+    timestamp_ms: i64,
+    quality: Quality,
+    unit: &[u8],
+    context: Option<&TagContext>,
+    src_suffix: &[u8],
+) -> std::ops::Range<usize> {
+    use std::io::Write as _;
+    buf.clear();
+    buf.extend_from_slice(prefix);
+    // Writing a JSON value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *buf, value);
+    let _ = write!(buf, ",\"timestamp_ms\":{timestamp_ms},\"quality\":");
+    let start = buf.len();
+    buf.push(b'"');
+    buf.extend_from_slice(quality_name(quality).as_bytes());
+    buf.push(b'"');
+    let quality_at = start..buf.len();
+    buf.extend_from_slice(unit);
+    if let Some(context) = context {
+        buf.extend_from_slice(b",\"context\":");
+        let _ = serde_json::to_writer(&mut *buf, context);
+    }
+    buf.extend_from_slice(src_suffix);
+    quality_at
 }
 
 /// `Process/Temp 1` → `process/temp-1`: each `/` part slugged, empty parts dropped.
@@ -551,6 +684,89 @@ mod tests {
         check("/", slug("/").as_str());
         check("Count/Good", "count/good");
         check("State", "state");
+    }
+
+    /// The hand-written `TagValue` JSON (and its stale splice) is byte for byte what serde gives.
+    #[test]
+    fn tag_json_is_byte_identical_to_serde() {
+        fn check(value: serde_json::Value, unit: Option<&str>, context: Option<TagContext>) {
+            for device in [None, Some("press \"7\"")] {
+                for quality in [
+                    Quality::Good,
+                    Quality::Bad,
+                    Quality::Uncertain,
+                    Quality::Stale,
+                ] {
+                    let src = SparkplugSource {
+                        group: "plant".to_owned(),
+                        edge: "edge/1".to_owned(),
+                        device: device.map(str::to_owned),
+                        metric: "Process/Temp \u{e9}".to_owned(),
+                    };
+                    let uom = unit.and_then(|unit| Uom::new(unit).ok());
+                    let mut expected = TagValue {
+                        schema: SchemaTag::default(),
+                        value: value.clone(),
+                        timestamp_ms: -17,
+                        quality,
+                        unit: uom,
+                        context: context.clone(),
+                        src: Some(src.clone()),
+                    };
+                    let mut src_suffix = b",\"src\":".to_vec();
+                    serde_json::to_writer(&mut src_suffix, &src).unwrap();
+                    src_suffix.push(b'}');
+                    let unit_fragment = uom.map_or_else(Vec::new, |uom| {
+                        format!(",\"unit\":{}", serde_json::to_string(&uom).unwrap()).into_bytes()
+                    });
+                    let mut buf = b"left over".to_vec();
+                    let at = write_tag(
+                        &mut buf,
+                        &tag_prefix(),
+                        &value,
+                        -17,
+                        quality,
+                        &unit_fragment,
+                        context.as_ref(),
+                        &src_suffix,
+                    );
+                    assert_eq!(
+                        String::from_utf8_lossy(&buf),
+                        serde_json::to_string(&expected).unwrap()
+                    );
+                    assert_eq!(
+                        &buf[at.clone()],
+                        json_string(quality_name(quality)).as_slice()
+                    );
+                    let mut stale = buf[..at.start].to_vec();
+                    stale.extend_from_slice(&json_string(quality_name(Quality::Stale)));
+                    stale.extend_from_slice(&buf[at.end..]);
+                    expected.quality = Quality::Stale;
+                    assert_eq!(
+                        String::from_utf8_lossy(&stale),
+                        serde_json::to_string(&expected).unwrap()
+                    );
+                }
+            }
+        }
+        let context = TagContext {
+            wo_id: Id::new("wo-1").ok(),
+            operation_id: Some("0010".to_owned()),
+            lot: None,
+            shift: Some("early".to_owned()),
+        };
+        check(serde_json::json!(71.4), Some("CEL"), None);
+        check(serde_json::json!(1.0e-7), None, None);
+        check(
+            serde_json::json!(u64::MAX),
+            Some("EA"),
+            Some(context.clone()),
+        );
+        check(serde_json::json!(-5), Some("not a unit!"), None);
+        check(serde_json::json!("Execute \"\n\u{1}"), None, Some(context));
+        check(serde_json::json!(true), None, None);
+        check(serde_json::json!(null), None, None);
+        check(serde_json::json!([1, "a", null]), None, None);
     }
 
     #[test]
