@@ -75,7 +75,6 @@ pub struct BridgeCounters {
 }
 
 type ScopeKey = (NodeId, Option<Arc<str>>);
-type MetricKey = (NodeId, Option<Arc<str>>, Arc<str>);
 
 /// What a metric becomes, resolved once per (node, device, metric name).
 #[derive(Debug)]
@@ -88,6 +87,8 @@ struct Target {
     src_suffix: Box<[u8]>,
     /// The last unit seen and its JSON fragment `,"unit":"CEL"` (empty when not a valid UoM).
     unit: Option<(Arc<str>, Box<[u8]>)>,
+    /// The last current value published on its `_tag`, for stale marking.
+    published: Option<PublishedTag>,
 }
 
 /// The last current value published on a `_tag`, kept for stale marking.
@@ -125,9 +126,8 @@ pub struct Bridge {
     mapping: Mapping,
     service: Id,
     counters: BridgeCounters,
-    targets: HashMap<MetricKey, Target>,
-    /// The last current value of every `_tag` published, per node/device, for stale marking.
-    published: HashMap<ScopeKey, HashMap<Arc<str>, PublishedTag>>,
+    /// Per node/device, per metric name: what the metric becomes and what its `_tag` got last.
+    targets: HashMap<ScopeKey, HashMap<Arc<str>, Target>>,
     /// `{"schema":"uns/tag/v1","value":`, the constant start of every `TagValue` document.
     tag_prefix: Box<[u8]>,
     /// Reused buffer the `TagValue` JSON is written into.
@@ -144,7 +144,6 @@ impl Bridge {
             service,
             counters,
             targets: HashMap::new(),
-            published: HashMap::new(),
             states: HashMap::new(),
             contexts: HashMap::new(),
             tag_prefix: tag_prefix(),
@@ -177,7 +176,7 @@ impl Bridge {
         input: Option<(&str, &[u8])>,
         now_ms: u64,
     ) -> Vec<Publication> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(events.len());
         let mut touched_states: Vec<Location> = Vec::new();
         for event in events {
             match event {
@@ -208,18 +207,19 @@ impl Bridge {
 
     /// The target of `update`, resolved and cached on first sight.
     fn target<'a>(
-        targets: &'a mut HashMap<MetricKey, Target>,
+        targets: &'a mut HashMap<ScopeKey, HashMap<Arc<str>, Target>>,
         mapping: &Mapping,
         update: &MetricUpdate,
     ) -> &'a mut Target {
-        let key = (
-            update.node.clone(),
-            update.device.clone(),
-            update.name.clone(),
-        );
-        targets
-            .entry(key)
-            .or_insert_with(|| Self::resolve(mapping, update))
+        let tags = targets
+            .entry((update.node.clone(), update.device.clone()))
+            .or_default();
+        if !tags.contains_key(&*update.name) {
+            tags.insert(update.name.clone(), Self::resolve(mapping, update));
+        }
+        // Inserted just above when it was missing.
+        tags.get_mut(&*update.name)
+            .unwrap_or_else(|| unreachable!())
     }
 
     fn resolve(mapping: &Mapping, update: &MetricUpdate) -> Target {
@@ -263,6 +263,7 @@ impl Bridge {
             role,
             src_suffix: src_suffix.into_boxed_slice(),
             unit: None,
+            published: None,
         }
     }
 
@@ -326,23 +327,11 @@ impl Bridge {
                 topic: topic.clone(),
                 payload: payload.clone(),
             });
-            let published = PublishedTag {
+            target.published = Some(PublishedTag {
                 topic: topic.clone(),
                 payload,
                 quality,
-            };
-            let scope = (update.node, update.device);
-            match self.published.get_mut(&scope) {
-                Some(tags) => {
-                    tags.insert(update.name, published);
-                }
-                None => {
-                    self.published
-                        .entry(scope)
-                        .or_default()
-                        .insert(update.name, published);
-                }
-            }
+            });
         } else if update.is_historical {
             return;
         }
@@ -470,12 +459,19 @@ impl Bridge {
         out: &mut Vec<Publication>,
     ) {
         let key = (node, device);
-        if let Some(tags) = self.published.get_mut(&key) {
-            let mut names: Vec<&Arc<str>> = tags.keys().collect();
+        if let Some(tags) = self.targets.get_mut(&key) {
+            let mut names: Vec<&Arc<str>> = tags
+                .iter()
+                .filter(|(_, target)| target.published.is_some())
+                .map(|(name, _)| name)
+                .collect();
             names.sort();
             let names: Vec<Arc<str>> = names.into_iter().cloned().collect();
             for name in names {
-                if let Some(tag) = tags.get_mut(&name) {
+                if let Some(tag) = tags
+                    .get_mut(&name)
+                    .and_then(|target| target.published.as_mut())
+                {
                     // Only the quality changes: splice `"stale"` into the document as published.
                     let stale = json_string(quality_name(Quality::Stale));
                     let old = &tag.payload;
