@@ -51,11 +51,11 @@ pub enum Publication {
     /// Rejected input for `_errors` (through `UnsClient::report_error`, which counts it by `kind`).
     Error {
         /// The `_errors` topic of the location concerned.
-        topic: UnsTopic,
+        topic: Arc<UnsTopic>,
         /// A short class for the counter, e.g. `bad_payload`.
         kind: &'static str,
-        /// The report.
-        report: ErrorReport,
+        /// The report (boxed: rare, and large next to the other variants, which are moved per metric).
+        report: Box<ErrorReport>,
     },
 }
 
@@ -530,9 +530,9 @@ impl Bridge {
             .map(|(_, payload)| payload)
             .unwrap_or_default();
         Publication::Error {
-            topic: UnsTopic::located(location, Class::Errors),
+            topic: Arc::new(UnsTopic::located(location, Class::Errors)),
             kind: rejected.reason.kind(),
-            report: ErrorReport {
+            report: Box::new(ErrorReport {
                 schema: SchemaTag::default(),
                 service: self.service.clone(),
                 topic: Some(rejected.topic.clone()),
@@ -540,7 +540,7 @@ impl Bridge {
                 payload_excerpt: Some(excerpt(payload)),
                 payload_sha256: None,
                 occurred_at: timestamp(i64::try_from(now_ms).unwrap_or(i64::MAX)),
-            },
+            }),
         }
     }
 }
