@@ -178,7 +178,8 @@ impl Bridge {
     ) -> Vec<Publication> {
         let mut out = Vec::with_capacity(events.len());
         let mut touched_states: Vec<Location> = Vec::new();
-        for event in events {
+        // By reference: a HostEvent is large, and moving each out of the vector costs a copy per metric.
+        for event in &events {
             match event {
                 HostEvent::Online { .. } => {}
                 HostEvent::Metric(update) => {
@@ -188,14 +189,14 @@ impl Bridge {
                     node,
                     device,
                     timestamp,
-                } => self.stale(node, device, timestamp, &mut out),
+                } => self.stale(node.clone(), device.clone(), *timestamp, &mut out),
                 HostEvent::Rebirth { message, .. } => {
                     self.counters.rebirths.inc();
-                    out.push(Publication::Sparkplug(message));
+                    out.push(Publication::Sparkplug(message.clone()));
                 }
-                HostEvent::Publish(message) => out.push(Publication::Sparkplug(message)),
+                HostEvent::Publish(message) => out.push(Publication::Sparkplug(message.clone())),
                 HostEvent::Rejected(rejected) => {
-                    out.push(self.error(&rejected, input, now_ms));
+                    out.push(self.error(rejected, input, now_ms));
                 }
             }
         }
@@ -269,11 +270,11 @@ impl Bridge {
 
     fn metric(
         &mut self,
-        update: MetricUpdate,
+        update: &MetricUpdate,
         out: &mut Vec<Publication>,
         touched: &mut Vec<Location>,
     ) {
-        let target = Self::target(&mut self.targets, &self.mapping, &update);
+        let target = Self::target(&mut self.targets, &self.mapping, update);
         let timestamp_ms = i64::try_from(update.timestamp).unwrap_or(i64::MAX);
         let json = update
             .value
