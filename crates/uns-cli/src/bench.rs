@@ -2,8 +2,6 @@
 //! mosquitto), `bridge-decode` (the SCADA bridge's decode + map path on one thread) and `e2e`
 //! (`uns sim` → broker → bridge → UNS as child processes of this binary).
 
-#![allow(clippy::print_stdout, reason = "the report is the command's output")]
-
 use std::path::Path;
 use std::time::Duration;
 

@@ -1,10 +1,5 @@
 //! What each subcommand does.
 
-#![allow(
-    clippy::print_stdout,
-    reason = "the CLI's commands print their results on stdout"
-)]
-
 use std::io::Write;
 use std::path::Path;
 
