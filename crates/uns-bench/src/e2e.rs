@@ -36,10 +36,13 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Deserialize;
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use uns_model::payload::{Quality, TagValue, decode};
+use uns_model::topic::{Class, TopicFilter, UnsTopic};
+use uns_sparkplug::host::parse_state;
+use uns_sparkplug::topic::{ALL_FILTER, DeviceMessageKind, NodeMessageKind, SparkplugTopic};
 
 use crate::mqtt::{self, MqttClient, PUBLISH};
 use crate::process::{RunningBroker, parse_vm_rss};
@@ -510,21 +513,6 @@ struct ObservedInner {
     observer_error: Option<String>,
 }
 
-/// The `_tag` fields the observer reads.
-#[derive(Deserialize)]
-struct TagFields<'a> {
-    timestamp_ms: i64,
-    quality: &'a str,
-    #[serde(borrow)]
-    src: Option<SrcFields<'a>>,
-}
-
-#[derive(Deserialize)]
-struct SrcFields<'a> {
-    edge: &'a str,
-    device: Option<&'a str>,
-}
-
 async fn run_step(opts: &E2eOptions, rate_hz: f64) -> Result<E2eStep, E2eError> {
     let broker = RunningBroker::start(&broker_under_test(opts)).await?;
     let dir = tempfile::Builder::new()
@@ -537,8 +525,9 @@ async fn run_step(opts: &E2eOptions, rate_hz: f64) -> Result<E2eStep, E2eError> 
     let observed = Arc::new(Observed::default());
     observed.phase.store(WARMUP, Ordering::Release);
     let sparkplug_observer =
-        observe(broker.addr, "e2e-obs-spb", "spBv1.0/#", &observed, epoch).await?;
-    let uns_observer = observe(broker.addr, "e2e-obs-uns", "uns/v1/#", &observed, epoch).await?;
+        observe(broker.addr, "e2e-obs-spb", ALL_FILTER, &observed, epoch).await?;
+    let uns_filter = TopicFilter::all_uns().to_string();
+    let uns_observer = observe(broker.addr, "e2e-obs-uns", &uns_filter, &observed, epoch).await?;
     let _observers = (AbortOnDrop(sparkplug_observer), AbortOnDrop(uns_observer));
 
     let bridge = Service::spawn(
@@ -697,9 +686,9 @@ async fn read_loop(
                     let Ok(topic) = std::str::from_utf8(publish.topic) else {
                         continue;
                     };
-                    if topic.starts_with("spBv1.0/") {
-                        on_sparkplug(&mut inner, topic, publish.payload, arrival_ns, measuring);
-                    } else if topic.contains("/_tag/") && measuring {
+                    if let Ok(topic) = topic.parse::<SparkplugTopic>() {
+                        on_sparkplug(&mut inner, &topic, publish.payload, arrival_ns, measuring);
+                    } else if measuring && is_tag(topic) {
                         on_tag(&mut inner, publish.payload, arrival_ns, wall_us);
                     }
                 }
@@ -717,28 +706,47 @@ fn wall_clock_us() -> i64 {
         })
 }
 
+/// Whether `topic` is a UNS `_tag/...` topic.
+fn is_tag(topic: &str) -> bool {
+    matches!(
+        topic.parse::<UnsTopic>(),
+        Ok(UnsTopic::Located {
+            class: Class::Tag(_),
+            ..
+        })
+    )
+}
+
 fn on_sparkplug(
     inner: &mut ObservedInner,
-    topic: &str,
+    topic: &SparkplugTopic,
     payload: &[u8],
     arrival_ns: u64,
     measuring: bool,
 ) {
-    let parts: Vec<&str> = topic.split('/').collect();
-    match parts.as_slice() {
-        ["spBv1.0", "STATE", host] if *host == HOST_ID => {
-            inner.bridge_online = payload
-                .windows(13)
-                .any(|window| window == b"\"online\":true");
+    match topic {
+        SparkplugTopic::State { host_id } if host_id == HOST_ID => {
+            inner.bridge_online = parse_state(payload).is_ok_and(|(online, _)| online);
         }
-        [_, _, "DBIRTH", _, _] => {
+        SparkplugTopic::Device {
+            kind: DeviceMessageKind::DBirth,
+            ..
+        } => {
             inner.dbirths += 1;
             if measuring {
                 inner.rebirths += 1;
             }
         }
-        [_, _, "NBIRTH" | "NCMD", _] if measuring => inner.rebirths += 1,
-        [_, _, "DDATA", edge, device] => {
+        SparkplugTopic::Node {
+            kind: NodeMessageKind::NBirth | NodeMessageKind::NCmd,
+            ..
+        } if measuring => inner.rebirths += 1,
+        SparkplugTopic::Device {
+            kind: DeviceMessageKind::DData,
+            edge,
+            device,
+            ..
+        } => {
             let Ok(decoded) = uns_sparkplug::decode(payload) else {
                 return;
             };
@@ -755,7 +763,7 @@ fn on_sparkplug(
                 if let Some(ts) = ts.and_then(|ts| i64::try_from(ts).ok()) {
                     inner
                         .arrivals
-                        .insert(((*edge).to_owned(), (*device).to_owned(), ts), arrival_ns);
+                        .insert((edge.clone(), device.clone(), ts), arrival_ns);
                 }
             }
             // Keep the match table bounded: forget arrivals far older than this sample.
@@ -772,10 +780,10 @@ fn on_sparkplug(
 }
 
 fn on_tag(inner: &mut ObservedInner, payload: &[u8], arrival_ns: u64, wall_us: i64) {
-    let Ok(tag) = serde_json::from_slice::<TagFields<'_>>(payload) else {
+    let Ok(tag) = decode::<TagValue>(payload) else {
         return;
     };
-    if tag.quality == "stale" {
+    if tag.quality == Quality::Stale {
         return;
     }
     inner.delivered += 1;
@@ -783,11 +791,7 @@ fn on_tag(inner: &mut ObservedInner, payload: &[u8], arrival_ns: u64, wall_us: i
         .source_us
         .push(wall_us - tag.timestamp_ms.saturating_mul(1_000));
     let matched = tag.src.and_then(|src| {
-        let key = (
-            src.edge.to_owned(),
-            src.device.unwrap_or_default().to_owned(),
-            tag.timestamp_ms,
-        );
+        let key = (src.edge, src.device.unwrap_or_default(), tag.timestamp_ms);
         inner.arrivals.get(&key).copied()
     });
     match matched {
@@ -853,6 +857,18 @@ mod tests {
         assert!(rss_kib(std::process::id()) > 0);
     }
 
+    fn spb(topic: &str) -> SparkplugTopic {
+        topic.parse().expect("valid Sparkplug topic")
+    }
+
+    #[test]
+    fn only_tag_topics_count_as_tags() {
+        assert!(is_tag("uns/v1/acme/berlin/line-1/_tag/process/temperature"));
+        assert!(!is_tag("uns/v1/acme/berlin/line-1/_state"));
+        assert!(!is_tag("uns/v1/_services/scada-bridge"));
+        assert!(!is_tag("not/a/uns/_tag/x"));
+    }
+
     #[test]
     fn observer_matches_tags_to_their_ddata() {
         let mut inner = ObservedInner::default();
@@ -872,7 +888,13 @@ mod tests {
             ..uns_sparkplug::Payload::default()
         };
         let bytes = uns_sparkplug::encode(&ddata).unwrap();
-        on_sparkplug(&mut inner, "spBv1.0/g/DDATA/n1/d1", &bytes, 1_000_000, true);
+        on_sparkplug(
+            &mut inner,
+            &spb("spBv1.0/g/DDATA/n1/d1"),
+            &bytes,
+            1_000_000,
+            true,
+        );
         assert_eq!(inner.offered, 2);
         let tag = |edge: &str, quality: &str| {
             format!(
@@ -914,13 +936,13 @@ mod tests {
 
         on_sparkplug(
             &mut inner,
-            "spBv1.0/STATE/scada-bridge",
+            &spb("spBv1.0/STATE/scada-bridge"),
             br#"{"online":true,"timestamp":1}"#,
             0,
             false,
         );
         assert!(inner.bridge_online);
-        on_sparkplug(&mut inner, "spBv1.0/g/NCMD/n1", b"", 0, true);
+        on_sparkplug(&mut inner, &spb("spBv1.0/g/NCMD/n1"), b"", 0, true);
         assert_eq!(inner.rebirths, 1);
     }
 }
