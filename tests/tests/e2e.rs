@@ -119,6 +119,41 @@ async fn sigterm_publishes_stopped_and_exits_cleanly() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A clean stop of `uns up --demo` stops the simulator before the bridge, so the bridge still
+/// sees the nodes' NDEATH and leaves their tags `stale` rather than looking alive.
+#[tokio::test(flavor = "multi_thread")]
+async fn clean_stop_leaves_the_demo_tags_stale() -> anyhow::Result<()> {
+    use uns_model::payload::{Quality, TagValue};
+    let dir = tempfile::tempdir()?;
+    let mut uns = UnsProcess::start("up", dir.path(), &["--demo"]).await?;
+    let topic = UnsTopic::located(
+        "acme/berlin/packaging/line-1/filler".parse()?,
+        Class::Tag(
+            uns_model::topic::TagPath::new(vec![uns_model::topic::Id::new("speed")?])
+                .expect("one part"),
+        ),
+    )
+    .to_string();
+    let mut subscriber = Subscriber::connect(uns.mqtt(), &[&topic]).await?;
+    let quality_is = |wanted: Quality| {
+        move |payload: &[u8]| decode::<TagValue>(payload).is_ok_and(|tag| tag.quality == wanted)
+    };
+    subscriber
+        .wait_for(&topic, DEADLINE, quality_is(Quality::Good))
+        .await?;
+    uns.terminate()?;
+    subscriber
+        .wait_for(&topic, DEADLINE, quality_is(Quality::Stale))
+        .await
+        .map_err(|err| err.context(uns.log_tail()))?;
+    assert!(
+        uns.wait_exit(DEADLINE).await?.success(),
+        "{}",
+        uns.log_tail()
+    );
+    Ok(())
+}
+
 /// `/healthz` is 200 with every component healthy; `/metrics` has broker and client figures.
 #[tokio::test(flavor = "multi_thread")]
 async fn healthz_and_metrics() -> anyhow::Result<()> {

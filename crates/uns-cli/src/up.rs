@@ -67,6 +67,9 @@ struct RunningService {
     name: &'static str,
     client: UnsClient,
     event_loop: JoinHandle<()>,
+    /// Stops this service's loop alone (a child of the app's token), so services stop one at a
+    /// time in reverse start order while their MQTT clients stay connected.
+    task_stop: CancellationToken,
     task: JoinHandle<()>,
 }
 
@@ -268,23 +271,29 @@ impl App {
             .with_context(|| format!("writing ready file {}", path.display()))
     }
 
-    /// Stops services, then HTTP, then the broker (which flushes its store).
+    /// Stops services in reverse start order (the simulator before the bridge, so the bridge
+    /// still sees the nodes' NDEATH and marks their tags stale), each one's loop first and then
+    /// its client (`stopped`, clean DISCONNECT); then HTTP, then the broker (which flushes its
+    /// store).
     pub(crate) async fn stop(self) -> anyhow::Result<()> {
-        for service in &self.services {
-            service.client.shutdown(STOP_GRACE).await;
-        }
-        if let Some(broker) = &self.broker {
-            drain_deliveries(broker).await;
-        }
-        self.stop.cancel();
-        for service in self.services {
-            let _ = service.event_loop.await;
+        let mut event_loops = Vec::new();
+        for service in self.services.into_iter().rev() {
+            service.task_stop.cancel();
             if tokio::time::timeout(STOP_GRACE, service.task)
                 .await
                 .is_err()
             {
                 warn!(service = service.name, "service did not stop in time");
             }
+            service.client.shutdown(STOP_GRACE).await;
+            event_loops.push(service.event_loop);
+        }
+        if let Some(broker) = &self.broker {
+            drain_deliveries(broker).await;
+        }
+        self.stop.cancel();
+        for event_loop in event_loops {
+            let _ = event_loop.await;
         }
         if let Some(stats_task) = self.stats_task {
             let _ = stats_task.await;
@@ -357,11 +366,13 @@ where
             }
         }
     });
-    let task = tokio::spawn(body(client.clone(), inbox, stop.clone()));
+    let task_stop = stop.child_token();
+    let task = tokio::spawn(body(client.clone(), inbox, task_stop.clone()));
     Ok(RunningService {
         name,
         client,
         event_loop,
+        task_stop,
         task,
     })
 }
