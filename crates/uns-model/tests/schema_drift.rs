@@ -598,9 +598,11 @@ fn every_payload_type_matches_its_schema() {
             version: "0.1.0".to_owned(),
             started_at: ts("2025-03-04T05:00:00.000Z"),
             last_error: Some("broker connection lost".to_owned()),
+            restarts: 2,
         },
         vec![
             set("unknown status", &["status"], json!("up")),
+            set("negative restarts", &["restarts"], json!(-1)),
             remove("no version", &["version"]),
         ],
     ));

@@ -180,6 +180,16 @@ pub fn decode<T: Document + DeserializeOwned>(bytes: &[u8]) -> Result<T, Payload
     })
 }
 
+/// Decodes a `_wo/_active` payload: the running [`WorkOrder`], or `None` when nothing runs (an
+/// empty payload, `null` or `{}`; the workorders service publishes `null`).
+pub fn decode_active_order(bytes: &[u8]) -> Result<Option<WorkOrder>, PayloadError> {
+    let trimmed = bytes.trim_ascii();
+    if trimmed.is_empty() || trimmed == b"null" || trimmed == b"{}" {
+        return Ok(None);
+    }
+    decode::<WorkOrder>(bytes).map(Some)
+}
+
 /// Implements [`Document`] for a type.
 macro_rules! document {
     ($ty:ty, $name:literal, $version:literal) => {

@@ -19,9 +19,12 @@ pub struct ServiceHealth {
     pub version: String,
     /// When this instance started.
     pub started_at: Timestamp,
-    /// The last error, when degraded.
+    /// The last error, when degraded or failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// How often the supervisor restarted the service loop since this instance started (absent = 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub restarts: u32,
 }
 document!(ServiceHealth, "service-health", 1);
 
@@ -40,8 +43,13 @@ impl ServiceHealth {
             version: version.into(),
             started_at,
             last_error: None,
+            restarts: 0,
         }
     }
+}
+
+fn is_zero(value: &u32) -> bool {
+    *value == 0
 }
 
 /// Service status.
@@ -56,6 +64,9 @@ pub enum HealthStatus {
     Degraded,
     /// Shut down (or died: the Will).
     Stopped,
+    /// The service loop ended with an error or a panic; the supervisor restarts it with backoff
+    /// (`restarts` counts how often) or, for a standalone service, the process exits non-zero.
+    Failed,
 }
 
 /// Rejected input, published so nothing is lost silently. Carries an excerpt of the payload, its SHA-256,

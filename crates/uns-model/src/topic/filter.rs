@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use super::{Location, PREFIX};
+use super::{Class, Location, MAX_DEPTH, PREFIX};
 
 /// Longest filter MQTT allows, in bytes.
 const MAX_FILTER_LEN: usize = 65_535;
@@ -90,6 +90,30 @@ impl TopicFilter {
         Self(format!("{PREFIX}/{location}/#"))
     }
 
+    /// The filters that together match `class` at every location, one per depth
+    /// (`uns/v1/+/_meta`, `uns/v1/+/+/_meta`, … up to [`MAX_DEPTH`]): MQTT has no "any number of
+    /// levels, then" wildcard, and `uns/v1/#` would deliver the whole namespace.
+    pub fn at_any_location(class: &Class) -> Vec<Self> {
+        Self::per_depth(&class.to_string())
+    }
+
+    /// Like [`TopicFilter::at_any_location`] for every instance of a class with an id
+    /// (`_wo/+/events` for every work order's events).
+    pub fn any_id_at_any_location(class: AnyId) -> Vec<Self> {
+        Self::per_depth(class.pattern())
+    }
+
+    fn per_depth(class: &str) -> Vec<Self> {
+        (1..=MAX_DEPTH)
+            .map(|depth| {
+                let levels = vec!["+"; depth].join("/");
+                // `+` levels, then a class rendered by the model (no wildcard characters in ids),
+                // so the filter is valid.
+                Self(format!("{PREFIX}/{levels}/{class}"))
+            })
+            .collect()
+    }
+
     /// The filter text.
     pub fn as_str(&self) -> &str {
         &self.0
@@ -120,6 +144,34 @@ impl TopicFilter {
                 _ => return false,
             }
             first = false;
+        }
+    }
+}
+
+/// A class with an id level, for [`TopicFilter::any_id_at_any_location`]. Subscribers still parse
+/// each topic through [`super::UnsTopic`]: `_wo/+` also matches `_wo/_active`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AnyId {
+    /// `_wo/+`: every work order document.
+    WorkOrder,
+    /// `_wo/+/events`: every work order's events.
+    WorkOrderEvents,
+    /// `_erp/production-orders/+`.
+    ProductionOrder,
+    /// `_lot/+`.
+    Lot,
+    /// `_count/+`: every counter.
+    Count,
+}
+
+impl AnyId {
+    fn pattern(self) -> &'static str {
+        match self {
+            AnyId::WorkOrder => "_wo/+",
+            AnyId::WorkOrderEvents => "_wo/+/events",
+            AnyId::ProductionOrder => "_erp/production-orders/+",
+            AnyId::Lot => "_lot/+",
+            AnyId::Count => "_count/+",
         }
     }
 }
@@ -200,5 +252,26 @@ mod tests {
         assert!(under.matches("uns/v1/acme/berlin/packaging/_meta"));
         assert!(!under.matches("uns/v1/acme/berlin-2/_meta"));
         assert_eq!(TopicFilter::all_uns().as_str(), "uns/v1/#");
+    }
+
+    #[test]
+    fn class_at_any_location() {
+        let filters = TopicFilter::at_any_location(&Class::WorkOrderActive);
+        assert_eq!(filters.len(), MAX_DEPTH);
+        assert_eq!(filters[0].as_str(), "uns/v1/+/_wo/_active");
+        assert_eq!(filters[2].as_str(), "uns/v1/+/+/+/_wo/_active");
+        let topic = "uns/v1/acme/berlin/packaging/line-1/_wo/_active";
+        assert_eq!(filters.iter().filter(|f| f.matches(topic)).count(), 1);
+        assert!(!filters.iter().any(|f| f.matches("uns/v1/acme/_meta")));
+        for filter in &filters {
+            assert!(TopicFilter::new(filter.as_str()).is_ok(), "{filter}");
+        }
+        let events = TopicFilter::any_id_at_any_location(AnyId::WorkOrderEvents);
+        assert!(
+            events
+                .iter()
+                .any(|f| f.matches("uns/v1/acme/berlin/packaging/line-1/_wo/wo-1/events"))
+        );
+        assert!(!events.iter().any(|f| f.matches("uns/v1/acme/_wo/wo-1")));
     }
 }

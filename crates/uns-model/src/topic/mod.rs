@@ -13,7 +13,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use explain::{ClassArg, LocationLevel, TopicExplanation};
-pub use filter::{FilterError, TopicFilter};
+pub use filter::{AnyId, FilterError, TopicFilter};
 pub use location::{Isa95Level, Location, MAX_DEPTH, default_level_for_depth};
 pub use segment::{Id, MAX_SEGMENT_LEN, Segment, SegmentError, slug};
 
