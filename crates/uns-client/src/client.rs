@@ -218,14 +218,21 @@ impl UnsClient {
             None,
         ));
         let (mqtt, event_loop) = AsyncClient::new(mqtt_options, 1024);
+        let label = ServiceLabel {
+            service: options.service.to_string(),
+        };
+        // Every series exists from the first scrape, at 0, so dashboards and alerts work before
+        // the first reconnect or rejected message.
+        metrics.published.get_or_create(&label).inc_by(0);
+        metrics.received.get_or_create(&label).inc_by(0);
+        metrics.reconnects.get_or_create(&label).inc_by(0);
+        metrics.connected.get_or_create(&label).set(0);
         let (inbox_tx, inbox_rx) = mpsc::channel(options.inbox_capacity);
         let (connected, _) = watch::channel(false);
         let (n_acked, _) = watch::channel(0);
         let inner = Arc::new(Inner {
             mqtt,
-            label: ServiceLabel {
-                service: options.service.to_string(),
-            },
+            label,
             service: options.service.to_string(),
             health_topic,
             broker: options.broker.clone(),
@@ -425,6 +432,11 @@ impl UnsClient {
         self.publish(&self.inner.health_topic, &health).await
     }
 
+    /// Sets the restart count of the health document (published with the next health change).
+    pub fn set_restarts(&self, restarts: u32) {
+        lock(&self.inner.health).restarts = restarts;
+    }
+
     /// Publishes `stopped` and disconnects cleanly (so the broker discards the Will), waiting at
     /// most `grace` for the disconnect to go out. The event loop ends after it; a client that
     /// is not connected has nothing to flush and its event loop ends with the shutdown token.
@@ -554,7 +566,11 @@ async fn resume(inner: Arc<Inner>) {
     }
     let health = {
         let mut health = lock(&inner.health);
-        health.status = HealthStatus::Running;
+        // The first connection makes a starting service `running`; after a reconnect the status
+        // stays what the service (or its supervisor) last said: degraded or failed stay visible.
+        if health.status == HealthStatus::Starting {
+            health.status = HealthStatus::Running;
+        }
         health.clone()
     };
     let topic = inner.health_topic.to_string();

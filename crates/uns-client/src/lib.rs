@@ -5,7 +5,8 @@
 //!   model's topics, re-publish of the service's retained documents after every (re)connect,
 //!   an MQTT 5 request/response helper, and health on `uns/v1/_services/{service}` (retained,
 //!   Will → `stopped`).
-//! - [`HttpServer`]: `/healthz` and Prometheus `/metrics`.
+//! - [`Metrics`]: the Prometheus registry services register into (served by `uns-service`'s HTTP
+//!   endpoint).
 //!
 //! Architecture invariant: services talk to each other only through the broker; this crate
 //! has no knowledge of any particular service.
@@ -13,10 +14,8 @@
 
 mod broker_url;
 mod client;
-mod http;
 mod metrics;
 
 pub use broker_url::{BrokerUrl, BrokerUrlError, DEFAULT_MQTT_PORT};
 pub use client::{ClientError, ClientOptions, Inbox, MAX_PACKET_SIZE, Message, UnsClient};
-pub use http::{ComponentHealth, Health, HttpServer};
 pub use metrics::{ClientMetrics, ErrorLabels, Metrics, ServiceLabel};
