@@ -328,6 +328,52 @@ fn every_rust_file_starts_with_a_module_doc() {
     assert!(missing.is_empty(), "files without a //! doc: {missing:#?}");
 }
 
+/// Tidy: topic strings are built only through the typed model (`uns_model::topic`,
+/// `uns_sparkplug::topic`): no `"uns/v1` or `"spBv1.0` literal in the source of any other crate
+/// (tests, and a file's `#[cfg(test)]` part at its end, may spell topics out).
+#[test]
+fn topic_literals_live_only_in_the_model_crates() {
+    fn walk(dir: &std::path::Path, found: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if path.is_dir() {
+                if !matches!(
+                    name.as_str(),
+                    "tests" | "benches" | "examples" | "uns-model" | "uns-sparkplug"
+                ) && !name.starts_with('.')
+                    && !name.starts_with("target")
+                {
+                    walk(&path, found);
+                }
+            } else if name.ends_with(".rs") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                for (idx, line) in text.lines().enumerate() {
+                    if line.trim_start().starts_with("#[cfg(test)]") {
+                        break;
+                    }
+                    let code = line.split("//").next().unwrap_or_default();
+                    let quote = '"';
+                    for literal in ["uns/v1", "spBv1.0"] {
+                        if code.contains(&format!("{quote}{literal}")) {
+                            found.push(format!("{}:{}: {}", path.display(), idx + 1, line.trim()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&uns_e2e::workspace_dir().join("crates"), &mut found);
+    assert!(
+        found.is_empty(),
+        "topic literals outside uns-model and uns-sparkplug (use UnsTopic / SparkplugTopic): {found:#?}"
+    );
+}
+
 /// What `uns sim` publishes decodes with Sparkplug libraries we did not write: PyPI's
 /// `pysparkplug` and `mqtt-spb-wrapper`, each in its own venv. Every demo device's DBIRTH has
 /// the seven metrics with the right datatypes, and its DDATA values resolve through the aliases

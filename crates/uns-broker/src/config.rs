@@ -111,8 +111,10 @@ pub enum ConfigError {
     /// A listener on a non-loopback address would accept anyone.
     #[error(
         "{listener} listener {addr} is not a loopback address and no users are configured: \
-         anyone on the network could connect. Add a user ([[users]] username/password) or set \
-         allow_anonymous = true to accept anonymous clients on purpose, or listen on 127.0.0.1"
+         anyone on the network could connect. Add an account (`--user NAME:PASSWORD`, or \
+         `users = [{{ username = \"NAME\", password = \"PASSWORD\" }}]` under [broker] in the \
+         config file), accept anonymous clients on purpose (`--allow-anonymous`, or \
+         `allow_anonymous = true` under [broker]), or listen on 127.0.0.1"
     )]
     AnonymousOnNetwork {
         /// `mqtt` or `websocket`.

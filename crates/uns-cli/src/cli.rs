@@ -1,11 +1,15 @@
-//! The command line: one subcommand per service, plus tools for engineers.
+//! The command line: one subcommand per service (made from the service list, so a new service
+//! needs no change here), plus tools for engineers.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use uns_client::BrokerUrl;
+
+use crate::services::{Listed, SERVICES};
 
 /// A Unified Namespace for manufacturing: an embedded MQTT broker that speaks Sparkplug B and
 /// the services that publish an ISA-95 shaped namespace (`uns/v1/{enterprise}/{site}/...`).
@@ -25,23 +29,13 @@ pub(crate) enum Command {
     /// Run the whole UNS in one process: the embedded broker plus every service.
     ///
     /// With no config file it uses built-in defaults: MQTT on 127.0.0.1:1883, websockets on
-    /// 127.0.0.1:8083, HTTP /healthz and /metrics on 127.0.0.1:8080, and a demo plant model
-    /// whose ISA-95 tree (`_meta` documents) is published retained at start.
+    /// 127.0.0.1:8083, HTTP /healthz and /metrics on 127.0.0.1:8080, and the demo plant model
+    /// (ACME Foods, Berlin) whenever the config has no [plant] section. `--demo` adds the
+    /// simulated plant, so the namespace fills with live machine data.
     Up(UpArgs),
     /// Run the embedded MQTT broker alone (MQTT 3.1.1 and 5 on one port, websockets,
     /// retained messages persisted under the data directory, $SYS topics).
     Broker(BrokerArgs),
-    /// Run the plant model service alone: publishes the ISA-95 tree (`_meta`, from the
-    /// config file's [plant] section) and every payload's JSON Schema, retained.
-    Meta(ServiceArgs),
-    /// Run the SCADA bridge alone: a Sparkplug B 3.0 primary host that turns edge-node
-    /// metrics into readable JSON on the ISA-95 tree (`_tag`, `_state`, `_count`), marks
-    /// them stale when a node dies, and asks for rebirths when it loses track.
-    ScadaBridge(ServiceArgs),
-    /// Run the simulated packaging plant: real Sparkplug B edge nodes (one per line, one
-    /// device per cell) with machine states, counters and process values, store-and-forward
-    /// while the broker is unreachable.
-    Sim(SimArgs),
     /// Print the JSON Schemas of every UNS payload, or write them to a directory.
     Schemas(SchemasArgs),
     /// Work with topic names.
@@ -147,7 +141,9 @@ pub(crate) struct UpArgs {
     pub(crate) common: CommonArgs,
     #[command(flatten)]
     pub(crate) broker: EmbeddedBrokerArgs,
-    /// Run with the demo plant model (ACME Foods, Berlin, packaging lines).
+    /// Also run the simulated packaging plant (`uns sim`: Sparkplug edge nodes for the demo
+    /// plant's lines) and the services' demo data, so MQTT Explorer shows live values at once.
+    /// The demo plant model itself is used whenever the config has no [plant] section.
     #[arg(long)]
     pub(crate) demo: bool,
 }
@@ -167,35 +163,6 @@ pub(crate) struct ServiceArgs {
     pub(crate) common: CommonArgs,
     #[command(flatten)]
     pub(crate) broker: ExternalBrokerArgs,
-}
-
-/// `uns sim`: the service settings plus the simulation knobs (each overrides `[sim]` in the
-/// config file).
-#[derive(Debug, Args)]
-pub(crate) struct SimArgs {
-    #[command(flatten)]
-    pub(crate) service: ServiceArgs,
-    /// Random seed: the same seed gives the same plant behaviour.
-    #[arg(long)]
-    pub(crate) seed: Option<u64>,
-    /// Time compression: 60 makes one simulated minute pass per second.
-    #[arg(long)]
-    pub(crate) speed: Option<f64>,
-    /// Samples per second per device.
-    #[arg(long)]
-    pub(crate) rate: Option<f64>,
-    /// Scale mode (benchmarks): number of edge nodes instead of the demo lines.
-    #[arg(long, requires_all = ["devices_per_node", "metrics_per_device"])]
-    pub(crate) nodes: Option<usize>,
-    /// Scale mode: devices per edge node.
-    #[arg(long, requires = "nodes")]
-    pub(crate) devices_per_node: Option<usize>,
-    /// Scale mode: metrics per device (at least the 7 standard ones).
-    #[arg(long, requires = "nodes")]
-    pub(crate) metrics_per_device: Option<usize>,
-    /// Wait for this Sparkplug primary host's STATE before publishing births (buffer meanwhile).
-    #[arg(long)]
-    pub(crate) primary_host: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -286,6 +253,88 @@ pub(crate) enum BenchCommand {
     },
 }
 
+/// What the command line asked for.
+pub(crate) struct ParsedCli {
+    /// The log filter.
+    pub(crate) log: String,
+    pub(crate) command: Parsed,
+}
+
+/// A built-in command, or a service run alone.
+pub(crate) enum Parsed {
+    /// `up`, `broker`, `schemas`, ...
+    Builtin(Command),
+    /// `uns {service}`: one service against an external broker.
+    Service {
+        listed: &'static Listed,
+        args: ServiceArgs,
+        /// `(config key, value)` from the service's own flags.
+        flags: Vec<(&'static str, String)>,
+    },
+}
+
+/// The whole command line: the built-in commands plus one subcommand per listed service.
+pub(crate) fn command() -> clap::Command {
+    let mut command = Cli::command();
+    for listed in SERVICES {
+        let entry = &listed.entry;
+        let mut sub = ServiceArgs::augment_args(clap::Command::new(entry.name).about(entry.about));
+        for flag in entry.flags {
+            sub = sub.arg(
+                clap::Arg::new(flag.long)
+                    .long(flag.long)
+                    .value_name("VALUE")
+                    .help(format!(
+                        "{} (sets `{}` of [{}])",
+                        flag.help, flag.key, entry.section
+                    )),
+            );
+        }
+        command = command.subcommand(sub);
+    }
+    command
+}
+
+/// Parses `args` (the first is the program name).
+pub(crate) fn parse_from<I, T>(args: I) -> Result<ParsedCli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let matches = command().try_get_matches_from(args)?;
+    let log = matches
+        .get_one::<String>("log")
+        .cloned()
+        .unwrap_or_default();
+    if let Some((name, sub)) = matches.subcommand()
+        && let Some(listed) = crate::services::find(name)
+    {
+        let args = ServiceArgs::from_arg_matches(sub)?;
+        let flags = listed
+            .entry
+            .flags
+            .iter()
+            .filter_map(|flag| {
+                sub.get_one::<String>(flag.long)
+                    .map(|value| (flag.key, value.clone()))
+            })
+            .collect();
+        return Ok(ParsedCli {
+            log,
+            command: Parsed::Service {
+                listed,
+                args,
+                flags,
+            },
+        });
+    }
+    let cli = Cli::from_arg_matches(&matches)?;
+    Ok(ParsedCli {
+        log: cli.log,
+        command: Parsed::Builtin(cli.command),
+    })
+}
+
 /// A socket address or `none`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct OptionalAddr(pub(crate) Option<SocketAddr>);
@@ -320,11 +369,31 @@ pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {
-        Cli::command().debug_assert();
+        command().debug_assert();
+    }
+
+    #[test]
+    fn every_service_is_a_subcommand_with_its_flags() {
+        for listed in SERVICES {
+            let parsed = parse_from(["uns", listed.entry.name, "--broker", "mqtt://h:1"])
+                .unwrap_or_else(|err| panic!("{}: {err}", listed.entry.name));
+            assert!(matches!(parsed.command, Parsed::Service { .. }));
+        }
+        let parsed =
+            parse_from(["uns", "sim", "--seed", "7", "--nodes", "2", "--log", "warn"]).unwrap();
+        assert_eq!(parsed.log, "warn");
+        let Parsed::Service { listed, flags, .. } = parsed.command else {
+            panic!("sim expected");
+        };
+        assert_eq!(listed.entry.name, "sim");
+        assert_eq!(
+            flags,
+            vec![("seed", "7".to_owned()), ("scale.nodes", "2".to_owned())]
+        );
+        assert!(parse_from(["uns", "up", "--demo"]).is_ok());
     }
 
     #[test]

@@ -7,33 +7,37 @@ use anyhow::Context;
 use uns_model::topic::UnsTopic;
 use uns_sparkplug::topic::SparkplugTopic;
 
-use crate::cli::{Cli, Command, SchemasArgs, TopicCommand};
+use crate::cli::{Command, Parsed, SchemasArgs, TopicCommand};
 use crate::config::{DEFAULT_CONFIG, Settings};
 use crate::signal::shutdown_on_signal;
-use crate::up::{App, ServiceKind};
+use crate::up::App;
 
 /// Runs the chosen subcommand.
-pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+pub(crate) async fn run(parsed: Parsed) -> anyhow::Result<()> {
+    let command = match parsed {
+        Parsed::Service {
+            listed,
+            args,
+            flags,
+        } => {
+            let settings = Settings::external(&args.common, &args.broker, &listed.entry, &flags)?;
+            return serve(settings).await;
+        }
+        Parsed::Builtin(command) => command,
+    };
+    match command {
         Command::Up(args) => {
-            let settings = Settings::embedded(&args.common, &args.broker, args.demo)?;
-            serve(settings, ServiceKind::ALL).await
+            let settings = Settings::embedded(&args.common, &args.broker, args.demo, true)?;
+            serve(settings).await
         }
         Command::Broker(args) => {
-            serve(Settings::embedded(&args.common, &args.broker, false)?, &[]).await
-        }
-        Command::Meta(args) => {
-            let settings = Settings::external(&args.common, &args.broker)?;
-            serve(settings, &[ServiceKind::Meta]).await
-        }
-        Command::ScadaBridge(args) => {
-            let settings = Settings::external(&args.common, &args.broker)?;
-            serve(settings, &[ServiceKind::ScadaBridge]).await
-        }
-        Command::Sim(args) => {
-            let mut settings = Settings::external(&args.service.common, &args.service.broker)?;
-            apply_sim_flags(&mut settings.sim, &args);
-            serve(settings, &[ServiceKind::Sim]).await
+            serve(Settings::embedded(
+                &args.common,
+                &args.broker,
+                false,
+                false,
+            )?)
+            .await
         }
         Command::Schemas(args) => schemas(&args),
         Command::Topic(TopicCommand::Parse { topic, json }) => topic_parse(&topic, json),
@@ -46,43 +50,37 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn apply_sim_flags(sim: &mut uns_sim::SimConfig, args: &crate::cli::SimArgs) {
-    if let Some(seed) = args.seed {
-        sim.seed = seed;
-    }
-    if let Some(speed) = args.speed {
-        sim.speed = speed;
-    }
-    if let Some(rate) = args.rate {
-        sim.rate_hz = rate;
-    }
-    if let (Some(nodes), Some(devices_per_node), Some(metrics_per_device)) =
-        (args.nodes, args.devices_per_node, args.metrics_per_device)
-    {
-        sim.scale = Some(uns_sim::ScaleConfig {
-            nodes,
-            devices_per_node,
-            metrics_per_device,
-        });
-    }
-    if let Some(host) = &args.primary_host {
-        sim.primary_host = Some(host.clone());
-    }
-}
-
-async fn serve(settings: Settings, services: &[ServiceKind]) -> anyhow::Result<()> {
+async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Register the signal handlers first, so a SIGTERM during start-up is not lost.
     let shutdown = shutdown_on_signal()?;
-    let app = App::start(settings, services).await?;
+    let mut app = App::start(settings).await?;
     let addresses = app.addresses();
-    tracing::info!(
-        mqtt = ?addresses.mqtt,
-        ws = ?addresses.ws,
-        http = %addresses.http,
-        "UNS running; Ctrl-C to stop"
-    );
-    shutdown.cancelled().await;
-    app.stop().await
+    match (addresses.mqtt, addresses.ws) {
+        (Some(mqtt), ws) => tracing::info!(
+            %mqtt,
+            ws = %ws.map_or_else(|| "off".to_owned(), |ws| ws.to_string()),
+            http = %addresses.http,
+            "UNS running; Ctrl-C to stop"
+        ),
+        (None, _) => tracing::info!(
+            http = %addresses.http,
+            services = %app.service_names().join(","),
+            "running; Ctrl-C or SIGTERM to stop"
+        ),
+    }
+    let failure = tokio::select! {
+        () = shutdown.cancelled() => None,
+        failure = app.next_failure() => Some(failure),
+    };
+    app.stop().await?;
+    match failure {
+        None => Ok(()),
+        Some(failure) => anyhow::bail!(
+            "service {} failed: {} (exiting so the container or service manager restarts it)",
+            failure.service,
+            failure.error
+        ),
+    }
 }
 
 fn schemas(args: &SchemasArgs) -> anyhow::Result<()> {
@@ -122,7 +120,10 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 fn topic_parse(topic: &str, json: bool) -> anyhow::Result<()> {
-    if topic.starts_with("spBv1.0/") {
+    if topic
+        .strip_prefix(uns_sparkplug::topic::NAMESPACE)
+        .is_some_and(|rest| rest.starts_with('/'))
+    {
         let parsed: SparkplugTopic = topic
             .parse()
             .with_context(|| format!("not a valid Sparkplug B topic: {topic}"))?;

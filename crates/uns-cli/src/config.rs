@@ -1,46 +1,53 @@
 //! The configuration file (`--config`, TOML) merged with command-line flags into [`Settings`].
 //!
-//! Two stages (STYLE habit 17): [`FileConfig`] is the file as written (serde, unknown keys
-//! refused); [`Settings::embedded`] and [`Settings::external`] apply the flags and validate. Loading never binds a port.
+//! Two stages (STYLE habit 17): the file as written ([`CoreConfig`] for the process's own sections,
+//! `[broker]`, `[http]`, `[supervisor]`, plus one raw TOML table per service section) and the
+//! validated [`Settings`], in which every service of the run is already configured through its
+//! `uns_service::ServiceEntry`. Loading never binds a port. Every error here is a [`ConfigFailure`]
+//! naming the file, the section and the key, and the binary exits with status 2 on it.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::Context;
 use serde::Deserialize;
 use uns_broker::{BrokerConfig, Secret, User};
-use uns_meta::{PlantConfig, PlantModel};
-use uns_scada_bridge::BridgeConfig;
-use uns_sim::SimConfig;
-
 use uns_client::BrokerUrl;
+use uns_service::{ConfigEnv, Configured, RestartPolicy, ServiceEntry};
 
 use crate::cli::{CommonArgs, EmbeddedBrokerArgs, ExternalBrokerArgs};
+use crate::services::{InUp, SERVICES};
 
 /// The default configuration file, printed by `uns generate-config`.
 pub(crate) const DEFAULT_CONFIG: &str = include_str!("../../../deploy/uns.toml");
 
-/// The config file as written.
+/// Sections of the file that belong to the process rather than to a service.
+const CORE_SECTIONS: &[&str] = &["data_dir", "broker", "http", "supervisor"];
+
+/// A configuration that cannot be used. The binary prints it and exits with status 2, before
+/// anything listens or connects.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ConfigFailure(pub(crate) String);
+
+/// The process's own sections as written.
 #[derive(Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct FileConfig {
+pub(crate) struct CoreConfig {
     data_dir: PathBuf,
     broker: BrokerConfig,
     http: HttpConfig,
-    plant: Option<PlantConfig>,
-    sim: SimConfig,
-    scada_bridge: BridgeConfig,
+    supervisor: SupervisorConfig,
 }
 
-impl Default for FileConfig {
+impl Default for CoreConfig {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("data"),
             broker: BrokerConfig::default(),
             http: HttpConfig::default(),
-            plant: None,
-            sim: SimConfig::default(),
-            scada_bridge: BridgeConfig::default(),
+            supervisor: SupervisorConfig::default(),
         }
     }
 }
@@ -56,6 +63,125 @@ impl Default for HttpConfig {
         Self {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
         }
+    }
+}
+
+/// `[supervisor]`: how `uns up` restarts a failed service loop.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+struct SupervisorConfig {
+    /// First wait after a failure, in ms.
+    restart_initial_ms: u64,
+    /// Longest wait, in ms; a run that lasted longer resets the wait.
+    restart_max_ms: u64,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            restart_initial_ms: 1000,
+            restart_max_ms: 60_000,
+        }
+    }
+}
+
+/// The file: core sections typed, service sections raw until their service configures them.
+#[derive(Debug, Default)]
+pub(crate) struct FileConfig {
+    core: CoreConfig,
+    sections: BTreeMap<String, toml::Value>,
+    /// The file's name, for error messages.
+    origin: String,
+}
+
+impl FileConfig {
+    /// Parses `text` (from `origin`): core sections typed, errors naming section and key; every other
+    /// top-level key must be a service section.
+    pub(crate) fn parse(text: &str, origin: &str) -> Result<Self, ConfigFailure> {
+        let mut table: toml::Table = toml::from_str(text)
+            .map_err(|err| ConfigFailure(format!("config file {origin}: {err}")))?;
+        let mut core = toml::Table::new();
+        for key in CORE_SECTIONS {
+            if let Some(value) = table.remove(*key) {
+                core.insert((*key).to_owned(), value);
+            }
+        }
+        let core: CoreConfig =
+            serde_path_to_error::deserialize(toml::Value::Table(core)).map_err(|err| {
+                let path = err.path().to_string();
+                let (section, key) = path.split_once('.').unwrap_or((path.as_str(), ""));
+                ConfigFailure(format!(
+                    "config file {origin}: [{section}] {}: {}",
+                    if key.is_empty() { "(section)" } else { key },
+                    err.inner()
+                ))
+            })?;
+        for key in table.keys() {
+            if !SERVICES.iter().any(|listed| listed.entry.section == key) {
+                let mut known: Vec<&str> = CORE_SECTIONS.to_vec();
+                known.extend(SERVICES.iter().map(|listed| listed.entry.section));
+                return Err(ConfigFailure(format!(
+                    "config file {origin}: unknown section or key `{key}`; known: {}",
+                    known.join(", ")
+                )));
+            }
+        }
+        Ok(Self {
+            core,
+            sections: table.into_iter().collect(),
+            origin: origin.to_owned(),
+        })
+    }
+
+    fn read(path: Option<&Path>) -> Result<Self, ConfigFailure> {
+        let Some(path) = path else {
+            return Ok(Self {
+                origin: "(none: built-in defaults)".to_owned(),
+                ..Self::default()
+            });
+        };
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            ConfigFailure(format!(
+                "cannot read config file {}: {}",
+                path.display(),
+                crate::errors::io_reason(&err)
+            ))
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Configures `entry` from its section (patched by `patch`), naming the file on error.
+    fn configure(
+        &self,
+        entry: &ServiceEntry,
+        env: &ConfigEnv,
+        patch: impl FnOnce(&mut toml::Table),
+    ) -> Result<Configured, ConfigFailure> {
+        let mut section = match self.sections.get(entry.section) {
+            Some(toml::Value::Table(table)) => table.clone(),
+            Some(other) => {
+                return Err(ConfigFailure(format!(
+                    "config file {}: [{}] must be a table, found {}",
+                    self.origin,
+                    entry.section,
+                    other.type_str()
+                )));
+            }
+            None => toml::Table::new(),
+        };
+        patch(&mut section);
+        let value = (!section.is_empty()).then_some(toml::Value::Table(section));
+        entry
+            .configure(value, env)
+            .map_err(|err| ConfigFailure(format!("config file {}: {err}", self.origin)))
+    }
+
+    fn section_str(&self, section: &str, key: &str) -> Option<String> {
+        self.sections
+            .get(section)?
+            .get(key)?
+            .as_str()
+            .map(str::to_owned)
     }
 }
 
@@ -77,28 +203,33 @@ pub(crate) struct Settings {
     pub(crate) backbone: Backbone,
     /// Each service keeps its state under `data_dir/{service}/`.
     pub(crate) data_dir: PathBuf,
-    /// Whether `uns up` also runs the simulated plant.
-    pub(crate) demo: bool,
-    pub(crate) sim: SimConfig,
-    pub(crate) scada_bridge: BridgeConfig,
     pub(crate) http_listen: SocketAddr,
-    pub(crate) plant: PlantModel,
     pub(crate) ready_file: Option<PathBuf>,
+    pub(crate) restart: RestartPolicy,
+    /// The services of this run, configured, in start order.
+    pub(crate) services: Vec<Configured>,
 }
 
 impl Settings {
-    /// `uns up` and `uns broker`: the embedded broker with the flags applied.
+    /// `uns up` (every service; the simulator only with `--demo`) and `uns broker` (none).
     pub(crate) fn embedded(
         common: &CommonArgs,
         broker_args: &EmbeddedBrokerArgs,
         demo: bool,
-    ) -> anyhow::Result<Self> {
-        let file = read_optional(common.config.as_deref())?;
-        let mut broker = file.broker;
+        with_services: bool,
+    ) -> Result<Self, ConfigFailure> {
+        let file = FileConfig::read(common.config.as_deref())?;
+        let mut broker = file.core.broker.clone();
         if broker.data_dir != BrokerConfig::default().data_dir {
-            anyhow::bail!("set data_dir at the top of the config file, not in [broker]");
+            return Err(ConfigFailure(format!(
+                "config file {}: [broker] data_dir: set data_dir at the top of the config file, not in [broker]",
+                file.origin
+            )));
         }
-        let data_dir = common.data_dir.clone().unwrap_or(file.data_dir);
+        let data_dir = common
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| file.core.data_dir.clone());
         broker.data_dir = data_dir.clone();
         if let Some(listen) = broker_args.listen {
             broker.listen = listen;
@@ -119,78 +250,147 @@ impl Settings {
                 secret: Secret::Password(user.password.clone()),
             });
         }
-        broker.validate().context("invalid [broker] settings")?;
+        broker
+            .validate()
+            .map_err(|err| ConfigFailure(format!("invalid [broker] settings: {err}")))?;
+        let http_listen = common.http_listen.unwrap_or(file.core.http.listen);
+        let env = ConfigEnv {
+            demo,
+            data_dir: data_dir.clone(),
+            http_listen,
+        };
+        let mut services = Vec::new();
+        if with_services {
+            for listed in SERVICES {
+                // Every section is checked, also of a service this run leaves out, so a mistake
+                // shows now rather than on the day it is switched on.
+                let configured = file.configure(&listed.entry, &env, |section| {
+                    demo_patch(&file, listed.entry.section, demo, section);
+                })?;
+                if listed.in_up == InUp::Always || demo {
+                    services.push(configured);
+                }
+            }
+        } else if demo {
+            return Err(ConfigFailure(
+                "--demo runs the simulated plant with the services; use `uns up --demo`".to_owned(),
+            ));
+        }
         Ok(Self {
             backbone: Backbone::Embedded(broker),
             data_dir,
-            demo,
-            sim: file.sim,
-            scada_bridge: file.scada_bridge,
-            http_listen: common.http_listen.unwrap_or(file.http.listen),
-            plant: plant_model(file.plant, demo)?,
+            http_listen,
             ready_file: common.ready_file.clone(),
+            restart: file.core.supervisor.policy(),
+            services,
         })
     }
 
-    /// A standalone service connecting to a broker elsewhere.
+    /// A standalone service connecting to a broker elsewhere. `flags` are `(key, value)` pairs from
+    /// the service's own flags; they override its section.
     pub(crate) fn external(
         common: &CommonArgs,
         broker_args: &ExternalBrokerArgs,
-    ) -> anyhow::Result<Self> {
-        let file = read_optional(common.config.as_deref())?;
+        entry: &ServiceEntry,
+        flags: &[(&str, String)],
+    ) -> Result<Self, ConfigFailure> {
+        let file = FileConfig::read(common.config.as_deref())?;
         let credentials = match (&broker_args.username, &broker_args.password) {
             (Some(user), password) => Some((user.clone(), password.clone().unwrap_or_default())),
-            (None, Some(_)) => anyhow::bail!("--password (UNS_MQTT_PASSWORD) needs --username"),
+            (None, Some(_)) => {
+                return Err(ConfigFailure(
+                    "--password (UNS_MQTT_PASSWORD) needs --username (UNS_MQTT_USERNAME)"
+                        .to_owned(),
+                ));
+            }
             (None, None) => broker_args.broker.username().map(|user| {
                 let password = broker_args.broker.password().unwrap_or_default();
                 (user.to_owned(), password.to_owned())
             }),
         };
+        let data_dir = common
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| file.core.data_dir.clone());
+        let http_listen = common.http_listen.unwrap_or(file.core.http.listen);
+        let env = ConfigEnv {
+            demo: false,
+            data_dir: data_dir.clone(),
+            http_listen,
+        };
+        let service = file.configure(entry, &env, |section| {
+            for (key, value) in flags {
+                set_dotted(section, key, flag_value(value));
+            }
+        })?;
         Ok(Self {
             backbone: Backbone::External {
                 url: broker_args.broker.clone(),
                 credentials,
             },
-            data_dir: common.data_dir.clone().unwrap_or(file.data_dir),
-            demo: false,
-            sim: file.sim,
-            scada_bridge: file.scada_bridge,
-            http_listen: common.http_listen.unwrap_or(file.http.listen),
-            plant: plant_model(file.plant, false)?,
+            data_dir,
+            http_listen,
             ready_file: common.ready_file.clone(),
+            // Docker (or systemd) restarts a standalone service; it exits non-zero instead.
+            restart: RestartPolicy::Exit,
+            services: vec![service],
         })
     }
 }
 
-fn plant_model(plant: Option<PlantConfig>, demo: bool) -> anyhow::Result<PlantModel> {
-    match (plant, demo) {
-        (Some(_), true) => {
-            anyhow::bail!(
-                "--demo uses the demo plant; remove [plant] from the config or drop --demo"
-            )
+impl SupervisorConfig {
+    fn policy(&self) -> RestartPolicy {
+        RestartPolicy::Restart {
+            initial: Duration::from_millis(self.restart_initial_ms.max(1)),
+            max: Duration::from_millis(self.restart_max_ms.max(self.restart_initial_ms).max(1)),
         }
-        (Some(plant), false) => PlantModel::try_from(plant).context("invalid [plant] model"),
-        (None, _) => Ok(PlantModel::demo()),
     }
 }
 
-fn read_optional(path: Option<&Path>) -> anyhow::Result<FileConfig> {
-    match path {
-        Some(path) => read_config(path),
-        None => Ok(FileConfig::default()),
+/// `uns up --demo` runs the simulator next to the bridge: its nodes wait for the bridge's STATE
+/// before their births and buffer meanwhile, as in the compose deployment, so nothing the plant
+/// reports before the bridge listens is lost.
+fn demo_patch(file: &FileConfig, section: &str, demo: bool, table: &mut toml::Table) {
+    if demo && section == "sim" && !table.contains_key("primary_host") {
+        let host_id = file
+            .section_str("scada_bridge", "host_id")
+            .unwrap_or_else(|| uns_scada_bridge::BridgeConfig::default().host_id);
+        table.insert("primary_host".to_owned(), toml::Value::String(host_id));
     }
 }
 
-fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("reading config file {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+/// A flag's text as a TOML value: `7`, `1.5`, `true` as such, anything else as a string.
+fn flag_value(text: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut table| table.remove("v"))
+        .filter(|value| !value.is_table() && !value.is_array())
+        .unwrap_or_else(|| toml::Value::String(text.to_owned()))
+}
+
+/// Sets `a.b.c` in `table`, creating tables on the way.
+fn set_dotted(table: &mut toml::Table, key: &str, value: toml::Value) {
+    match key.split_once('.') {
+        None => {
+            table.insert(key.to_owned(), value);
+        }
+        Some((head, rest)) => {
+            let inner = table
+                .entry(head.to_owned())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if !inner.is_table() {
+                *inner = toml::Value::Table(toml::Table::new());
+            }
+            if let toml::Value::Table(inner) = inner {
+                set_dotted(inner, rest, value);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
 
     fn common() -> CommonArgs {
         CommonArgs {
@@ -216,20 +416,47 @@ mod tests {
         file
     }
 
+    fn with_config(text: &str) -> (tempfile::NamedTempFile, CommonArgs) {
+        let file = write_config(text);
+        let mut common = common();
+        common.config = Some(file.path().to_path_buf());
+        (file, common)
+    }
+
     #[test]
     fn the_documented_defaults_are_the_defaults() {
-        let parsed: FileConfig = toml::from_str(DEFAULT_CONFIG).expect("deploy/uns.toml parses");
-        assert_eq!(parsed, FileConfig::default());
+        let parsed =
+            FileConfig::parse(DEFAULT_CONFIG, "deploy/uns.toml").expect("deploy/uns.toml parses");
+        assert_eq!(parsed.core, CoreConfig::default());
+        for listed in SERVICES {
+            let entry = &listed.entry;
+            let documented = parsed.sections.get(entry.section).unwrap_or_else(|| {
+                panic!(
+                    "deploy/uns.toml has no [{}] section (uns generate-config must print every section)",
+                    entry.section
+                )
+            });
+            let default = entry.default_config().expect("defaults serialize");
+            assert_eq!(
+                documented, &default,
+                "[{}] in deploy/uns.toml differs from the code's defaults",
+                entry.section
+            );
+        }
+        assert_eq!(
+            parsed.sections.len(),
+            SERVICES.len(),
+            "deploy/uns.toml has a section no service reads"
+        );
     }
 
     #[test]
     fn flags_override_the_file() {
-        let file = write_config("data_dir = \"/var/lib/uns\"\n[http]\nlisten = \"127.0.0.1:9000\"");
-        let mut common = common();
-        common.config = Some(file.path().to_path_buf());
+        let (_file, mut common) =
+            with_config("data_dir = \"/var/lib/uns\"\n[http]\nlisten = \"127.0.0.1:9000\"");
         let mut broker = broker_args();
         broker.listen = Some("127.0.0.1:0".parse().unwrap());
-        let settings = Settings::embedded(&common, &broker, false).unwrap();
+        let settings = Settings::embedded(&common, &broker, false, true).unwrap();
         let Backbone::Embedded(config) = &settings.backbone else {
             panic!("embedded expected");
         };
@@ -237,7 +464,7 @@ mod tests {
         assert_eq!(config.data_dir, PathBuf::from("/var/lib/uns"));
         assert_eq!(settings.http_listen.port(), 9000);
         common.data_dir = Some(PathBuf::from("/tmp/x"));
-        let settings = Settings::embedded(&common, &broker, false).unwrap();
+        let settings = Settings::embedded(&common, &broker, false, true).unwrap();
         let Backbone::Embedded(config) = &settings.backbone else {
             panic!("embedded expected");
         };
@@ -245,43 +472,85 @@ mod tests {
     }
 
     #[test]
-    fn anonymous_on_the_network_is_refused_with_a_hint() {
+    fn up_runs_every_service_and_the_simulator_only_with_demo() {
+        let names = |demo| {
+            Settings::embedded(&common(), &broker_args(), demo, true)
+                .unwrap()
+                .services
+                .iter()
+                .map(Configured::name)
+                .collect::<Vec<_>>()
+        };
+        let plain = names(false);
+        assert!(!plain.contains(&"sim"), "{plain:?}");
+        assert!(plain.contains(&"scada-bridge"), "{plain:?}");
+        let demo = names(true);
+        assert_eq!(demo.last(), Some(&"sim"), "{demo:?}");
+        assert_eq!(demo.len(), plain.len() + 1);
+    }
+
+    /// The advice printed for a non-loopback listener without accounts: each way it names works.
+    #[test]
+    fn anonymous_on_the_network_is_refused_and_every_advice_given_works() {
         let mut broker = broker_args();
         broker.listen = Some("0.0.0.0:1883".parse().unwrap());
-        let err = Settings::embedded(&common(), &broker, false).unwrap_err();
-        let text = format!("{err:#}");
-        assert!(text.contains("allow_anonymous"), "{text}");
+        let err = Settings::embedded(&common(), &broker, false, false).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("--user NAME:PASSWORD"), "{text}");
+        assert!(text.contains("under [broker]"), "{text}");
+        assert!(text.contains("--allow-anonymous"), "{text}");
+        // 1. `--user NAME:PASSWORD`
+        let cli = crate::cli::parse_from([
+            "uns",
+            "broker",
+            "--listen",
+            "0.0.0.0:1883",
+            "--user",
+            "engineer:change-me",
+        ])
+        .unwrap();
+        let crate::cli::Parsed::Builtin(crate::cli::Command::Broker(args)) = cli.command else {
+            panic!("broker expected");
+        };
+        assert!(Settings::embedded(&args.common, &args.broker, false, false).is_ok());
+        // 2. `users = [{ username = "NAME", password = "PASSWORD" }]` under [broker]
+        let (_file, common_with_users) =
+            with_config("[broker]\nusers = [{ username = \"NAME\", password = \"PASSWORD\" }]\n");
+        assert!(Settings::embedded(&common_with_users, &broker, false, false).is_ok());
+        // 3. `--allow-anonymous`
         broker.allow_anonymous = true;
-        assert!(Settings::embedded(&common(), &broker, false).is_ok());
+        assert!(Settings::embedded(&common(), &broker, false, false).is_ok());
+        // 4. `allow_anonymous = true` under [broker]
+        broker.allow_anonymous = false;
+        let (_file, common_anonymous) = with_config("[broker]\nallow_anonymous = true\n");
+        assert!(Settings::embedded(&common_anonymous, &broker, false, false).is_ok());
+        // 5. listen on 127.0.0.1
+        broker.listen = Some("127.0.0.1:1883".parse().unwrap());
+        assert!(Settings::embedded(&common(), &broker, false, false).is_ok());
     }
 
     #[test]
     fn demo_and_a_plant_section_conflict() {
-        let file = write_config("[[plant.nodes]]\npath = \"x\"\ndisplay_name = \"X\"");
-        let mut common = common();
-        common.config = Some(file.path().to_path_buf());
-        let err = Settings::embedded(&common, &broker_args(), true).unwrap_err();
+        let (_file, common) = with_config("[[plant.nodes]]\npath = \"x\"\ndisplay_name = \"X\"");
+        let err = Settings::embedded(&common, &broker_args(), true, true).unwrap_err();
         assert!(err.to_string().contains("--demo"), "{err}");
-        let settings = Settings::embedded(&common, &broker_args(), false).unwrap();
-        assert_eq!(settings.plant.len(), 1);
+        let settings = Settings::embedded(&common, &broker_args(), false, true).unwrap();
+        assert!(!settings.services.is_empty());
     }
 
     #[test]
     fn empty_user_entries_are_skipped() {
-        let cli =
-            crate::cli::Cli::try_parse_from(["uns", "broker", "--user", "a:1,,b:2,"]).unwrap();
-        let crate::cli::Command::Broker(args) = cli.command else {
+        let cli = crate::cli::parse_from(["uns", "broker", "--user", "a:1,,b:2,"]).unwrap();
+        let crate::cli::Parsed::Builtin(crate::cli::Command::Broker(args)) = cli.command else {
             panic!("broker expected");
         };
-        let settings = Settings::embedded(&args.common, &args.broker, false).unwrap();
+        let settings = Settings::embedded(&args.common, &args.broker, false, false).unwrap();
         let Backbone::Embedded(config) = settings.backbone else {
             panic!("embedded expected");
         };
         let names: Vec<_> = config.users.iter().map(|u| u.username.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
-        assert!(
-            crate::cli::Cli::try_parse_from(["uns", "broker", "--user", "nopassword"]).is_err()
-        );
+        assert!(crate::cli::parse_from(["uns", "broker", "--user", "nopassword"]).is_err());
     }
 
     #[test]
@@ -291,12 +560,54 @@ mod tests {
             username: None,
             password: Some("secret".to_owned()),
         };
-        assert!(Settings::external(&common(), &args).is_err());
+        let entry = &SERVICES[0].entry;
+        assert!(Settings::external(&common(), &args, entry, &[]).is_err());
+    }
+
+    /// Bad sections name the file, the section and the key.
+    #[test]
+    fn bad_sections_name_file_section_and_key() {
+        fn check(text: &str, wanted: &[&str]) {
+            let (file, common) = with_config(text);
+            let err = Settings::embedded(&common, &broker_args(), false, true).unwrap_err();
+            let message = err.to_string();
+            assert!(
+                message.contains(&file.path().display().to_string()),
+                "{message}"
+            );
+            for part in wanted {
+                assert!(message.contains(part), "{message:?} lacks {part:?}");
+            }
+        }
+        check(
+            "[brokr]\nlisten = \"127.0.0.1:1\"",
+            &["unknown section", "brokr"],
+        );
+        check("[broker]\nmax_queue = \"many\"", &["[broker]", "max_queue"]);
+        check("[broker]\nlisen = \"127.0.0.1:1\"", &["[broker]", "lisen"]);
+        check(
+            "[scada_bridge]\nreorder_timeout_ms = \"soon\"",
+            &["[scada_bridge]", "reorder_timeout_ms"],
+        );
+        check("[scada_bridge]\nhost = \"x\"", &["[scada_bridge]", "host"]);
+        check(
+            "[[scada_bridge.nodes]]\ngroup = \"g\"\nedge = \"e\"\nlocation = \"Acme/Berlin\"",
+            &["[scada_bridge]", "nodes[0].location", "Acme/Berlin"],
+        );
+        check("[sim]\nspeed = \"fast\"", &["[sim]", "speed"]);
     }
 
     #[test]
-    fn unknown_keys_are_refused() {
-        let err = toml::from_str::<FileConfig>("[brokr]\nlisten = \"127.0.0.1:1\"").unwrap_err();
-        assert!(err.to_string().contains("unknown field"), "{err}");
+    fn flag_values_are_toml_scalars_or_strings() {
+        assert_eq!(flag_value("7"), toml::Value::Integer(7));
+        assert_eq!(flag_value("1.5"), toml::Value::Float(1.5));
+        assert_eq!(flag_value("true"), toml::Value::Boolean(true));
+        assert_eq!(
+            flag_value("scada-bridge"),
+            toml::Value::String("scada-bridge".to_owned())
+        );
+        let mut table = toml::Table::new();
+        set_dotted(&mut table, "scale.nodes", toml::Value::Integer(3));
+        assert_eq!(table["scale"]["nodes"], toml::Value::Integer(3));
     }
 }

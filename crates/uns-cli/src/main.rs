@@ -6,24 +6,35 @@ mod bench;
 mod cli;
 mod commands;
 mod config;
+mod errors;
+mod services;
 mod signal;
 mod up;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+/// Exit status for a configuration that cannot be used (nothing was started).
+const EXIT_CONFIG: u8 = 2;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    init_tracing(&cli.log);
-    match commands::run(cli).await {
+    let parsed = match cli::parse_from(std::env::args_os()) {
+        Ok(parsed) => parsed,
+        // Help, version and usage errors print themselves (usage errors exit 2).
+        Err(err) => err.exit(),
+    };
+    init_tracing(&parsed.log);
+    match commands::run(parsed.command).await {
         Ok(()) => ExitCode::SUCCESS,
         // A reader that went away (`uns schemas | head`) is not an error of ours.
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) if err.downcast_ref::<config::ConfigFailure>().is_some() => {
+            eprintln!("error: {}", errors::one_line(&err));
+            ExitCode::from(EXIT_CONFIG)
+        }
         Err(err) => {
-            // `{:#}` prints the whole context chain on one line.
-            eprintln!("error: {err:#}");
+            // The whole chain on one line, each cause once.
+            eprintln!("error: {}", errors::one_line(&err));
             ExitCode::FAILURE
         }
     }

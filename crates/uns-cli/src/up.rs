@@ -1,55 +1,33 @@
 //! Running things: the embedded broker (`uns up`, `uns broker`), the services (all of them in
 //! `uns up`, one in `uns <service>`), and the HTTP endpoint, with a clean shutdown.
 //!
-//! Start order: broker → HTTP → services (each with its own MQTT connection over loopback, so
-//! the embedded setup exercises the same path as `docker compose`). Stop order is the reverse:
-//! services publish `stopped` and disconnect, HTTP stops, the broker flushes its store last.
+//! Start order: broker → HTTP → services (through `uns_service::Runtime`, each with its own MQTT
+//! connection over loopback, so the embedded setup exercises the same path as `docker compose`).
+//! Stop order is the reverse: services publish `stopped` and disconnect, HTTP stops, the broker
+//! flushes its store last.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use prometheus_client::metrics::gauge::Gauge;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use uns_broker::{BrokerHandle, Secret, User};
-use uns_client::{
-    BrokerUrl, ClientMetrics, ClientOptions, Health, HttpServer, Inbox, Metrics, UnsClient,
+use uns_client::{BrokerUrl, Metrics};
+use uns_service::{
+    BrokerEndpoint, ConfigEnv, ConfigError, Configured, Context, Failure, Health, HttpServer,
+    Routes, Runtime, RuntimeOptions, Service,
 };
-use uns_model::payload::HealthStatus;
 
 use crate::config::{Backbone, Settings};
 
 /// How long each component gets to stop before we move on.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-
-/// The services this binary can run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ServiceKind {
-    /// The plant model and schemas (`uns-meta`).
-    Meta,
-    /// The Sparkplug B primary host → UNS (`uns-scada-bridge`).
-    ScadaBridge,
-    /// The simulated plant (`uns-sim`): Sparkplug edge nodes, not a UNS service, but run and
-    /// health-reported like one.
-    Sim,
-}
-
-impl ServiceKind {
-    /// Every service, as `uns up` runs them (the simulator only with `--demo`).
-    pub(crate) const ALL: &'static [ServiceKind] = &[
-        ServiceKind::Meta,
-        ServiceKind::ScadaBridge,
-        ServiceKind::Sim,
-    ];
-}
-
-/// The service name of the simulator, as in `uns/v1/_services/sim`.
-const SIM_SERVICE: &str = "sim";
 
 /// A running UNS.
 pub(crate) struct App {
@@ -57,20 +35,10 @@ pub(crate) struct App {
     /// shutdown, which needs it back by value.
     broker: Option<Arc<BrokerHandle>>,
     http: HttpServer,
-    services: Vec<RunningService>,
-    /// Cancels the HTTP server and the service loops.
+    runtime: Runtime,
+    /// Cancels the HTTP server and the stats task (after the services stopped).
     stop: CancellationToken,
     stats_task: Option<JoinHandle<()>>,
-}
-
-struct RunningService {
-    name: &'static str,
-    client: UnsClient,
-    event_loop: JoinHandle<()>,
-    /// Stops this service's loop alone (a child of the app's token), so services stop one at a
-    /// time in reverse start order while their MQTT clients stay connected.
-    task_stop: CancellationToken,
-    task: JoinHandle<()>,
 }
 
 /// The bound addresses, written to `--ready-file` as JSON.
@@ -84,11 +52,33 @@ pub(crate) struct Addresses {
     pub(crate) http: SocketAddr,
 }
 
+/// The embedded broker's own health on `uns/v1/_services/broker`, like every service's: `running`
+/// while up, `stopped` on a clean stop. Its loop only waits.
+struct BrokerHealth;
+
+impl Service for BrokerHealth {
+    const NAME: &'static str = "broker";
+    const SECTION: &'static str = "broker";
+    type Config = ();
+    type Error = std::convert::Infallible;
+
+    fn configure((): (), _env: &ConfigEnv) -> Result<Self, ConfigError> {
+        Ok(Self)
+    }
+
+    async fn run(&self, ctx: Context) -> Result<(), Self::Error> {
+        ctx.shutdown.cancelled().await;
+        Ok(())
+    }
+}
+
 impl App {
-    pub(crate) async fn start(settings: Settings, kinds: &[ServiceKind]) -> anyhow::Result<Self> {
+    /// Starts the broker (if embedded), the HTTP endpoint, then every service, in that order.
+    pub(crate) async fn start(settings: Settings) -> anyhow::Result<Self> {
         let stop = CancellationToken::new();
         let metrics = Metrics::new();
         let health = Health::default();
+        let routes = Routes::default();
         let (broker, broker_url, credentials) = match settings.backbone {
             Backbone::Embedded(mut config) => {
                 // With accounts configured, in-process services need one too: a random one
@@ -109,11 +99,6 @@ impl App {
                     .await
                     .context("starting the embedded broker")?;
                 info!(mqtt = %broker.mqtt_addr(), ws = ?broker.ws_addr(), data_dir = %data_dir.display(), "broker listening");
-                health.set(
-                    "broker",
-                    true,
-                    format!("listening on {}", broker.mqtt_addr()),
-                );
                 let url = local_url(broker.mqtt_addr());
                 (Some(Arc::new(broker)), url, credentials)
             }
@@ -126,125 +111,46 @@ impl App {
             settings.http_listen,
             health.clone(),
             metrics.clone(),
+            routes.clone(),
             stop.clone(),
         )
         .await
-        .with_context(|| format!("binding the HTTP endpoint {}", settings.http_listen))?;
+        .map_err(|err| {
+            anyhow::anyhow!(
+                "cannot listen for HTTP on {}: {}; stop the other program or choose another address with --http-listen (or [http] listen)",
+                settings.http_listen,
+                crate::errors::io_reason(&err)
+            )
+        })?;
         info!(http = %http.local_addr(), "serving /healthz and /metrics");
 
-        let mut services = Vec::new();
-        let client_metrics = ClientMetrics::register(&metrics);
+        let mut services = Vec::with_capacity(settings.services.len() + 1);
         if broker.is_some() {
-            // The embedded broker's own health on `uns/v1/_services/broker`, like every
-            // service's: `running` while up, `stopped` on a clean stop.
-            services.push(start_service(
-                "broker",
-                &broker_url,
-                credentials.clone(),
-                &client_metrics,
-                &health,
-                &stop,
-                |_client, _inbox, shutdown| async move { shutdown.cancelled().await },
-            )?);
+            services.push(Configured::new(BrokerHealth));
         }
-        for kind in kinds {
-            let service = match kind {
-                ServiceKind::Meta => {
-                    let plant = settings.plant.clone();
-                    start_service(
-                        uns_meta::SERVICE,
-                        &broker_url,
-                        credentials.clone(),
-                        &client_metrics,
-                        &health,
-                        &stop,
-                        move |client, _inbox, shutdown| async move {
-                            if let Err(err) = uns_meta::run(&client, &plant, shutdown).await {
-                                warn!(service = uns_meta::SERVICE, cause = %err, "service stopped");
-                            }
-                        },
-                    )?
-                }
-                ServiceKind::ScadaBridge => {
-                    let config = settings.scada_bridge.clone();
-                    let sparkplug = uns_scada_bridge::SparkplugConnect {
-                        host: broker_url.host().to_owned(),
-                        port: broker_url.port(),
-                        credentials: credentials.clone(),
-                    };
-                    let metrics = metrics.clone();
-                    start_service(
-                        uns_scada_bridge::SERVICE,
-                        &broker_url,
-                        credentials.clone(),
-                        &client_metrics,
-                        &health,
-                        &stop,
-                        move |client, inbox, shutdown| async move {
-                            let result = uns_scada_bridge::run(
-                                client.clone(),
-                                inbox,
-                                sparkplug,
-                                config,
-                                &metrics,
-                                shutdown,
-                            )
-                            .await;
-                            if let Err(err) = result {
-                                warn!(service = uns_scada_bridge::SERVICE, cause = %err, "service stopped");
-                                let _ = client
-                                    .set_health(HealthStatus::Degraded, Some(format!("{err:#}")))
-                                    .await;
-                            }
-                        },
-                    )?
-                }
-                ServiceKind::Sim => {
-                    // `uns up` runs the simulator only with --demo; `uns sim` always does.
-                    if broker.is_some() && !settings.demo {
-                        continue;
-                    }
-                    let mut sim = settings.sim.clone();
-                    // Next to the bridge (uns up --demo), the nodes wait for its STATE before
-                    // their births and buffer meanwhile, as in the compose deployment, so
-                    // nothing the plant reports before the bridge listens is lost.
-                    if kinds.contains(&ServiceKind::ScadaBridge) && sim.primary_host.is_none() {
-                        sim.primary_host = Some(settings.scada_bridge.host_id.clone());
-                    }
-                    let mut connect =
-                        uns_sim::SimConnect::new(broker_url.host(), broker_url.port());
-                    if let Some((user, password)) = credentials.clone() {
-                        connect.username = Some(user);
-                        connect.password = Some(password);
-                    }
-                    let data_dir = settings.data_dir.join(SIM_SERVICE);
-                    std::fs::create_dir_all(&data_dir)
-                        .with_context(|| format!("creating {}", data_dir.display()))?;
-                    start_service(
-                        SIM_SERVICE,
-                        &broker_url,
-                        credentials.clone(),
-                        &client_metrics,
-                        &health,
-                        &stop,
-                        move |client, _inbox, shutdown| async move {
-                            if let Err(err) = uns_sim::run(sim, connect, data_dir, shutdown).await {
-                                warn!(service = SIM_SERVICE, cause = %err, "simulator stopped");
-                                let _ = client
-                                    .set_health(HealthStatus::Degraded, Some(format!("{err:#}")))
-                                    .await;
-                            }
-                        },
-                    )?
-                }
-            };
-            services.push(service);
-        }
+        services.extend(settings.services);
+        let runtime = Runtime::start(
+            RuntimeOptions {
+                broker: BrokerEndpoint {
+                    url: broker_url,
+                    credentials,
+                },
+                data_dir: settings.data_dir.clone(),
+                restart: settings.restart,
+                stop_grace: STOP_GRACE,
+                health,
+                metrics,
+                routes,
+            },
+            services,
+        )
+        .await
+        .context("starting the services")?;
 
         let app = Self {
             broker,
             http,
-            services,
+            runtime,
             stop,
             stats_task,
         };
@@ -262,6 +168,16 @@ impl App {
         }
     }
 
+    /// The services running, in start order.
+    pub(crate) fn service_names(&self) -> Vec<&'static str> {
+        self.runtime.names()
+    }
+
+    /// A service loop that failed for good (standalone services do not restart).
+    pub(crate) async fn next_failure(&mut self) -> Failure {
+        self.runtime.next_failure().await
+    }
+
     fn write_ready_file(&self, path: &Path) -> anyhow::Result<()> {
         let json = serde_json::to_vec_pretty(&self.addresses())?;
         // Write then rename, so a reader never sees half a file.
@@ -276,25 +192,11 @@ impl App {
     /// its client (`stopped`, clean DISCONNECT); then HTTP, then the broker (which flushes its
     /// store).
     pub(crate) async fn stop(self) -> anyhow::Result<()> {
-        let mut event_loops = Vec::new();
-        for service in self.services.into_iter().rev() {
-            service.task_stop.cancel();
-            if tokio::time::timeout(STOP_GRACE, service.task)
-                .await
-                .is_err()
-            {
-                warn!(service = service.name, "service did not stop in time");
-            }
-            service.client.shutdown(STOP_GRACE).await;
-            event_loops.push(service.event_loop);
-        }
+        self.runtime.stop().await;
         if let Some(broker) = &self.broker {
             drain_deliveries(broker).await;
         }
         self.stop.cancel();
-        for event_loop in event_loops {
-            let _ = event_loop.await;
-        }
         if let Some(stats_task) = self.stats_task {
             let _ = stats_task.await;
         }
@@ -324,57 +226,6 @@ async fn drain_deliveries(broker: &BrokerHandle) {
         }
         last = now;
     }
-}
-
-/// Starts one service: its own MQTT client, its health on /healthz, its loop.
-fn start_service<F, Fut>(
-    name: &'static str,
-    broker_url: &BrokerUrl,
-    credentials: Option<(String, String)>,
-    client_metrics: &ClientMetrics,
-    health: &Health,
-    stop: &CancellationToken,
-    body: F,
-) -> anyhow::Result<RunningService>
-where
-    F: FnOnce(UnsClient, Inbox, CancellationToken) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let mut options = ClientOptions::new(broker_url.clone(), name)
-        .with_context(|| format!("service name {name}"))?;
-    options.credentials = credentials;
-    let (client, inbox, event_loop) =
-        UnsClient::start(options, client_metrics.clone(), stop.clone());
-    // Mirror the connection state into /healthz.
-    let mut state = client.connection_state();
-    let health = health.clone();
-    health.set(name, false, "connecting");
-    tokio::spawn(async move {
-        loop {
-            let connected = *state.borrow_and_update();
-            health.set(
-                name,
-                connected,
-                if connected {
-                    "connected"
-                } else {
-                    "reconnecting"
-                },
-            );
-            if state.changed().await.is_err() {
-                break;
-            }
-        }
-    });
-    let task_stop = stop.child_token();
-    let task = tokio::spawn(body(client.clone(), inbox, task_stop.clone()));
-    Ok(RunningService {
-        name,
-        client,
-        event_loop,
-        task_stop,
-        task,
-    })
 }
 
 /// Broker counters as Prometheus gauges, refreshed every second.

@@ -5,18 +5,20 @@
 //!
 //! Two stages (STYLE habit 17): [`PlantConfig`] is the raw serde form of the config file's
 //! `[plant]` section; [`PlantModel::try_from`] validates it (paths parse, every parent exists,
-//! no duplicates) without any I/O. [`run`] publishes it.
+//! no duplicates) without any I/O. [`Meta`] is the service (`uns_service::Service`): it publishes
+//! the model and the schemas, then waits for shutdown.
 #![deny(missing_docs)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 use uns_client::{ClientError, UnsClient};
 use uns_model::payload::{IdealRate, NodeMeta, SchemaTag};
 use uns_model::topic::{Class, Id, Isa95Level, Location, UnsTopic, default_level_for_depth};
+use uns_service::{ConfigEnv, ConfigError, Context, Service};
 
 /// The service name, as in `uns/v1/_services/meta`.
 pub const SERVICE: &str = "meta";
@@ -25,7 +27,7 @@ pub const SERVICE: &str = "meta";
 pub const DEMO_PLANT_TOML: &str = include_str!("demo-plant.toml");
 
 /// The `[plant]` section of the config file, as written.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PlantConfig {
     /// Every node of the tree, parents before or after children (order does not matter).
@@ -34,7 +36,7 @@ pub struct PlantConfig {
 }
 
 /// One node of the plant tree, as written in the config file.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
     /// The location path, e.g. `acme/berlin/packaging/line-1`.
@@ -185,6 +187,53 @@ impl TryFrom<PlantConfig> for PlantModel {
             return Err(PlantError::Enterprises(n_enterprises));
         }
         Ok(Self { nodes })
+    }
+}
+
+/// The plant model service. Its section is `[plant]`; without nodes it serves the built-in demo
+/// plant (which `--demo` requires: a `[plant]` of your own and the demo's simulator do not match).
+#[derive(Debug)]
+pub struct Meta {
+    plant: PlantModel,
+}
+
+impl Meta {
+    /// The service for `plant`.
+    pub fn new(plant: PlantModel) -> Self {
+        Self { plant }
+    }
+
+    /// The model it publishes.
+    pub fn plant(&self) -> &PlantModel {
+        &self.plant
+    }
+}
+
+impl Service for Meta {
+    const NAME: &'static str = SERVICE;
+    const SECTION: &'static str = "plant";
+    const ABOUT: &'static str = "Run the plant model service alone: publishes the ISA-95 tree \
+        (`_meta`, from the config file's [plant] section) and every payload's JSON Schema, retained";
+    type Config = PlantConfig;
+    type Error = ClientError;
+
+    fn configure(config: PlantConfig, env: &ConfigEnv) -> Result<Self, ConfigError> {
+        if config.nodes.is_empty() {
+            return Ok(Self::new(PlantModel::demo()));
+        }
+        if env.demo {
+            return Err(ConfigError::new(
+                "nodes",
+                "--demo uses the demo plant; remove [plant] from the config or drop --demo",
+            ));
+        }
+        PlantModel::try_from(config)
+            .map(Self::new)
+            .map_err(|err| ConfigError::new("nodes", err.to_string()))
+    }
+
+    async fn run(&self, ctx: Context) -> Result<(), ClientError> {
+        run(&ctx.client, &self.plant, ctx.shutdown).await
     }
 }
 

@@ -157,8 +157,15 @@ impl Bridge {
     }
 
     /// Takes a `_wo/_active` document of `location` (JSON work order, or `null`/empty to clear).
-    pub fn set_active_order(&mut self, location: Location, payload: &[u8]) {
-        match context::from_active_order(payload) {
+    ///
+    /// A payload that is not a work order document leaves the location's context as it was and is
+    /// returned as an error for the caller to report on `_errors`.
+    pub fn set_active_order(
+        &mut self,
+        location: Location,
+        payload: &[u8],
+    ) -> Result<(), uns_model::payload::PayloadError> {
+        match context::from_active_order(payload)? {
             Some(context) => {
                 self.contexts.insert(location, context);
             }
@@ -166,6 +173,7 @@ impl Bridge {
                 self.contexts.remove(&location);
             }
         }
+        Ok(())
     }
 
     /// Maps the events of one host call. `input` is the message that caused them (topic and payload),
@@ -649,7 +657,7 @@ fn timestamp(unix_ms: i64) -> Timestamp {
 }
 
 /// The payload as text when it is UTF-8, else `hex:` and its first 64 bytes; at most 256 characters.
-fn excerpt(payload: &[u8]) -> String {
+pub(crate) fn excerpt(payload: &[u8]) -> String {
     match std::str::from_utf8(payload) {
         Ok(text) => text.chars().take(256).collect(),
         Err(_) => {

@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use uns_model::payload::{Mode, StateCategory};
 use uns_model::topic::{CountKind, Location, Segment, slug};
 use uns_sparkplug::host::{HostConfig, Leniency};
@@ -22,7 +22,7 @@ use uns_sparkplug::host::{HostConfig, Leniency};
 pub const EXAMPLE_TOML: &str = include_str!("../../../deploy/scada-bridge.toml");
 
 /// The `[scada_bridge]` section of the config file, as written. Every field is optional.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct BridgeConfig {
     /// The Sparkplug host id: the bridge publishes `spBv1.0/STATE/{host_id}`.
@@ -58,7 +58,7 @@ pub struct BridgeConfig {
 }
 
 /// One edge node's place in the tree.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct NodeMapping {
     /// Sparkplug group id.
@@ -73,7 +73,7 @@ pub struct NodeMapping {
 }
 
 /// The state metric.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StateConfig {
     /// The metric whose value is the raw state code or name (matched by name or by slug).
@@ -163,6 +163,41 @@ pub enum ConfigError {
     /// The host id is not a valid Sparkplug id.
     #[error("host_id: {0}")]
     HostId(String),
+}
+
+/// Checks every location of `config` and names the first bad one by its key
+/// (`nodes[1].location`, `nodes[0].devices.filler`), so an operator finds it in the file.
+pub(crate) fn check_locations(config: &BridgeConfig) -> Result<(), uns_service::ConfigError> {
+    for (idx, node) in config.nodes.iter().enumerate() {
+        if let Err(err) = node.location.parse::<Location>() {
+            return Err(uns_service::ConfigError::new(
+                format!("nodes[{idx}].location"),
+                format!("`{}` is not a valid location: {err}", node.location),
+            ));
+        }
+        for (device, location) in &node.devices {
+            if let Err(err) = location.parse::<Location>() {
+                return Err(uns_service::ConfigError::new(
+                    format!("nodes[{idx}].devices.{device}"),
+                    format!("`{location}` is not a valid location: {err}"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A mapping error with the key it is about.
+pub(crate) fn keyed(err: &ConfigError, enterprise: &str) -> uns_service::ConfigError {
+    let key = match err {
+        ConfigError::Toml(_) => "",
+        ConfigError::Location { .. } | ConfigError::Duplicate { .. } => "nodes",
+        ConfigError::Segment(segment) if segment == enterprise => "enterprise",
+        ConfigError::Segment(_) => "site",
+        ConfigError::UnknownStateMap(_) => "state.map",
+        ConfigError::HostId(_) => "host_id",
+    };
+    uns_service::ConfigError::new(key, err.to_string())
 }
 
 impl BridgeConfig {

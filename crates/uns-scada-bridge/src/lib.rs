@@ -35,11 +35,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 use uns_client::{Inbox, Metrics, UnsClient};
-use uns_model::topic::{Class, Id, MAX_DEPTH, TopicFilter};
+use uns_model::payload::{ErrorReport, SchemaTag, Timestamp};
+use uns_model::topic::{Class, Id, TopicFilter, UnsTopic};
+use uns_service::{ConfigEnv, ConfigError as ServiceConfigError, Context, Service};
 use uns_sparkplug::host::{HostSession, Incoming, Now};
 
 pub use bridge::{Bridge, BridgeCounters, Publication};
-pub use config::{BridgeConfig, ConfigError, Mapping, NodeMapping, StateConfig};
+pub use config::{BridgeConfig, ConfigError, EXAMPLE_TOML, Mapping, NodeMapping, StateConfig};
 
 /// The service name, as in `uns/v1/_services/scada-bridge`.
 pub const SERVICE: &str = "scada-bridge";
@@ -69,6 +71,63 @@ pub enum BridgeError {
     Client(#[from] uns_client::ClientError),
 }
 
+/// The SCADA bridge as a service (`uns_service::Service`): the `[scada_bridge]` section validated
+/// into a [`Mapping`] before anything starts, then [`run`]'s loop on the service's own client, with a
+/// Sparkplug connection of its own to the same broker.
+pub struct ScadaBridge {
+    mapping: Mapping,
+    counters: BridgeCounters,
+}
+
+impl ScadaBridge {
+    /// The bridge for a validated mapping.
+    pub fn new(mapping: Mapping) -> Self {
+        Self {
+            mapping,
+            counters: BridgeCounters::default(),
+        }
+    }
+}
+
+impl Service for ScadaBridge {
+    const NAME: &'static str = SERVICE;
+    const SECTION: &'static str = "scada_bridge";
+    const ABOUT: &'static str = "Run the SCADA bridge alone: a Sparkplug B 3.0 primary host that \
+        turns edge-node metrics into readable JSON on the ISA-95 tree (`_tag`, `_state`, `_count`), \
+        marks them stale when a node dies, and asks for rebirths when it loses track";
+    type Config = BridgeConfig;
+    type Error = BridgeError;
+
+    fn configure(config: BridgeConfig, _env: &ConfigEnv) -> Result<Self, ServiceConfigError> {
+        config::check_locations(&config)?;
+        let enterprise = config.enterprise.clone();
+        Mapping::try_from(config)
+            .map(Self::new)
+            .map_err(|err| config::keyed(&err, &enterprise))
+    }
+
+    fn register_metrics(&self, metrics: &Metrics) {
+        register_counters(metrics, &self.counters);
+    }
+
+    async fn run(&self, mut ctx: Context) -> Result<(), BridgeError> {
+        let sparkplug = SparkplugConnect {
+            host: ctx.broker.url.host().to_owned(),
+            port: ctx.broker.url.port(),
+            credentials: ctx.broker.credentials.clone(),
+        };
+        run_mapped(
+            ctx.client.clone(),
+            &mut ctx.inbox,
+            sparkplug,
+            self.mapping.clone(),
+            self.counters.clone(),
+            ctx.shutdown.clone(),
+        )
+        .await
+    }
+}
+
 /// Runs the bridge until `shutdown`: connects to Sparkplug as the primary host, maps every message, and
 /// publishes the UNS documents through `client`. On shutdown it publishes its STATE death and
 /// disconnects the Sparkplug connection (the caller shuts `client` down).
@@ -81,15 +140,24 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), BridgeError> {
     let mapping = Mapping::try_from(config)?;
-    let counters = register_counters(metrics);
+    let counters = BridgeCounters::default();
+    register_counters(metrics, &counters);
+    run_mapped(client, &mut inbox, sparkplug, mapping, counters, shutdown).await
+}
+
+async fn run_mapped(
+    client: UnsClient,
+    inbox: &mut Inbox,
+    sparkplug: SparkplugConnect,
+    mapping: Mapping,
+    counters: BridgeCounters,
+    shutdown: CancellationToken,
+) -> Result<(), BridgeError> {
     let service = Id::new(client.service()).unwrap_or_else(|_| uns_model::topic::slug(SERVICE));
-    let mut bridge = Bridge::new(mapping.clone(), service, counters);
-    // `_wo/_active` at every depth a work order can run at (a filter cannot say "any depth, then").
-    for depth in 1..=MAX_DEPTH {
-        let levels = vec!["+"; depth].join("/");
-        if let Ok(filter) = TopicFilter::new(&format!("uns/v1/{levels}/_wo/_active")) {
-            client.subscribe(&filter).await?;
-        }
+    let mut bridge = Bridge::new(mapping.clone(), service.clone(), counters);
+    // `_wo/_active` at every depth a work order can run at.
+    for filter in TopicFilter::at_any_location(&Class::WorkOrderActive) {
+        client.subscribe(&filter).await?;
     }
     let clock = Clock::new();
     // The session's host config was validated by `Mapping::try_from`.
@@ -125,8 +193,21 @@ pub async fn run(
                 if let Ok(topic) = message.uns_topic()
                     && let (Some(location), Some(Class::WorkOrderActive)) =
                         (topic.location(), topic.class())
+                    && let Err(err) = bridge.set_active_order(location.clone(), &message.payload)
                 {
-                    bridge.set_active_order(location.clone(), &message.payload);
+                    let report = ErrorReport {
+                        schema: SchemaTag::default(),
+                        service: service.clone(),
+                        topic: Some(message.topic.clone()),
+                        reason: format!("not a work order document: {err}"),
+                        payload_excerpt: Some(bridge::excerpt(&message.payload)),
+                        payload_sha256: None,
+                        occurred_at: Timestamp::from(chrono::Utc::now()),
+                    };
+                    let errors = UnsTopic::located(location.clone(), Class::Errors);
+                    client
+                        .report_error(&errors, "bad_active_order", &report)
+                        .await?;
                 }
                 continue;
             }
@@ -230,8 +311,7 @@ fn utc_ms() -> u64 {
         .unwrap_or(0)
 }
 
-fn register_counters(metrics: &Metrics) -> BridgeCounters {
-    let counters = BridgeCounters::default();
+fn register_counters(metrics: &Metrics, counters: &BridgeCounters) {
     metrics.register(
         "scada_bridge_tags",
         "Current Sparkplug values published to _tag",
@@ -257,5 +337,4 @@ fn register_counters(metrics: &Metrics) -> BridgeCounters {
         "_state changes published",
         counters.states.clone(),
     );
-    counters
 }

@@ -113,8 +113,22 @@ async fn births_and_data_become_readable_uns_documents() -> anyhow::Result<()> {
     // Context: the cell's active work order (published here, as the work-order service will).
     uns.publish_raw(
         &format!("{FILLER}/_wo/_active"),
-        br#"{"id": "wo-10234", "operation_id": "0010", "lot": "l-8891", "shift": "early"}"#
-            .to_vec(),
+        serde_json::to_vec(&json!({
+            "schema": "uns/work-order/v1",
+            "id": "wo-10234",
+            "material": "FG-1",
+            "status": "running",
+            "quantities": {
+                "planned": {"qty": 100, "uom": "EA"},
+                "good": {"qty": 0, "uom": "EA"},
+                "scrap": {"qty": 0, "uom": "EA"},
+                "rework": {"qty": 0, "uom": "EA"}
+            },
+            "hierarchy_scope": "acme/berlin/packaging/line-1",
+            "operations": [{"operation_id": "0010"}],
+            "lots": [{"lot": "l-8891", "material": "FG-1", "quantity": {"qty": 0, "uom": "EA"}, "material_use": "produced"}],
+            "updated_at": "2025-03-04T05:00:00.000Z"
+        }))?,
         true,
     )
     .await?;
@@ -147,7 +161,7 @@ async fn births_and_data_become_readable_uns_documents() -> anyhow::Result<()> {
     };
     assert_eq!(
         tag["context"],
-        json!({"wo_id": "wo-10234", "operation_id": "0010", "lot": "l-8891", "shift": "early"})
+        json!({"wo_id": "wo-10234", "operation_id": "0010", "lot": "l-8891"})
     );
 
     // A state change: `_state` and a `_state/events` transition with the duration of the old state.

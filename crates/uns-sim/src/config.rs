@@ -6,12 +6,12 @@
 //! and a case packer at 750 cases/h). With [`SimConfig::scale`] set, the lines are replaced by generated
 //! nodes `node-0001..` with devices `device-001..` for benchmarks.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::SimError;
 
 /// The simulation settings. In a config file every field is optional; missing ones take the demo values.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimConfig {
     /// The Sparkplug group id of every edge node.
@@ -40,7 +40,7 @@ pub struct SimConfig {
 }
 
 /// One production line, simulated as one Sparkplug edge node.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LineConfig {
     /// The edge node id (e.g. `line-1`).
@@ -50,7 +50,7 @@ pub struct LineConfig {
 }
 
 /// One work cell, simulated as one Sparkplug device.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CellConfig {
     /// The device id (e.g. `filler`).
@@ -65,7 +65,7 @@ pub struct CellConfig {
 }
 
 /// The machine kinds the simulator knows.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum CellKind {
     /// Bottle or can filler.
@@ -82,7 +82,7 @@ pub enum CellKind {
 
 /// A generated plant for benchmarks: `nodes` × `devices_per_node` devices with `metrics_per_device`
 /// metrics each (the 7 standard ones, then `Sim/Signal/{k}` up to the count).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ScaleConfig {
     /// Number of edge nodes.

@@ -56,6 +56,81 @@ use uns_sparkplug::edge::EdgeError;
 
 pub use config::{CellConfig, CellKind, LineConfig, ScaleConfig, SimConfig};
 
+/// The service name, as in `uns/v1/_services/sim`.
+pub const SERVICE: &str = "sim";
+
+/// The simulator as a service (`uns_service::Service`): `[sim]` validated before anything starts, then
+/// [`run`] against the process's broker with its buffer in the service's data directory. Not a UNS
+/// service (it speaks Sparkplug), but run and health-reported like one.
+#[derive(Debug)]
+pub struct Sim {
+    config: SimConfig,
+}
+
+impl uns_service::Service for Sim {
+    const NAME: &'static str = SERVICE;
+    const SECTION: &'static str = "sim";
+    const ABOUT: &'static str = "Run the simulated packaging plant: real Sparkplug B edge nodes (one \
+        per line, one device per cell) with machine states, counters and process values, \
+        store-and-forward while the broker is unreachable";
+    const FLAGS: &'static [uns_service::Flag] = &[
+        flag("seed", "seed", "Random seed (same seed, same values)"),
+        flag("speed", "speed", "Simulated seconds per real second"),
+        flag("rate", "rate_hz", "Samples per second of every device"),
+        flag(
+            "nodes",
+            "scale.nodes",
+            "Benchmark plant: edge nodes (with the next two flags)",
+        ),
+        flag(
+            "devices-per-node",
+            "scale.devices_per_node",
+            "Benchmark plant: devices per node",
+        ),
+        flag(
+            "metrics-per-device",
+            "scale.metrics_per_device",
+            "Benchmark plant: extra metrics per device",
+        ),
+        flag(
+            "primary-host",
+            "primary_host",
+            "Wait for this Sparkplug primary host's STATE before births",
+        ),
+    ];
+    type Config = SimConfig;
+    type Error = SimError;
+
+    fn configure(
+        config: SimConfig,
+        _env: &uns_service::ConfigEnv,
+    ) -> Result<Self, uns_service::ConfigError> {
+        config
+            .validate()
+            .map_err(|err| uns_service::ConfigError::new("", err.to_string()))?;
+        Ok(Self { config })
+    }
+
+    async fn run(&self, ctx: uns_service::Context) -> Result<(), SimError> {
+        let mut connect = SimConnect::new(ctx.broker.url.host(), ctx.broker.url.port());
+        if let Some((user, password)) = ctx.broker.credentials.clone() {
+            connect.username = Some(user);
+            connect.password = Some(password);
+        }
+        run(
+            self.config.clone(),
+            connect,
+            ctx.data_dir.clone(),
+            ctx.shutdown.clone(),
+        )
+        .await
+    }
+}
+
+const fn flag(long: &'static str, key: &'static str, help: &'static str) -> uns_service::Flag {
+    uns_service::Flag { long, key, help }
+}
+
 /// Where and how the simulated edge nodes connect.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SimConnect {

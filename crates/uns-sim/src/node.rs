@@ -301,7 +301,8 @@ impl Session {
                         // Wait for the host's STATE before births
                         // [tck-id-message-flow-edge-node-birth-publish-phid-wait].
                         self.host_online = false;
-                        let topic = format!("spBv1.0/STATE/{host}");
+                        let topic = uns_sparkplug::topic::SparkplugTopic::State { host_id: host }
+                            .to_string();
                         if let Err(error) = self.client.try_subscribe(topic, QoS::AtLeastOnce) {
                             tracing::warn!(%edge, %error, "cannot subscribe to STATE");
                         }
