@@ -111,8 +111,31 @@ enum Op {
     Put(String, Vec<u8>),
     /// Delete the topic.
     Remove(String),
-    /// Commit everything before this and reply; used by [`RetainedStore::flush`].
-    Flush(mpsc::SyncSender<Result<(), String>>),
+    /// Commit everything before this and reply; used by [`RetainedStore::flush`] and the
+    /// `_durable` forms.
+    Flush(Reply),
+}
+
+/// Where the batching thread answers a flush.
+enum Reply {
+    /// A blocked thread ([`RetainedStore::flush`]).
+    Blocking(mpsc::SyncSender<Result<(), String>>),
+    /// A task ([`RetainedStore::put_durable`], [`RetainedStore::remove_durable`]).
+    Async(tokio::sync::oneshot::Sender<Result<(), String>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<(), String>) {
+        // The asker may have stopped waiting; the change is committed or kept either way.
+        match self {
+            Reply::Blocking(reply) => {
+                let _ = reply.send(result);
+            }
+            Reply::Async(reply) => {
+                let _ = reply.send(result);
+            }
+        }
+    }
 }
 
 /// Handle to the retained store. Cheap to share behind an `Arc`; all writes go through the
@@ -195,7 +218,7 @@ impl RetainedStore {
         {
             let ops = self.ops.lock();
             let ops = ops.as_ref().ok_or(StoreError::WriterGone)?;
-            ops.send(Op::Flush(reply_tx))
+            ops.send(Op::Flush(Reply::Blocking(reply_tx)))
                 .map_err(|_| StoreError::WriterGone)?;
         }
         match reply_rx.recv() {
@@ -205,9 +228,51 @@ impl RetainedStore {
         }
     }
 
+    /// Stores `message` under `topic` and resolves once that change is durable (committed
+    /// with everything queued before it, in one batch shared with concurrent callers). While
+    /// the disk refuses writes it resolves at once with the error; the change stays queued and
+    /// is retried, so a caller may refuse the publish (MQTT 5 reason code) without losing the
+    /// store's state. For the engine's publish path, so a retained PUBLISH is acknowledged
+    /// only once durable.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) async fn put_durable(
+        &self,
+        topic: &str,
+        message: &RetainedMessage,
+    ) -> Result<(), StoreError> {
+        self.put(topic, message);
+        self.flush_async().await
+    }
+
+    /// [`RetainedStore::remove`], resolving once the deletion is durable (see `put_durable`).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) async fn remove_durable(&self, topic: &str) -> Result<(), StoreError> {
+        self.remove(topic);
+        self.flush_async().await
+    }
+
+    async fn flush_async(&self) -> Result<(), StoreError> {
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        {
+            let ops = self.ops.lock();
+            let ops = ops.as_ref().ok_or(StoreError::WriterGone)?;
+            ops.send(Op::Flush(Reply::Async(reply_tx)))
+                .map_err(|_| StoreError::WriterGone)?;
+        }
+        match reply_rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(StoreError::Flush(message)),
+            Err(_) => Err(StoreError::WriterGone),
+        }
+    }
+
+    /// Writes that failed for a disk reason since the store was opened.
+    pub(crate) fn n_failed_writes(&self) -> u64 {
+        self.store.health().n_failed_writes
+    }
+
     /// Why the store cannot write right now (`None` when it can): a full disk or an I/O
     /// error, until a retried batch commits. For the broker's health and metrics.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn degraded(&self) -> Option<String> {
         self.store.health().degraded
     }
@@ -366,7 +431,7 @@ fn write_loop(store: &Store, ops: &mpsc::Receiver<Op>) {
             }
         }
         for reply in waiters {
-            let _ = reply.send(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+            reply.send(result.as_ref().map(|_| ()).map_err(ToString::to_string));
         }
     }
     if !pending.is_empty() {
@@ -671,6 +736,37 @@ mod tests {
             .expect("recovered within 10 s")
             .expect("health watch open");
         assert_eq!(store.store().health().n_failed_writes, 3);
+        store.close().expect("close");
+        let (store, loaded) = RetainedStore::open(dir.path()).expect("reopen");
+        assert_eq!(loaded, vec![("a/c".to_owned(), message(None, Some(5)))]);
+        store.close().expect("close");
+    }
+
+    #[test]
+    fn durable_puts_resolve_after_the_commit_and_fail_while_the_disk_is_full() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, _) = RetainedStore::open(dir.path()).expect("open");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            store
+                .put_durable("a/b", &message(None, None))
+                .await
+                .expect("durable");
+            store.store().inject_disk_full(1);
+            let error = store
+                .put_durable("a/c", &message(None, Some(5)))
+                .await
+                .expect_err("refused while full");
+            assert!(error.to_string().contains("no storage space"), "{error}");
+            assert!(store.degraded().is_some());
+            // The next change commits the kept one with it.
+            store.remove_durable("a/b").await.expect("space is back");
+            assert_eq!(store.degraded(), None);
+            assert_eq!(store.n_failed_writes(), 1);
+        });
         store.close().expect("close");
         let (store, loaded) = RetainedStore::open(dir.path()).expect("reopen");
         assert_eq!(loaded, vec![("a/c".to_owned(), message(None, Some(5)))]);
