@@ -201,6 +201,17 @@ impl Store {
         run_read(&self.handle.shared, f)
     }
 
+    /// Writes a consistent copy of the whole file (one read snapshot) to a new redb file at
+    /// `dest`, while the store keeps serving; returns the number of rows copied. `dest` must
+    /// not exist. The copy is an ordinary store file: [`Store::open`] it to restore.
+    pub async fn backup(&self, dest: &Path) -> Result<u64, StoreError> {
+        let shared = self.handle.shared.clone();
+        let dest = dest.to_owned();
+        tokio::task::spawn_blocking(move || backup(&shared, &dest))
+            .await
+            .map_err(|e| StoreError::Panicked(e.to_string()))?
+    }
+
     /// The current health (degraded after a write failed for a disk reason).
     pub fn health(&self) -> StoreHealth {
         self.handle.shared.health.borrow().clone()
@@ -420,6 +431,46 @@ fn run_write<R>(
     })();
     shared.record_result(&result);
     result
+}
+
+fn backup(shared: &Shared, dest: &Path) -> Result<u64, StoreError> {
+    use redb::TableHandle;
+    if dest.exists() {
+        return Err(StoreError::Open {
+            path: dest.to_owned(),
+            message: "the backup file already exists; choose a new name".to_owned(),
+        });
+    }
+    let db = shared.db()?;
+    let db = db.as_ref().ok_or(StoreError::Closed)?;
+    let snapshot = db
+        .begin_read()
+        .map_err(|e| StoreError::transaction("begin read", e))?;
+    let copy = open_database(dest)?;
+    let txn = copy
+        .begin_write()
+        .map_err(|e| StoreError::transaction("begin write", e))?;
+    let mut n_rows = 0u64;
+    let tables = snapshot
+        .list_tables()
+        .map_err(|e| StoreError::storage("list tables", e))?;
+    for handle in tables {
+        let name = handle.name().to_owned();
+        let from = snapshot
+            .open_table(raw_def(&name))
+            .map_err(|e| StoreError::table("open table", &name, e))?;
+        let mut to = txn
+            .open_table(raw_def(&name))
+            .map_err(|e| StoreError::table("open table", &name, e))?;
+        for row in from.iter().map_err(|e| StoreError::storage("range", e))? {
+            let (key, value) = row.map_err(|e| StoreError::storage("range", e))?;
+            to.insert(key.value(), value.value())
+                .map_err(|e| StoreError::storage("insert", e))?;
+            n_rows += 1;
+        }
+    }
+    txn.commit().map_err(StoreError::commit)?;
+    Ok(n_rows)
 }
 
 fn run_read<R>(

@@ -550,6 +550,51 @@ async fn a_failed_commit_degrades_then_recovers_by_itself() -> anyhow::Result<()
     Ok(())
 }
 
+#[tokio::test]
+async fn a_backup_taken_while_writing_is_a_consistent_store() -> anyhow::Result<()> {
+    let (dir, store) = temp_store()?;
+    let outbox = Outbox::new("erp");
+    let ob = outbox.clone();
+    store
+        .write(move |tx| {
+            tx.insert(&ORDERS, "wo-1", &order("wo-1", 1))?;
+            ob.enqueue(tx, "k1", b"m1", 1)?;
+            Ok(())
+        })
+        .await?;
+    let dest = dir.path().join("backup").join("svc.redb");
+    std::fs::create_dir_all(dest.parent().unwrap_or(dir.path()))?;
+    // Writers keep going while the backup runs; the backup is one snapshot.
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for n in 0..50u32 {
+                let id = format!("live-{n}");
+                store
+                    .write(move |tx| tx.insert(&ORDERS, &id.clone(), &order(&id, n)))
+                    .await?;
+            }
+            Ok::<_, StoreError>(())
+        })
+    };
+    let n_rows = store.backup(&dest).await?;
+    writer.await??;
+    assert!(n_rows >= 6, "{n_rows}");
+    assert!(
+        store.backup(&dest).await.is_err(),
+        "an existing backup is not overwritten"
+    );
+    let restored = Store::open(&dest)?;
+    let ob = outbox.clone();
+    let (first, stats, n_orders) = restored
+        .read(move |tx| Ok((tx.get(&ORDERS, "wo-1")?, ob.stats(tx)?, tx.len(&ORDERS)?)))
+        .await?;
+    assert_eq!(first, Some(order("wo-1", 1)));
+    assert_eq!(stats.depth, 1);
+    assert!((1..=51).contains(&n_orders), "{n_orders}");
+    Ok(())
+}
+
 #[test]
 fn decode_errors_name_the_table() -> anyhow::Result<()> {
     let (_dir, store) = temp_store()?;
