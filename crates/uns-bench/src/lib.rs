@@ -33,6 +33,7 @@ mod mqtt;
 mod process;
 mod report;
 mod scenarios;
+pub mod store;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! End-to-end check of the harness: a very short mosquitto-vs-mosquitto run.
+//! End-to-end checks of the harnesses: a very short mosquitto-vs-mosquitto run, and a tiny store run.
 //!
 //! Asserts structure only (every figure measured, positive, rendered), never timings: timings
 //! on a shared machine prove nothing. Needs Debian's `mosquitto` package; without it the test
@@ -153,4 +153,36 @@ async fn broken_brokers_fail_fast_with_their_name() {
     .await
     .unwrap_err();
     assert!(matches!(error, BenchError::InvalidOptions(_)), "{error:?}");
+}
+
+#[tokio::test]
+async fn the_store_bench_measures_every_figure_on_a_real_file() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let options = uns_bench::store::StoreBenchOptions {
+        dir: dir.path().to_owned(),
+        commits: 20,
+        // More than one batch of 100, with a partial last batch.
+        outbox_entries: 150,
+    };
+    let report = uns_bench::store::run(&options).await?;
+    anyhow::ensure!(
+        0.0 < report.commit_p50_us
+            && report.commit_p50_us <= report.commit_p99_us
+            && report.commit_p99_us <= report.commit_max_us,
+        "{report:?}"
+    );
+    anyhow::ensure!(
+        report.commits_per_s > 0.0 && report.outbox_pairs_per_s > 0.0,
+        "{report:?}"
+    );
+    anyhow::ensure!(report.outbox_batched_pairs_per_s > 0.0, "{report:?}");
+    let markdown = report.to_markdown();
+    for line in [
+        "commit latency p50",
+        "commit latency p99",
+        "outbox enqueue+ack, 100 per commit",
+    ] {
+        anyhow::ensure!(markdown.contains(line), "{line} missing from\n{markdown}");
+    }
+    Ok(())
 }

@@ -98,6 +98,11 @@ pub struct BrokerStats {
     pub messages_dropped: u64,
     /// Retained messages held (including the broker's own `$SYS` topics).
     pub retained_messages: usize,
+    /// True while the retained store cannot write (full disk, I/O error): retained changes
+    /// are kept in memory and retried until they commit. For health (`degraded`) and metrics.
+    pub retained_store_degraded: bool,
+    /// Retained-store commits that failed for a disk reason since start.
+    pub retained_store_failed_writes: u64,
 }
 
 /// Validates `config`, opens the retained store, binds the listeners and returns once they

@@ -1,13 +1,21 @@
-//! The retained-message store: a redb file written by one dedicated thread.
+//! The retained-message store: a redb file written through uns-store.
 //!
 //! The broker keeps every retained message in memory (the engine matches filters against its
 //! own tree) and persists each change through [`RetainedStore`], which speaks our own
 //! [`RetainedMessage`], never an engine type. Writes are batched: [`RetainedStore::put`] and
-//! [`RetainedStore::remove`] only enqueue; the writer thread drains everything queued into one
-//! write transaction and commits it (durable on return). [`RetainedStore::close`] commits what
-//! is left and drops the database, so the file can be opened again in the same process.
+//! [`RetainedStore::remove`] only enqueue; the store's batching thread (`uns-broker-retained`)
+//! folds everything queued into one `uns_store` write (one durable commit). A batch that fails
+//! for a disk reason (full disk) is kept, merged with later changes, and retried every
+//! [`RETRY_INTERVAL`] until it commits: the store is `degraded` meanwhile
+//! ([`RetainedStore::degraded`]), the in-memory state the engine serves stays complete, and
+//! the store recovers by itself when space returns. [`RetainedStore::close`] commits what is
+//! left and closes the file, so it can be opened again in the same process.
 //!
-//! # On-disk layout (table `retained_v1`, key = topic as UTF-8)
+//! # On-disk layout (file `dir/retained.redb`, table `retained_v1`, key = topic as UTF-8 bytes)
+//!
+//! The file is a uns-store file (`docs/STORAGE.md`): the key's redb type is `&[u8]`. A file
+//! written before the move to uns-store (same table, redb key type `&str`, same values) is
+//! converted in place, in one transaction, the first time it is opened.
 //!
 //! Value, little-endian, version 1:
 //!
@@ -24,17 +32,22 @@
 //!
 //! `str`/`bytes` are a u32 length then the bytes; `opt` is a 0/1 byte then the value.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use uns_store::{ReadableTx, Store, Str, Table};
 
-/// The redb table holding retained messages.
-const RETAINED: redb::TableDefinition<'static, &str, &[u8]> =
-    redb::TableDefinition::new("retained_v1");
+/// The table holding retained messages.
+const RETAINED: Table<Str, uns_store::Bytes> = Table::new("retained_v1");
 
 /// Value format version written by this build.
 const FORMAT_VERSION: u8 = 1;
+
+/// How long a batch that failed for a disk reason waits before it is tried again.
+pub(crate) const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One retained message as the broker persists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,59 +85,68 @@ pub(crate) struct RetainedProperties {
 /// Why the retained store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The directory for the store could not be created.
-    #[error("creating retained-store directory {path}: {source}")]
-    CreateDir {
-        /// The directory.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// redb could not open the file (corrupt, permissions, or already open by another broker).
-    #[error("opening retained store {path}: {source}")]
-    Open {
+    /// The file could not be opened, read or written (locked by another broker, full disk,
+    /// damaged); the message says which and what to do.
+    #[error(transparent)]
+    Store(#[from] uns_store::StoreError),
+    /// A file from before uns-store could not be converted to its layout.
+    #[error("converting retained store {path} to the uns-store layout: {message}")]
+    Migrate {
         /// The file.
         path: PathBuf,
-        /// The redb error.
-        source: Box<redb::DatabaseError>,
-    },
-    /// A redb read or write failed.
-    #[error("retained store {operation}: {source}")]
-    Redb {
-        /// What we were doing.
-        operation: &'static str,
-        /// The redb error, boxed (redb has one type per operation).
-        source: Box<redb::Error>,
+        /// What redb said.
+        message: String,
     },
     /// The batch holding a flushed change failed to commit (the message says why).
     #[error("retained store flush: {0}")]
     Flush(String),
-    /// The writer thread is gone (it panicked); changes can no longer be persisted.
+    /// The batching thread is gone (it panicked); changes can no longer be persisted.
     #[error("retained-store writer thread stopped")]
     WriterGone,
 }
 
-fn redb_error(operation: &'static str) -> impl FnOnce(redb::Error) -> StoreError {
-    move |source| StoreError::Redb {
-        operation,
-        source: Box::new(source),
+/// One change for the batching thread.
+enum Op {
+    /// Store the encoded value under the topic.
+    Put(String, Vec<u8>),
+    /// Delete the topic.
+    Remove(String),
+    /// Commit everything before this and reply; used by [`RetainedStore::flush`] and the
+    /// `_durable` forms.
+    Flush(Reply),
+}
+
+/// Where the batching thread answers a flush.
+enum Reply {
+    /// A blocked thread ([`RetainedStore::flush`]).
+    Blocking(mpsc::SyncSender<Result<(), String>>),
+    /// A task ([`RetainedStore::put_durable`], [`RetainedStore::remove_durable`]).
+    Async(tokio::sync::oneshot::Sender<Result<(), String>>),
+}
+
+impl Reply {
+    fn send(self, result: Result<(), String>) {
+        // The asker may have stopped waiting; the change is committed or kept either way.
+        match self {
+            Reply::Blocking(reply) => {
+                let _ = reply.send(result);
+            }
+            Reply::Async(reply) => {
+                let _ = reply.send(result);
+            }
+        }
     }
 }
 
-/// One change for the writer thread.
-enum Op {
-    Put(String, Vec<u8>),
-    Remove(String),
-    /// Commit everything before this and reply; used by [`RetainedStore::flush`].
-    Flush(std::sync::mpsc::SyncSender<Result<(), String>>),
-}
-
-/// Handle to the redb file. Cheap to share behind an `Arc`; all writes go through one thread.
+/// Handle to the retained store. Cheap to share behind an `Arc`; all writes go through the
+/// batching thread and then uns-store's writer.
 pub(crate) struct RetainedStore {
-    /// Sender to the writer thread. `None` once closed: later changes stay in memory only.
+    /// Sender to the batching thread. `None` once closed: later changes stay in memory only.
     ops: parking_mutex::Mutex<Option<mpsc::Sender<Op>>>,
-    /// The writer thread, joined by [`RetainedStore::close`].
-    writer: parking_mutex::Mutex<Option<std::thread::JoinHandle<Result<(), StoreError>>>>,
+    /// The batching thread, joined by [`RetainedStore::close`].
+    writer: parking_mutex::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The file; closed by [`RetainedStore::close`] after the last batch.
+    store: Store,
 }
 
 /// `std::sync::Mutex` that shrugs off poisoning: the guarded values stay valid whatever a
@@ -149,27 +171,23 @@ impl RetainedStore {
     /// Opens (or creates) `dir/retained.redb`, returns the store and every message in it.
     /// Blocking: call from `spawn_blocking`.
     pub(crate) fn open(dir: &Path) -> Result<(Self, Vec<(String, RetainedMessage)>), StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
-            path: dir.to_owned(),
-            source,
-        })?;
         let path = dir.join("retained.redb");
-        let db = redb::Database::create(&path).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source: Box::new(source),
-        })?;
-        let messages = load_all(&db)?;
+        let n_migrated = migrate_str_keys(&path)?;
+        if n_migrated > 0 {
+            tracing::info!(path = %path.display(), n_migrated, "converted the retained store to the uns-store layout");
+        }
+        let store = Store::open(&path)?;
+        let messages = load_all(&store)?;
         let (ops_tx, ops_rx) = mpsc::channel();
+        let batch_store = store.clone();
         let writer = std::thread::Builder::new()
             .name("uns-broker-retained".to_owned())
-            .spawn(move || write_loop(db, ops_rx))
-            .map_err(|source| StoreError::CreateDir {
-                path: dir.to_owned(),
-                source,
-            })?;
+            .spawn(move || write_loop(&batch_store, &ops_rx))
+            .map_err(|e| StoreError::Flush(format!("starting the retained-store thread: {e}")))?;
         let store = RetainedStore {
             ops: parking_mutex::Mutex::new(Some(ops_tx)),
             writer: parking_mutex::Mutex::new(Some(writer)),
+            store,
         };
         Ok((store, messages))
     }
@@ -192,14 +210,15 @@ impl RetainedStore {
         }
     }
 
-    /// Waits until everything enqueued so far is committed. Blocking.
+    /// Waits until everything enqueued so far is committed. Blocking. While the disk refuses
+    /// writes this returns the error at once (the changes stay queued and are retried).
     #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn flush(&self) -> Result<(), StoreError> {
         let (reply_tx, reply_rx) = mpsc::sync_channel(1);
         {
             let ops = self.ops.lock();
             let ops = ops.as_ref().ok_or(StoreError::WriterGone)?;
-            ops.send(Op::Flush(reply_tx))
+            ops.send(Op::Flush(Reply::Blocking(reply_tx)))
                 .map_err(|_| StoreError::WriterGone)?;
         }
         match reply_rx.recv() {
@@ -209,16 +228,73 @@ impl RetainedStore {
         }
     }
 
+    /// Stores `message` under `topic` and resolves once that change is durable (committed
+    /// with everything queued before it, in one batch shared with concurrent callers). While
+    /// the disk refuses writes it resolves at once with the error; the change stays queued and
+    /// is retried, so a caller may refuse the publish (MQTT 5 reason code) without losing the
+    /// store's state. For the engine's publish path, so a retained PUBLISH is acknowledged
+    /// only once durable.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) async fn put_durable(
+        &self,
+        topic: &str,
+        message: &RetainedMessage,
+    ) -> Result<(), StoreError> {
+        self.put(topic, message);
+        self.flush_async().await
+    }
+
+    /// [`RetainedStore::remove`], resolving once the deletion is durable (see `put_durable`).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) async fn remove_durable(&self, topic: &str) -> Result<(), StoreError> {
+        self.remove(topic);
+        self.flush_async().await
+    }
+
+    async fn flush_async(&self) -> Result<(), StoreError> {
+        let (reply_tx, reply_rx) = tokio::sync::oneshot::channel();
+        {
+            let ops = self.ops.lock();
+            let ops = ops.as_ref().ok_or(StoreError::WriterGone)?;
+            ops.send(Op::Flush(Reply::Async(reply_tx)))
+                .map_err(|_| StoreError::WriterGone)?;
+        }
+        match reply_rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(message)) => Err(StoreError::Flush(message)),
+            Err(_) => Err(StoreError::WriterGone),
+        }
+    }
+
+    /// Writes that failed for a disk reason since the store was opened.
+    pub(crate) fn n_failed_writes(&self) -> u64 {
+        self.store.health().n_failed_writes
+    }
+
+    /// Why the store cannot write right now (`None` when it can): a full disk or an I/O
+    /// error, until a retried batch commits. For the broker's health and metrics.
+    pub(crate) fn degraded(&self) -> Option<String> {
+        self.store.health().degraded
+    }
+
+    /// The underlying uns-store handle (health watch, test seams).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
     /// Commits what is queued, stops the writer and closes the file. Later `put`/`remove`
     /// calls are ignored. Blocking; idempotent.
     pub(crate) fn close(&self) -> Result<(), StoreError> {
-        // Dropping the only sender ends the writer's receive loop after it drained the queue.
+        // Dropping the only sender ends the batching loop after it drained the queue.
         drop(self.ops.lock().take());
         let writer = self.writer.lock().take();
-        match writer {
-            Some(writer) => writer.join().map_err(|_| StoreError::WriterGone)?,
+        let joined = match writer {
+            Some(writer) => writer.join().map_err(|_| StoreError::WriterGone),
             None => Ok(()),
-        }
+        };
+        self.store.close();
+        joined
     }
 }
 
@@ -230,21 +306,71 @@ impl Drop for RetainedStore {
     }
 }
 
-fn load_all(db: &redb::Database) -> Result<Vec<(String, RetainedMessage)>, StoreError> {
+/// Converts a `retained_v1` table with redb key type `&str` (the layout before uns-store) to
+/// byte keys, in one transaction. Returns how many rows it converted (0: nothing to do).
+fn migrate_str_keys(path: &Path) -> Result<usize, StoreError> {
     use redb::{ReadableDatabase, ReadableTable};
-    let txn = db
-        .begin_read()
-        .map_err(|e| redb_error("begin read")(e.into()))?;
-    let table = match txn.open_table(RETAINED) {
-        Ok(table) => table,
-        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
-        Err(e) => return Err(redb_error("open table")(e.into())),
+    const OLD: redb::TableDefinition<'static, &str, &[u8]> =
+        redb::TableDefinition::new("retained_v1");
+    const NEW: redb::TableDefinition<'static, &[u8], &[u8]> =
+        redb::TableDefinition::new("retained_v1");
+    if !path.exists() {
+        return Ok(0);
+    }
+    let failed = |e: &dyn std::fmt::Display| StoreError::Migrate {
+        path: path.to_owned(),
+        message: e.to_string(),
     };
-    let mut messages = Vec::new();
-    for row in table.iter().map_err(|e| redb_error("iterate")(e.into()))? {
-        let (key, value) = row.map_err(|e| redb_error("read row")(e.into()))?;
-        let topic = key.value().to_owned();
-        match decode(value.value()) {
+    let db = redb::Database::create(path).map_err(|e| match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => {
+            StoreError::Store(uns_store::StoreError::Locked {
+                path: path.to_owned(),
+            })
+        }
+        other => StoreError::Store(uns_store::StoreError::Open {
+            path: path.to_owned(),
+            message: other.to_string(),
+        }),
+    })?;
+    {
+        let txn = db.begin_read().map_err(|e| failed(&e))?;
+        match txn.open_table(OLD) {
+            Ok(_) => {}
+            // Fresh file, or already converted (byte keys).
+            Err(
+                redb::TableError::TableDoesNotExist(_) | redb::TableError::TableTypeMismatch { .. },
+            ) => {
+                return Ok(0);
+            }
+            Err(e) => return Err(failed(&e)),
+        }
+    }
+    let txn = db.begin_write().map_err(|e| failed(&e))?;
+    let mut rows = Vec::new();
+    {
+        let old = txn.open_table(OLD).map_err(|e| failed(&e))?;
+        for row in old.iter().map_err(|e| failed(&e))? {
+            let (key, value) = row.map_err(|e| failed(&e))?;
+            rows.push((key.value().to_owned(), value.value().to_vec()));
+        }
+    }
+    txn.delete_table(OLD).map_err(|e| failed(&e))?;
+    {
+        let mut new = txn.open_table(NEW).map_err(|e| failed(&e))?;
+        for (topic, value) in &rows {
+            new.insert(topic.as_bytes(), value.as_slice())
+                .map_err(|e| failed(&e))?;
+        }
+    }
+    txn.commit().map_err(|e| failed(&e))?;
+    Ok(rows.len())
+}
+
+fn load_all(store: &Store) -> Result<Vec<(String, RetainedMessage)>, StoreError> {
+    let rows = store.read_blocking(|tx| tx.iter(&RETAINED))?;
+    let mut messages = Vec::with_capacity(rows.len());
+    for (topic, value) in rows {
+        match decode(&value) {
             Some(message) => messages.push((topic, message)),
             None => tracing::warn!(%topic, "skipping unreadable retained message in store"),
         }
@@ -252,49 +378,85 @@ fn load_all(db: &redb::Database) -> Result<Vec<(String, RetainedMessage)>, Store
     Ok(messages)
 }
 
-/// The writer thread: one transaction per batch of queued changes.
-fn write_loop(db: redb::Database, ops: mpsc::Receiver<Op>) -> Result<(), StoreError> {
-    while let Ok(first) = ops.recv() {
-        let mut batch = vec![first];
-        batch.extend(ops.try_iter());
-        let result = write_batch(&db, &mut batch);
-        if let Err(e) = &result {
-            tracing::error!(cause = %e, "retained store write failed");
-        }
-        for op in batch {
-            if let Op::Flush(reply) = op {
-                let _ = reply.send(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+/// The batching thread: folds queued changes into one write per batch; keeps a batch that
+/// failed for a disk reason and retries it every [`RETRY_INTERVAL`], merged with later changes.
+fn write_loop(store: &Store, ops: &mpsc::Receiver<Op>) {
+    // Changes not yet durable, latest per topic (`None` = delete). Bounded by the number of
+    // retained topics, which the engine holds in memory anyway.
+    let mut pending: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+    let mut open = true;
+    while open {
+        let first = if pending.is_empty() {
+            match ops.recv() {
+                Ok(op) => Some(op),
+                Err(_) => break,
             }
-        }
-    }
-    Ok(())
-}
-
-fn write_batch(db: &redb::Database, batch: &mut [Op]) -> Result<(), StoreError> {
-    let txn = db
-        .begin_write()
-        .map_err(|e| redb_error("begin write")(e.into()))?;
-    {
-        let mut table = txn
-            .open_table(RETAINED)
-            .map_err(|e| redb_error("open table")(e.into()))?;
-        for op in batch.iter() {
+        } else {
+            match ops.recv_timeout(RETRY_INTERVAL) {
+                Ok(op) => Some(op),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Closing: one last try below, then stop.
+                    open = false;
+                    None
+                }
+            }
+        };
+        let mut waiters = Vec::new();
+        for op in first.into_iter().chain(ops.try_iter()) {
             match op {
                 Op::Put(topic, value) => {
-                    table
-                        .insert(topic.as_str(), value.as_slice())
-                        .map_err(|e| redb_error("insert")(e.into()))?;
+                    pending.insert(topic, Some(value));
                 }
                 Op::Remove(topic) => {
-                    table
-                        .remove(topic.as_str())
-                        .map_err(|e| redb_error("remove")(e.into()))?;
+                    pending.insert(topic, None);
                 }
-                Op::Flush(_) => {}
+                Op::Flush(reply) => waiters.push(reply),
             }
         }
+        let result = if pending.is_empty() {
+            Ok(())
+        } else {
+            write_batch(store, &pending)
+        };
+        match &result {
+            Ok(()) => pending.clear(),
+            Err(e) if e.is_io() => {
+                // uns-store logs the transition to degraded once; the batch waits for space.
+                tracing::debug!(cause = %e, n_pending = pending.len(), "retained batch kept for retry");
+            }
+            Err(e) => {
+                tracing::error!(cause = %e, n_dropped = pending.len(), "retained store write failed; batch dropped");
+                pending.clear();
+            }
+        }
+        for reply in waiters {
+            reply.send(result.as_ref().map(|_| ()).map_err(ToString::to_string));
+        }
     }
-    txn.commit().map_err(|e| redb_error("commit")(e.into()))
+    if !pending.is_empty() {
+        tracing::error!(
+            n_lost = pending.len(),
+            "retained store closed while the disk refused writes; these changes were not persisted"
+        );
+    }
+}
+
+fn write_batch(
+    store: &Store,
+    pending: &BTreeMap<String, Option<Vec<u8>>>,
+) -> Result<(), uns_store::StoreError> {
+    store.write_blocking(|tx| {
+        for (topic, value) in pending {
+            match value {
+                Some(value) => tx.insert(&RETAINED, topic, value)?,
+                None => {
+                    tx.remove(&RETAINED, topic)?;
+                }
+            }
+        }
+        Ok(())
+    })
 }
 
 fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
@@ -505,6 +667,109 @@ mod tests {
         drop(store);
         let (store, loaded) = RetainedStore::open(dir.path()).expect("reopen");
         assert_eq!(loaded, vec![("a/b".to_owned(), message(None, None))]);
+        store.close().expect("close");
+    }
+
+    #[test]
+    fn a_file_from_before_uns_store_is_converted_on_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("retained.redb");
+        {
+            // Exactly what the broker wrote before the move: `&str` keys.
+            let old: redb::TableDefinition<'_, &str, &[u8]> =
+                redb::TableDefinition::new("retained_v1");
+            let db = redb::Database::create(&path).expect("create");
+            let txn = db.begin_write().expect("begin");
+            {
+                let mut table = txn.open_table(old).expect("table");
+                table
+                    .insert("a/b", encode(&message(None, None)).as_slice())
+                    .expect("insert");
+                table
+                    .insert("a/c", encode(&message(None, Some(5))).as_slice())
+                    .expect("insert");
+            }
+            txn.commit().expect("commit");
+        }
+        let (store, loaded) = RetainedStore::open(dir.path()).expect("open converts");
+        assert_eq!(
+            loaded,
+            vec![
+                ("a/b".to_owned(), message(None, None)),
+                ("a/c".to_owned(), message(None, Some(5)))
+            ]
+        );
+        store.remove("a/c");
+        store.flush().expect("flush");
+        store.close().expect("close");
+        // Opened again: already converted, nothing lost, nothing converted twice.
+        let (store, loaded) = RetainedStore::open(dir.path()).expect("reopen");
+        assert_eq!(loaded, vec![("a/b".to_owned(), message(None, None))]);
+        store.close().expect("close");
+    }
+
+    #[test]
+    fn a_refused_commit_is_kept_retried_and_reported_until_space_returns() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, _) = RetainedStore::open(dir.path()).expect("open");
+        store.put("a/b", &message(None, None));
+        store.flush().expect("flush");
+        assert_eq!(store.degraded(), None);
+
+        // The disk refuses the next three commits (first try and two retries).
+        store.store().inject_disk_full(3);
+        store.put("a/c", &message(None, Some(5)));
+        store.remove("a/b");
+        let error = store.flush().expect_err("refused while full");
+        assert!(error.to_string().contains("commit"), "{error}");
+        assert!(store.degraded().is_some());
+
+        // Recovery needs no new change: the kept batch is retried by itself.
+        let mut health = store.store().watch_health();
+        let recovered = health.wait_for(|health| health.degraded.is_none());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        runtime
+            .block_on(async { tokio::time::timeout(Duration::from_secs(10), recovered).await })
+            .expect("recovered within 10 s")
+            .expect("health watch open");
+        assert_eq!(store.store().health().n_failed_writes, 3);
+        store.close().expect("close");
+        let (store, loaded) = RetainedStore::open(dir.path()).expect("reopen");
+        assert_eq!(loaded, vec![("a/c".to_owned(), message(None, Some(5)))]);
+        store.close().expect("close");
+    }
+
+    #[test]
+    fn durable_puts_resolve_after_the_commit_and_fail_while_the_disk_is_full() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (store, _) = RetainedStore::open(dir.path()).expect("open");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            store
+                .put_durable("a/b", &message(None, None))
+                .await
+                .expect("durable");
+            store.store().inject_disk_full(1);
+            let error = store
+                .put_durable("a/c", &message(None, Some(5)))
+                .await
+                .expect_err("refused while full");
+            assert!(error.to_string().contains("no storage space"), "{error}");
+            assert!(store.degraded().is_some());
+            // The next change commits the kept one with it.
+            store.remove_durable("a/b").await.expect("space is back");
+            assert_eq!(store.degraded(), None);
+            assert_eq!(store.n_failed_writes(), 1);
+        });
+        store.close().expect("close");
+        let (store, loaded) = RetainedStore::open(dir.path()).expect("reopen");
+        assert_eq!(loaded, vec![("a/c".to_owned(), message(None, Some(5)))]);
         store.close().expect("close");
     }
 }

@@ -1,6 +1,7 @@
 //! `uns bench …`: `broker` (our broker, this very binary as `uns broker`, against Debian's
 //! mosquitto), `bridge-decode` (the SCADA bridge's decode + map path on one thread) and `e2e`
-//! (`uns sim` → broker → bridge → UNS as child processes of this binary).
+//! (`uns sim` → broker → bridge → UNS as child processes of this binary), `store` (uns-store
+//! commit latency and outbox throughput).
 
 use std::path::Path;
 use std::time::Duration;
@@ -64,6 +65,22 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
             let report = uns_bench::e2e::run_e2e(&options)
                 .await
                 .context("running the end-to-end benchmark")?;
+            emit(&report.to_markdown(), out.as_deref())
+        }
+        BenchCommand::Store {
+            dir,
+            commits,
+            outbox_entries,
+            out,
+        } => {
+            let options = uns_bench::store::StoreBenchOptions {
+                dir,
+                commits,
+                outbox_entries,
+            };
+            let report = uns_bench::store::run(&options)
+                .await
+                .context("running the store benchmark")?;
             emit(&report.to_markdown(), out.as_deref())
         }
     }

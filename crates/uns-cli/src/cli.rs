@@ -251,6 +251,22 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The store (uns-store on redb): durable commit latency p50/p99 (one small write per
+    /// commit) and outbox enqueue+ack per second, on a fresh file in a temporary directory.
+    Store {
+        /// Where to create the temporary store (use the disk of the data directory).
+        #[arg(long, default_value = "/tmp")]
+        dir: PathBuf,
+        /// Commits timed for the latency figure.
+        #[arg(long, default_value_t = 2_000)]
+        commits: usize,
+        /// Outbox entries for the throughput figures.
+        #[arg(long, default_value_t = 2_000)]
+        outbox_entries: usize,
+        /// Also write the Markdown report to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// What the command line asked for.

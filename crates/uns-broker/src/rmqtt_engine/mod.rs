@@ -287,6 +287,8 @@ impl Engine for RmqttEngine {
             messages_sent: self.counters.sent.load(Ordering::Relaxed),
             messages_dropped: self.counters.dropped.load(Ordering::Relaxed),
             retained_messages: self.retained.len(),
+            retained_store_degraded: self.store.degraded().is_some(),
+            retained_store_failed_writes: self.store.n_failed_writes(),
         }
     }
 
