@@ -755,17 +755,21 @@ mod tests {
                 .put_durable("a/b", &message(None, None))
                 .await
                 .expect("durable");
-            store.store().inject_disk_full(1);
+            // Full until cleared: every commit fails, whichever batches the writer makes of the
+            // put and the flush (a one-shot failure could be spent on the put's own commit and
+            // the flush's retry then succeed, which is durable and so rightly Ok).
+            store.store().inject_disk_full(u32::MAX);
             let error = store
                 .put_durable("a/c", &message(None, Some(5)))
                 .await
                 .expect_err("refused while full");
             assert!(error.to_string().contains("no storage space"), "{error}");
             assert!(store.degraded().is_some());
+            store.store().inject_disk_full(0);
             // The next change commits the kept one with it.
             store.remove_durable("a/b").await.expect("space is back");
             assert_eq!(store.degraded(), None);
-            assert_eq!(store.n_failed_writes(), 1);
+            assert!(store.n_failed_writes() >= 1);
         });
         store.close().expect("close");
         let (store, loaded) = RetainedStore::open(dir.path()).expect("reopen");
