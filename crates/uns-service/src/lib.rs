@@ -86,7 +86,7 @@ use std::path::PathBuf;
 pub use context::{BrokerEndpoint, Context, HealthHandle, HttpMount, InboxGuard};
 pub use entry::{Configured, ServiceEntry, entry};
 pub use http::{ComponentHealth, Health, HttpServer, MountError, Routes};
-pub use runtime::{Failure, RestartPolicy, Runtime, RuntimeError, RuntimeOptions};
+pub use runtime::{Failure, RestartPolicy, Runtime, RuntimeError, RuntimeOptions, error_chain};
 
 /// A UNS service. See the crate docs for an example.
 pub trait Service: Send + Sync + Sized + 'static {

@@ -420,8 +420,9 @@ async fn supervise(
     }
 }
 
-/// An error and its causes on one line, as `{:#}` prints an anyhow chain.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+/// An error and its causes on one line, as `{:#}` prints an anyhow chain, leaving out a cause
+/// whose text the line already says (errors that embed their source's text would say it twice).
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
