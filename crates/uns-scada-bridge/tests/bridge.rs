@@ -113,22 +113,7 @@ async fn births_and_data_become_readable_uns_documents() -> anyhow::Result<()> {
     // Context: the cell's active work order (published here, as the work-order service will).
     uns.publish_raw(
         &format!("{FILLER}/_wo/_active"),
-        serde_json::to_vec(&json!({
-            "schema": "uns/work-order/v1",
-            "id": "wo-10234",
-            "material": "FG-1",
-            "status": "running",
-            "quantities": {
-                "planned": {"qty": 100, "uom": "EA"},
-                "good": {"qty": 0, "uom": "EA"},
-                "scrap": {"qty": 0, "uom": "EA"},
-                "rework": {"qty": 0, "uom": "EA"}
-            },
-            "hierarchy_scope": "acme/berlin/packaging/line-1",
-            "operations": [{"operation_id": "0010"}],
-            "lots": [{"lot": "l-8891", "material": "FG-1", "quantity": {"qty": 0, "uom": "EA"}, "material_use": "produced"}],
-            "updated_at": "2025-03-04T05:00:00.000Z"
-        }))?,
+        serde_json::to_vec(&running_order())?,
         true,
     )
     .await?;
@@ -299,4 +284,46 @@ async fn bad_input_goes_to_errors_and_unknown_nodes_get_a_rebirth_request() -> a
     assert!(text.contains("kind=\"bad_payload\""), "{text}");
     assert!(text.contains("kind=\"bad_topic\""), "{text}");
     Ok(())
+}
+
+/// The running order of the filler, as the workorders service publishes it on `_wo/_active`.
+fn running_order() -> uns_model::payload::WorkOrder {
+    use uns_model::payload::{
+        MaterialActual, MaterialUse, Operation, Quantity, SchemaTag, Timestamp, Uom, WorkOrder,
+        WorkOrderQuantities, WorkOrderStatus,
+    };
+    use uns_model::topic::Id;
+    let id = |text: &str| Id::new(text).expect("test ids are valid");
+    let zero = Quantity::new(0.0, Uom::EA);
+    WorkOrder {
+        schema: SchemaTag::default(),
+        id: id("wo-10234"),
+        erp_ref: None,
+        production_order: None,
+        material: "FG-1".to_owned(),
+        status: WorkOrderStatus::Running,
+        quantities: WorkOrderQuantities {
+            planned: Quantity::new(100.0, Uom::EA),
+            good: zero,
+            scrap: zero,
+            rework: zero,
+        },
+        hierarchy_scope: "acme/berlin/packaging/line-1"
+            .parse()
+            .expect("valid location"),
+        operations: vec![Operation {
+            operation_id: "0010".to_owned(),
+            description: None,
+            hierarchy_scope: None,
+            quantity: None,
+        }],
+        components: Vec::new(),
+        lots: vec![MaterialActual {
+            lot: id("l-8891"),
+            material: "FG-1".to_owned(),
+            quantity: zero,
+            material_use: MaterialUse::Produced,
+        }],
+        updated_at: Timestamp::from_unix_ms(1_741_068_000_000).expect("valid time"),
+    }
 }
