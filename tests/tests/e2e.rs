@@ -299,32 +299,96 @@ async fn client_republishes_retained_documents_after_an_external_broker_restart(
     Ok(())
 }
 
+/// A bad config section stops `uns up` with exit status 2 and one line naming the file, the
+/// section and the key, before anything listens: the ready file (written once listening) never
+/// appears, and the MQTT port asked for is still free afterwards.
+#[test]
+fn a_bad_config_section_exits_2_naming_file_section_and_key_before_listening() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("uns.toml");
+    let ready = dir.path().join("ready.json");
+    // A port that is free now; `uns up` must not take it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    for (text, key) in [
+        (
+            "[scada_bridge]\nreorder_timeout_ms = \"soon\"\n",
+            "[scada_bridge] reorder_timeout_ms",
+        ),
+        ("[broker]\nlisen = \"127.0.0.1:1\"\n", "lisen"),
+        (
+            "[[scada_bridge.nodes]]\ngroup = \"g\"\nedge = \"e\"\nlocation = \"Acme/Berlin\"\n",
+            "[scada_bridge] nodes[0].location",
+        ),
+    ] {
+        std::fs::write(&config, text)?;
+        let output = std::process::Command::new(uns_e2e::uns_binary()?)
+            .args(["up", "--config"])
+            .arg(&config)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--ws-listen",
+                "none",
+            ])
+            .args(["--http-listen", "127.0.0.1:0", "--ready-file"])
+            .arg(&ready)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .output()?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{text}: {stderr}");
+        let line = stderr
+            .lines()
+            .find(|line| line.starts_with("error: "))
+            .unwrap_or_default();
+        assert!(line.contains(&config.display().to_string()), "{line}");
+        assert!(line.contains(key), "{line:?} lacks {key:?}");
+        assert!(!ready.exists(), "uns up got as far as listening");
+        std::net::TcpListener::bind(("127.0.0.1", port))?;
+    }
+    Ok(())
+}
+
+/// Every `.rs` file under `dir`, skipping hidden and `target*` directories and those `skip` names.
+fn rust_files(dir: &std::path::Path, skip: &dyn Fn(&str) -> bool) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return files;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if !name.starts_with('.') && !name.starts_with("target") && !skip(&name) {
+                files.extend(rust_files(&path, skip));
+            }
+        } else if name.ends_with(".rs") {
+            files.push(path);
+        }
+    }
+    files
+}
+
 /// Tidy: every Rust source file starts with a `//!` module doc (STYLE habit 28).
 #[test]
 fn every_rust_file_starts_with_a_module_doc() {
-    fn walk(dir: &std::path::Path, missing: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if path.is_dir() {
-                if !name.starts_with('.') && !name.starts_with("target") && name != "scratch" {
-                    walk(&path, missing);
-                }
-            } else if name.ends_with(".rs") {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                if !text.trim_start().starts_with("//!") {
-                    missing.push(path.display().to_string());
-                }
-            }
-        }
-    }
-    let mut missing = Vec::new();
     let root = uns_e2e::workspace_dir();
-    walk(&root.join("crates"), &mut missing);
-    walk(&root.join("tests"), &mut missing);
+    // `scratch` holds throwaway files.
+    let skip = |name: &str| name == "scratch";
+    let missing: Vec<String> = [root.join("crates"), root.join("tests")]
+        .iter()
+        .flat_map(|dir| rust_files(dir, &skip))
+        .filter(|path| {
+            !std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .trim_start()
+                .starts_with("//!")
+        })
+        .map(|path| path.display().to_string())
+        .collect();
     assert!(missing.is_empty(), "files without a //! doc: {missing:#?}");
 }
 
@@ -333,41 +397,28 @@ fn every_rust_file_starts_with_a_module_doc() {
 /// (tests, and a file's `#[cfg(test)]` part at its end, may spell topics out).
 #[test]
 fn topic_literals_live_only_in_the_model_crates() {
-    fn walk(dir: &std::path::Path, found: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if path.is_dir() {
-                if !matches!(
-                    name.as_str(),
-                    "tests" | "benches" | "examples" | "uns-model" | "uns-sparkplug"
-                ) && !name.starts_with('.')
-                    && !name.starts_with("target")
-                {
-                    walk(&path, found);
-                }
-            } else if name.ends_with(".rs") {
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                for (idx, line) in text.lines().enumerate() {
-                    if line.trim_start().starts_with("#[cfg(test)]") {
-                        break;
-                    }
-                    let code = line.split("//").next().unwrap_or_default();
-                    let quote = '"';
-                    for literal in ["uns/v1", "spBv1.0"] {
-                        if code.contains(&format!("{quote}{literal}")) {
-                            found.push(format!("{}:{}: {}", path.display(), idx + 1, line.trim()));
-                        }
-                    }
+    let skip = |name: &str| {
+        matches!(
+            name,
+            "tests" | "benches" | "examples" | "uns-model" | "uns-sparkplug"
+        )
+    };
+    let quote = '"';
+    let mut found = Vec::new();
+    for path in rust_files(&uns_e2e::workspace_dir().join("crates"), &skip) {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        for (idx, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("#[cfg(test)]") {
+                break;
+            }
+            let code = line.split("//").next().unwrap_or_default();
+            for literal in ["uns/v1", "spBv1.0"] {
+                if code.contains(&format!("{quote}{literal}")) {
+                    found.push(format!("{}:{}: {}", path.display(), idx + 1, line.trim()));
                 }
             }
         }
     }
-    let mut found = Vec::new();
-    walk(&uns_e2e::workspace_dir().join("crates"), &mut found);
     assert!(
         found.is_empty(),
         "topic literals outside uns-model and uns-sparkplug (use UnsTopic / SparkplugTopic): {found:#?}"
