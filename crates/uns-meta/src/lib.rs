@@ -55,6 +55,10 @@ pub struct NodeConfig {
     /// Which state map turns raw machine states into categories.
     #[serde(default)]
     pub state_map: Option<String>,
+    /// The ERP's id for this node (work centre, plant code), e.g. `WC-4711`; the erp-bridge resolves
+    /// the equipment an order names through it. Unique across the model.
+    #[serde(default)]
+    pub erp_id: Option<String>,
 }
 
 /// Why a plant model was refused. Each names the node at fault.
@@ -89,6 +93,16 @@ pub enum PlantError {
         path: String,
         /// The state map as written.
         state_map: String,
+    },
+    /// Two nodes claim the same ERP id.
+    #[error("erp_id `{erp_id}` is given to both `{first}` and `{second}`; ERP ids must be unique")]
+    DuplicateErpId {
+        /// The id.
+        erp_id: String,
+        /// The first node with it.
+        first: String,
+        /// The second node with it.
+        second: String,
     },
     /// More than one enterprise, or none.
     #[error("the plant model needs exactly one enterprise (a node of depth 1); found {0}")]
@@ -167,6 +181,7 @@ impl TryFrom<PlantConfig> for PlantModel {
                 time_zone: node.time_zone,
                 ideal_rates: node.ideal_rates,
                 state_map,
+                erp_id: node.erp_id,
             };
             if nodes.insert(location, meta).is_some() {
                 return Err(PlantError::Duplicate(node.path));
@@ -179,6 +194,18 @@ impl TryFrom<PlantConfig> for PlantModel {
                 return Err(PlantError::MissingParent {
                     path: location.to_string(),
                     parent: parent.to_string(),
+                });
+            }
+        }
+        let mut erp_ids = BTreeMap::new();
+        for (location, meta) in &nodes {
+            if let Some(erp_id) = &meta.erp_id
+                && let Some(first) = erp_ids.insert(erp_id.clone(), location)
+            {
+                return Err(PlantError::DuplicateErpId {
+                    erp_id: erp_id.clone(),
+                    first: first.to_string(),
+                    second: location.to_string(),
                 });
             }
         }
@@ -317,6 +344,20 @@ mod tests {
             "exactly one enterprise",
         );
         check("", "exactly one enterprise");
+        check(
+            "[[nodes]]\npath = \"acme\"\ndisplay_name = \"A\"\nerp_id = \"WC-1\"\n[[nodes]]\npath = \"acme/berlin\"\ndisplay_name = \"B\"\nerp_id = \"WC-1\"",
+            "erp_id `WC-1` is given to both `acme` and `acme/berlin`",
+        );
+    }
+
+    #[test]
+    fn the_demo_lines_carry_their_erp_work_centres() {
+        let plant = PlantModel::demo();
+        let line_1 = plant
+            .nodes()
+            .find(|(_, meta)| meta.erp_id.as_deref() == Some("WC-4711"))
+            .map(|(location, _)| location.to_string());
+        assert_eq!(line_1.as_deref(), Some("acme/berlin/packaging/line-1"));
     }
 
     #[test]

@@ -220,6 +220,7 @@ fn every_payload_type_matches_its_schema() {
                 per_hour: ea(12_000.0),
             }],
             state_map: Some(id("krones-filler")),
+            erp_id: Some("WC-4711-F".to_owned()),
         },
         vec![
             remove("no level", &["level"]),
@@ -335,7 +336,9 @@ fn every_payload_type_matches_its_schema() {
     let operation = Operation {
         operation_id: "0010".to_owned(),
         description: Some("Fill and cap".to_owned()),
+        parent_operation_id: Some("0001".to_owned()),
         hierarchy_scope: Some(loc("acme/berlin/packaging/line-1/filler")),
+        equipment: Some("WC-4711-F".to_owned()),
         quantity: Some(ea(2500.0)),
     };
     let component = MaterialRequirement {
@@ -344,25 +347,41 @@ fn every_payload_type_matches_its_schema() {
         quantity: ea(2500.0),
         material_use: MaterialUse::Consumed,
         operation_id: Some("0010".to_owned()),
+        material_lot_id: Some("CAP-2025-117".to_owned()),
+        material_sublot_id: Some("box-3".to_owned()),
     };
     covered.insert(check(
         ProductionOrder {
             schema: SchemaTag::default(),
             id: id("po-4711-2"),
             erp_ref: "PO 4711/2".to_owned(),
+            revision: 2,
             material: "4711-bottle-05l".to_owned(),
             description: Some("Water 0.5 l".to_owned()),
             quantity: ea(2500.0),
             earliest_start_time: Some(ts("2025-03-04T06:00:00.000Z")),
             latest_end_time: Some(ts("2025-03-04T14:00:00.000Z")),
             hierarchy_scope: loc("acme/berlin/packaging/line-1"),
+            equipment: Some("WC-4711".to_owned()),
+            priority: Some(5),
+            parameters: vec![Parameter {
+                name: "fill-volume".to_owned(),
+                value: json!(0.5),
+                uom: Some(Uom::new("LTR").expect("valid")),
+            }],
             operations: vec![operation.clone()],
             components: vec![component.clone()],
             received_at: ts("2025-03-03T18:00:00.000Z"),
         },
         vec![
             remove("no hierarchy_scope", &["hierarchy_scope"]),
-            set("unknown top-level field", &["priority"], json!(1)),
+            set("unknown top-level field", &["work_center"], json!(1)),
+            set("revision not a number", &["revision"], json!("2")),
+            set(
+                "unknown field in a parameter",
+                &["parameters", "0", "unit"],
+                json!("LTR"),
+            ),
             set(
                 "unknown field in an operation",
                 &["operations", "0", "work_center"],
@@ -431,6 +450,28 @@ fn every_payload_type_matches_its_schema() {
                 scrap: ea(12.0),
                 rework: ea(0.0),
                 operation_id: Some("0010".to_owned()),
+                sequence: 1,
+                erp_ref: Some("PO 4711/2".to_owned()),
+                production_order: Some(id("po-4711-2")),
+                activity: ActivityTimes {
+                    setup_s: 900.0,
+                    machine_s: 6_000.0,
+                    labor_s: 6_900.0,
+                },
+                goods_movements: vec![
+                    GoodsMovement {
+                        movement: MovementKind::Consumption,
+                        material: "cap-28mm".to_owned(),
+                        quantity: ea(1212.0),
+                        lot: Some(id("cap-2025-117")),
+                    },
+                    GoodsMovement {
+                        movement: MovementKind::ProductionReceipt,
+                        material: "4711-bottle-05l".to_owned(),
+                        quantity: ea(1200.0),
+                        lot: None,
+                    },
+                ],
             },
         },
         with(
@@ -439,6 +480,12 @@ fn every_payload_type_matches_its_schema() {
                 remove("no wo_id", &["wo_id"]),
                 remove("no final flag", &["final"]),
                 set("unknown type", &["type"], json!("confirmed")),
+                set(
+                    "unknown movement",
+                    &["goods_movements", "0", "movement"],
+                    json!("transfer"),
+                ),
+                remove("activity without labor", &["activity", "labor_s"]),
             ],
         ),
     ));

@@ -54,7 +54,9 @@ mod tests {
         Operation {
             operation_id: operation_id.to_owned(),
             description: None,
+            parent_operation_id: None,
             hierarchy_scope: None,
+            equipment: None,
             quantity: None,
         }
     }

@@ -314,7 +314,9 @@ fn running_order() -> uns_model::payload::WorkOrder {
         operations: vec![Operation {
             operation_id: "0010".to_owned(),
             description: None,
+            parent_operation_id: None,
             hierarchy_scope: None,
+            equipment: None,
             quantity: None,
         }],
         components: Vec::new(),

@@ -24,6 +24,9 @@ pub struct NodeMeta {
     /// Which state map turns this node's raw states into categories.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_map: Option<Id>,
+    /// The ERP's id for this node (work centre, plant code), as the ERP writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erp_id: Option<String>,
 }
 document!(NodeMeta, "meta", 1);
 

@@ -38,8 +38,9 @@ pub use genealogy::{GenealogyEvent, GenealogyKind, Lot, LotQuantity, LotStatus};
 pub use meta::{IdealRate, NodeMeta};
 pub use oee::{Loss, MinorStopPolicy, OeeCounts, OeePeriod, OeeResult, TimeBuckets};
 pub use order::{
-    MaterialActual, MaterialRequirement, MaterialUse, Operation, ProductionOrder, WorkOrder,
-    WorkOrderEvent, WorkOrderEventKind, WorkOrderQuantities, WorkOrderStatus,
+    ActivityTimes, GoodsMovement, MaterialActual, MaterialRequirement, MaterialUse, MovementKind,
+    Operation, Parameter, ProductionOrder, WorkOrder, WorkOrderEvent, WorkOrderEventKind,
+    WorkOrderQuantities, WorkOrderStatus,
 };
 pub use service::{CmdReply, ErrorReport, HealthStatus, ServiceHealth};
 pub use state::{MachineState, Mode, StateCategory, StateDoc, StateEvent, StateSnapshot};

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{EventHeader, Quantity, SchemaTag, Timestamp, document};
+use super::{EventHeader, Quantity, SchemaTag, Timestamp, Uom, document};
 use crate::topic::{Id, Location};
 
 /// A production order as received from ERP, retained. It comes from outside the UNS, so unknown fields
@@ -19,6 +19,9 @@ pub struct ProductionOrder {
     pub id: Id,
     /// The ERP's own key, unchanged (e.g. `PO 4711/2`).
     pub erp_ref: String,
+    /// Starts at 1; the erp-bridge adds 1 each time the ERP sends a changed version of the same order.
+    #[serde(default = "first_revision")]
+    pub revision: u32,
     /// Material number to produce.
     pub material: String,
     /// Material or order text.
@@ -34,6 +37,16 @@ pub struct ProductionOrder {
     pub latest_end_time: Option<Timestamp>,
     /// Where it is to run (line or cell).
     pub hierarchy_scope: Location,
+    /// The ERP's equipment (work centre) id as sent, resolved to `hierarchy_scope` through the plant
+    /// model's `erp_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equipment: Option<String>,
+    /// Scheduling priority as sent by the ERP (B2MML `Priority`); larger is more urgent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<i64>,
+    /// Order parameters (B2MML `SegmentParameter` / `Parameter` of the request).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<Parameter>,
     /// Routing steps.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub operations: Vec<Operation>,
@@ -45,6 +58,23 @@ pub struct ProductionOrder {
 }
 document!(ProductionOrder, "production-order", 1);
 
+fn first_revision() -> u32 {
+    1
+}
+
+/// A named order or operation parameter (B2MML parameter: ID, value, optional unit).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Parameter {
+    /// Parameter id, e.g. `fill-volume`.
+    pub name: String,
+    /// Its value: a number, string or boolean.
+    pub value: serde_json::Value,
+    /// Unit of a numeric value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uom: Option<Uom>,
+}
+
 /// A routing step (B2MML segment requirement).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -54,9 +84,16 @@ pub struct Operation {
     /// Operation text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// The enclosing operation of a nested segment requirement (nested ones are flattened in document
+    /// order, each naming its parent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_operation_id: Option<String>,
     /// Where the step runs, if not the order's scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hierarchy_scope: Option<Location>,
+    /// The ERP's equipment id for this step, as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub equipment: Option<String>,
     /// Quantity for this step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantity: Option<Quantity>,
@@ -78,6 +115,12 @@ pub struct MaterialRequirement {
     /// The operation that uses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operation_id: Option<String>,
+    /// The lot to use, when the ERP names one (B2MML `MaterialLotID`), as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub material_lot_id: Option<String>,
+    /// The sublot to use (B2MML `MaterialSubLotID`), as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub material_sublot_id: Option<String>,
 }
 
 /// Whether a material goes in or comes out (B2MML `MaterialUse`).
@@ -204,11 +247,21 @@ pub enum WorkOrderEventKind {
         /// New status.
         to: WorkOrderStatus,
     },
-    /// A (partial or final) confirmation is due to the ERP; the erp-bridge picks it up.
+    /// A (partial or final) confirmation is due to the ERP; the erp-bridge picks it up and posts it with
+    /// the event's `event_id` as idempotency key.
     ConfirmationRequested {
         /// Whether this is the final confirmation.
         #[serde(rename = "final")]
         is_final: bool,
+        /// 1 for the order's first confirmation, then counting up.
+        #[serde(default = "first_revision")]
+        sequence: u32,
+        /// The ERP's key of the order, unchanged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        erp_ref: Option<String>,
+        /// The production order the work order came from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        production_order: Option<Id>,
         /// Good quantity since the previous confirmation.
         good: Quantity,
         /// Scrap since the previous confirmation.
@@ -218,6 +271,13 @@ pub enum WorkOrderEventKind {
         /// The operation confirmed, if per operation.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         operation_id: Option<String>,
+        /// Activity times since the previous confirmation.
+        #[serde(default)]
+        activity: ActivityTimes,
+        /// Goods movements since the previous confirmation: component consumption and the production
+        /// receipt.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        goods_movements: Vec<GoodsMovement>,
     },
     /// The ERP accepted a confirmation.
     ConfirmationPosted {
@@ -238,4 +298,41 @@ pub enum WorkOrderEventKind {
         /// Whether it was moved to the dead-letter queue (no more retries).
         dead_lettered: bool,
     },
+}
+
+/// Activity times reported with a confirmation, in seconds (SAP: setup, machine, labor).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityTimes {
+    /// Setup time.
+    pub setup_s: f64,
+    /// Machine (run) time.
+    pub machine_s: f64,
+    /// Labor time.
+    pub labor_s: f64,
+}
+
+/// One goods movement of a confirmation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoodsMovement {
+    /// Consumption of a component or receipt of the product.
+    pub movement: MovementKind,
+    /// Material number.
+    pub material: String,
+    /// How much.
+    pub quantity: Quantity,
+    /// The lot moved, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot: Option<Id>,
+}
+
+/// The kind of a [`GoodsMovement`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MovementKind {
+    /// A component was consumed (SAP movement type 261).
+    Consumption,
+    /// The product was received into stock (SAP movement type 101).
+    ProductionReceipt,
 }
