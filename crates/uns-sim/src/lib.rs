@@ -17,7 +17,7 @@
 //! | `Sim/Signal/{k}` | Double | only with `extra_metrics`/`scale`: a random walk that changes at every sample |
 //!
 //! **Store and forward.** While the broker is unreachable (or the configured primary host is offline),
-//! each node buffers its samples in `data_dir/sim.redb` (one write transaction per period) and, after
+//! each node buffers its samples in `data_dir/sim.redb` (a `uns-store` file; one write transaction per period) and, after
 //! the reconnect and rebirth, publishes them oldest first as historical DATA (`is_historical = true`,
 //! original timestamps), then deletes them. Publishes that were queued for a connection that died are
 //! taken back and buffered too. Details in `node.rs` and `store.rs`.
@@ -184,21 +184,17 @@ pub enum SimError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The store-and-forward file could not be opened (corrupt, or in use by another `uns sim`).
-    #[error("opening the store-and-forward buffer {path}: {source}")]
-    StoreOpen {
+    /// The simulator's file (`sim.redb`: buffer and counters) could not be opened, read or written
+    /// (in use by another `uns sim`, damaged, full disk); the message says which and what to do.
+    #[error(transparent)]
+    Store(#[from] uns_store::StoreError),
+    /// A buffer file from before uns-store could not be moved to its layout.
+    #[error("moving the store-and-forward buffer {path} to the uns-store layout: {message}")]
+    Migrate {
         /// The file.
         path: PathBuf,
-        /// The redb error.
-        source: Box<redb::DatabaseError>,
-    },
-    /// A store-and-forward read or write failed.
-    #[error("store-and-forward buffer: {operation}: {source}")]
-    Store {
-        /// What was being done.
-        operation: &'static str,
-        /// The redb error.
-        source: Box<redb::Error>,
+        /// What redb said.
+        message: String,
     },
     /// A sample could not be encoded for the buffer (a bug).
     #[error("encoding a buffered sample: {0}")]
@@ -329,6 +325,12 @@ pub async fn run_with_stats(
     }
     tasks.close();
     tasks.wait().await;
+    // Commit what is queued and release the file, so a new run in this process can open it.
+    let buffer = shared.buffer.clone();
+    drop(shared);
+    if let Err(error) = tokio::task::spawn_blocking(move || buffer.close()).await {
+        tracing::error!(%error, "closing the store failed");
+    }
     tracing::info!("simulated plant stopped");
     Ok(())
 }

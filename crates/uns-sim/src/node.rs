@@ -7,7 +7,7 @@
 //!   never waits on the node task while the node task waits on it.
 //! - the **node** task owns the [`EdgeNode`] session and the models: it samples each device at its own
 //!   phase of the period ([`crate::schedule`]),
-//!   publishes births and DATA with `try_publish` (never blocking on the link), and buffers in redb
+//!   publishes births and DATA with `try_publish` (never blocking on the link), and buffers in its store
 //!   whatever it cannot publish: while disconnected, while the primary host is offline, when the
 //!   request channel is full, and the publishes the link hands back.
 //!
@@ -434,20 +434,11 @@ impl Session {
         if !self.online {
             return;
         }
-        let buffer = self.shared.buffer.clone();
         let edge_id = self.node.edge.edge().to_owned();
-        let batch = {
-            let edge_id = edge_id.clone();
-            tokio::task::spawn_blocking(move || buffer.oldest(&edge_id, FORWARD_BATCH)).await
-        };
-        let batch = match batch {
-            Ok(Ok(batch)) => batch,
-            Ok(Err(error)) => {
-                tracing::error!(edge = %edge_id, %error, "cannot read the buffer");
-                return;
-            }
+        let batch = match self.shared.buffer.oldest(&edge_id, FORWARD_BATCH).await {
+            Ok(batch) => batch,
             Err(error) => {
-                tracing::error!(edge = %edge_id, %error, "buffer task failed");
+                tracing::error!(edge = %edge_id, %error, "cannot read the buffer");
                 return;
             }
         };
@@ -496,15 +487,12 @@ impl Session {
             n_forwarded += 1;
             sent.push(key);
         }
-        let buffer = self.shared.buffer.clone();
-        let removed = tokio::task::spawn_blocking(move || buffer.remove(&edge_id, &sent)).await;
-        match removed {
-            Ok(Ok(())) => {
+        match self.shared.buffer.remove(sent).await {
+            Ok(()) => {
                 self.shared.stats.add_forwarded(n_forwarded);
                 self.shared.stats.add_published(n_forwarded);
             }
-            Ok(Err(error)) => tracing::error!(%error, "cannot remove forwarded records"),
-            Err(error) => tracing::error!(%error, "buffer task failed"),
+            Err(error) => tracing::error!(%error, "cannot remove forwarded records"),
         }
     }
 
@@ -565,13 +553,10 @@ impl Session {
         }
         let records = std::mem::take(&mut self.pending);
         let n_records = records.len() as u64;
-        let buffer = self.shared.buffer.clone();
         let edge_id = self.node.edge.edge().to_owned();
-        let appended = tokio::task::spawn_blocking(move || buffer.append(&edge_id, &records)).await;
-        match appended {
-            Ok(Ok(())) => self.shared.stats.add_buffered(n_records),
-            Ok(Err(error)) => tracing::error!(%error, "cannot buffer samples; they are lost"),
-            Err(error) => tracing::error!(%error, "buffer task failed; samples lost"),
+        match self.shared.buffer.append(&edge_id, records).await {
+            Ok(()) => self.shared.stats.add_buffered(n_records),
+            Err(error) => tracing::error!(%error, "cannot buffer samples; they are lost"),
         }
     }
 
