@@ -1,5 +1,5 @@
 //! The simulator's durable state in `data_dir/sim.redb`, a `uns-store` file (`docs/STORAGE.md`):
-//! the store-and-forward buffer ([`Buffer`]).
+//! the store-and-forward buffer ([`Buffer`]) and the devices' retentive counters ([`Buffer::counters`]).
 //!
 //! Tables (layout 1 of each):
 //! - `sf_buffer_v2`: DATA an edge node could not publish. Key (`Bytes`): `u16` big-endian length of the
@@ -9,6 +9,8 @@
 //!   device id in UTF-8, then a Sparkplug B payload (our codec) whose metrics carry name, datatype,
 //!   timestamp and value. Names, not aliases, so a buffer written by an older configuration still
 //!   forwards what still exists.
+//! - `counters_v1`: key (`Str`) `{edge node id}/{device id}`, value (`Json`) [`Counters`]: what a device's
+//!   `Count/Good` and `Count/Reject` start from after a restart.
 //!
 //! A file written before the move to uns-store has the buffer in `sf_buffer_v1` (redb key type
 //! `(&str, u64, u64)`, same values); [`Buffer::open`] moves its rows to `sf_buffer_v2` in one
@@ -22,13 +24,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use uns_sparkplug::{Metric, Payload, Value, decode, encode};
-use uns_store::{Bytes, ReadableTx as _, Store, Table};
+use uns_store::{Bytes, Json, ReadableTx as _, Store, Str, Table};
 
 use crate::SimError;
 
 /// The store-and-forward buffer.
 const BUFFER: Table<Bytes, Bytes> = Table::new(BUFFER_NAME);
 const BUFFER_NAME: &str = "sf_buffer_v2";
+
+/// The retentive counters, per `{edge}/{device}`.
+const COUNTERS: Table<Str, Json<Counters>> = Table::new("counters_v1");
 
 /// The buffer table of files written before uns-store (see the module docs).
 const OLD_BUFFER: redb::TableDefinition<'static, (&str, u64, u64), &[u8]> =
@@ -44,6 +49,15 @@ pub(crate) struct Record {
     pub(crate) device: Option<String>,
     /// `(metric name, value, timestamp ms)`.
     pub(crate) values: Values,
+}
+
+/// A device's retentive counters as stored.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Counters {
+    /// `Count/Good`.
+    pub(crate) good: u64,
+    /// `Count/Reject`.
+    pub(crate) reject: u64,
 }
 
 /// The position of a record in the buffer, to remove it once forwarded.
@@ -163,10 +177,72 @@ impl Buffer {
         Ok(())
     }
 
+    /// The stored counters of every device of `edge`, by device id. Blocking.
+    pub(crate) fn counters(
+        &self,
+        edge: &str,
+    ) -> Result<std::collections::HashMap<String, Counters>, SimError> {
+        let lower = format!("{edge}/");
+        // `0` is the byte after `/`: every key of the form `{edge}/...` sorts below it.
+        let upper = format!("{edge}0");
+        let rows = self.store.read_blocking(|tx| {
+            tx.range(
+                &COUNTERS,
+                (
+                    Bound::Included(lower.as_str()),
+                    Bound::Excluded(upper.as_str()),
+                ),
+            )
+        })?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(key, counters)| {
+                key.strip_prefix(&lower)
+                    .map(|device| (device.to_owned(), counters))
+            })
+            .collect())
+    }
+
+    /// Stores `(edge, device, counters)` rows in one durable write.
+    pub(crate) async fn save_counters(
+        &self,
+        rows: Vec<(String, String, Counters)>,
+    ) -> Result<(), SimError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .write(move |tx| insert_counters(tx, &rows))
+            .await?;
+        Ok(())
+    }
+
+    /// [`Buffer::save_counters`] on the calling thread. Blocking.
+    pub(crate) fn save_counters_blocking(
+        &self,
+        rows: &[(String, String, Counters)],
+    ) -> Result<(), SimError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.store.write_blocking(|tx| insert_counters(tx, rows))?;
+        Ok(())
+    }
+
     /// Finishes the queued writes and closes the file, so another run can open it. Blocking.
     pub(crate) fn close(&self) {
         self.store.close();
     }
+}
+
+fn insert_counters(
+    tx: &mut uns_store::WriteTx<'_>,
+    rows: &[(String, String, Counters)],
+) -> Result<(), uns_store::StoreError> {
+    for (edge, device, counters) in rows {
+        tx.insert(&COUNTERS, &format!("{edge}/{device}"), counters)?;
+    }
+    Ok(())
 }
 
 /// The key of a buffered record (layout in the module docs).
@@ -351,11 +427,34 @@ mod tests {
         assert_eq!(left[0].1, Some(record(Some("filler"), 20, 2.0)));
         assert_eq!(buffer.oldest("line-10", 10).await.unwrap().len(), 1);
 
+        // Counters of one node, not of a node whose id it prefixes.
+        let counters = |good| Counters { good, reject: 1 };
+        buffer
+            .save_counters(vec![(
+                "line-1".to_owned(),
+                "filler".to_owned(),
+                counters(7),
+            )])
+            .await
+            .unwrap();
+        buffer
+            .save_counters(vec![(
+                "line-10".to_owned(),
+                "filler".to_owned(),
+                counters(8),
+            )])
+            .await
+            .unwrap();
+        let line_1 = buffer.counters("line-1").unwrap();
+        assert_eq!(line_1.len(), 1);
+        assert_eq!(line_1["filler"], counters(7));
+
         // Reopened: the insertion counter carries on, the data is there.
         buffer.close();
         let buffer = Buffer::open(&path).unwrap();
         assert!(buffer.next_counter.load(Ordering::Relaxed) >= 3);
         assert_eq!(buffer.oldest("line-1", 10).await.unwrap().len(), 1);
+        assert_eq!(buffer.counters("line-10").unwrap()["filler"], counters(8));
     }
 
     /// A buffer written by the build before uns-store is moved over on open, in order.
