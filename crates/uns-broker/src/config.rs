@@ -21,6 +21,8 @@ pub const DEFAULT_MAX_PACKET_SIZE: u32 = 1024 * 1024;
 pub const DEFAULT_MAX_TOPIC_LEVELS: usize = 64;
 /// Default longest topic name or filter in bytes, see [`BrokerConfig::max_topic_length`].
 pub const DEFAULT_MAX_TOPIC_LENGTH: usize = 1024;
+/// Default time a new connection has to send its CONNECT, see [`BrokerConfig::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Highest `max_topic_levels` accepted: far below the ~10 000 levels at which the engine's
 /// per-level recursion overflows a worker stack (and below where debug builds do).
 pub const MAX_TOPIC_LEVELS_LIMIT: usize = 512;
@@ -70,6 +72,11 @@ pub struct BrokerConfig {
     /// Longest topic name or filter in bytes (default [`DEFAULT_MAX_TOPIC_LENGTH`] = 1024,
     /// 16..=65535); refused like [`BrokerConfig::max_topic_levels`].
     pub max_topic_length: usize,
+    /// Time a new connection has to send its CONNECT (default [`DEFAULT_CONNECT_TIMEOUT`] = 5 s,
+    /// 100 ms..=5 min), on every listener; a websocket's HTTP upgrade counts in it. Beyond it the
+    /// broker closes the socket without a CONNACK. Same formats as `sys_interval`.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub connect_timeout: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -86,6 +93,7 @@ impl Default for BrokerConfig {
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             max_topic_levels: DEFAULT_MAX_TOPIC_LEVELS,
             max_topic_length: DEFAULT_MAX_TOPIC_LENGTH,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
         }
     }
 }
@@ -220,6 +228,13 @@ impl BrokerConfig {
             16,
             65_535,
             "16..=65535 bytes",
+        )?;
+        check_range(
+            "connect_timeout (ms)",
+            u64::try_from(self.connect_timeout.as_millis()).unwrap_or(u64::MAX),
+            100,
+            300_000,
+            "100ms..=5m",
         )?;
         let mut seen = std::collections::HashSet::new();
         for user in &self.users {

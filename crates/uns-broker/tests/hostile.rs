@@ -533,3 +533,86 @@ async fn the_highest_allowed_level_limit_is_safe_for_the_engine() -> Result {
     broker.handle.shutdown().await?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 2: connections that never send CONNECT.
+
+/// Waits until the broker closes `stream` (EOF or reset); returns when.
+async fn closed_at(mut stream: TcpStream) -> Result<tokio::time::Instant> {
+    let mut buf = [0u8; 64];
+    loop {
+        match timeout(DEADLINE, stream.read(&mut buf))
+            .await
+            .context("socket still open at the deadline")?
+        {
+            Ok(0) | Err(_) => return Ok(tokio::time::Instant::now()),
+            Ok(_) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn silent_sockets_are_closed_after_the_connect_timeout_and_clients_still_connect() -> Result {
+    let connect_timeout = Duration::from_secs(2);
+    let broker = start_with(|config| config.connect_timeout = connect_timeout).await?;
+    let mqtt = broker.handle.mqtt_addr();
+    let ws = broker.handle.ws_addr().context("ws enabled")?;
+    // A client connected before; it must outlive the timeout.
+    let mut early = client(tcp_options("early", &broker)).await?;
+    early.client.subscribe("alive/#", QoS::AtLeastOnce).await?;
+    early
+        .wait_for(|p| matches!(p, Packet::SubAck(_)).then_some(()))
+        .await?;
+
+    let opened = tokio::time::Instant::now();
+    let mut sockets = Vec::new();
+    for i in 0..500 {
+        // Most on the MQTT port, some on the websocket port; some send the start of a CONNECT
+        // (or of the websocket upgrade request) and stall.
+        let on_ws = i % 10 == 0;
+        let mut stream = TcpStream::connect(if on_ws { ws } else { mqtt }).await?;
+        if i % 20 == 0 {
+            stream.write_all(b"GET /mqtt HTTP/1.1\r\n").await?;
+        } else if i % 7 == 0 && !on_ws {
+            stream.write_all(&[0x10, 0x20, 0x00]).await?;
+        }
+        sockets.push(stream);
+    }
+    // Meanwhile a normal client connects and is served.
+    broker_still_serves(&broker, "during-silent").await?;
+
+    let closes = futures::future::join_all(sockets.into_iter().map(closed_at)).await;
+    let mut latest = Duration::ZERO;
+    let mut earliest = Duration::MAX;
+    for close in closes {
+        let after = close?.duration_since(opened);
+        latest = latest.max(after);
+        earliest = earliest.min(after);
+    }
+    eprintln!(
+        "500 silent sockets closed between {earliest:?} and {latest:?} after opening (timeout {connect_timeout:?})"
+    );
+    ensure!(
+        earliest >= connect_timeout - Duration::from_millis(100),
+        "closed before the timeout: {earliest:?}"
+    );
+    ensure!(
+        latest <= connect_timeout * 3,
+        "closed too late: {latest:?} for a timeout of {connect_timeout:?}"
+    );
+
+    // The early client is still connected and served after the timeout.
+    let publisher = client(tcp_options("late-pub", &broker)).await?;
+    publisher
+        .client
+        .publish("alive/early", QoS::AtLeastOnce, false, "still here")
+        .await?;
+    early
+        .wait_for(|p| match p {
+            Packet::Publish(publish) if publish.topic == "alive/early" => Some(()),
+            _ => None,
+        })
+        .await?;
+    broker.handle.shutdown().await?;
+    Ok(())
+}
