@@ -616,3 +616,78 @@ async fn silent_sockets_are_closed_after_the_connect_timeout_and_clients_still_c
     broker.handle.shutdown().await?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 4: wildcards in a PUBLISH topic name.
+
+#[tokio::test]
+async fn publish_with_wildcards_disconnects_the_sender_and_nothing_is_delivered_or_retained()
+-> Result {
+    let broker = start_with(|_| {}).await?;
+    let addr = broker.handle.mqtt_addr();
+    let mut watcher = client(tcp_options("watcher", &broker)).await?;
+    watcher.client.subscribe("a/#", QoS::AtLeastOnce).await?;
+    watcher
+        .wait_for(|p| matches!(p, Packet::SubAck(_)).then_some(()))
+        .await?;
+
+    let mut n = 0;
+    for topic in ["a/+/b", "a/#", "a/b+"] {
+        for version in [Version::V311, Version::V5] {
+            n += 1;
+            let mut raw = Raw::connect(addr, version, &format!("wild-{n}")).await?;
+            raw.publish(topic, b"wild", 9, true).await?;
+            let got = raw.until_closed().await?;
+            ensure!(
+                got.iter()
+                    .all(|p| p.kind() != 4 || p.body.get(2) == Some(&0x90)),
+                "{topic} {version:?}: {got:?}"
+            );
+        }
+    }
+    // Had any been forwarded, it would have reached the watcher before this marker, which is
+    // published after every sender was disconnected.
+    let publisher = client(tcp_options("marker", &broker)).await?;
+    publisher
+        .client
+        .publish("a/m/b", QoS::AtLeastOnce, true, "marker")
+        .await?;
+    let first = watcher
+        .wait_for(|p| match p {
+            Packet::Publish(publish) => Some(publish.topic.clone()),
+            _ => None,
+        })
+        .await?;
+    ensure!(
+        first == "a/m/b",
+        "a wildcard publish was delivered: {first}"
+    );
+
+    // Retained: a new subscriber gets the marker and nothing else from that one batch; a live
+    // message it publishes afterwards closes the batch.
+    let mut late = client(tcp_options("late", &broker)).await?;
+    late.client.subscribe("a/#", QoS::AtLeastOnce).await?;
+    let mut topics = Vec::new();
+    let mut published_end = false;
+    while !topics.iter().any(|t| t == "a/end/b") {
+        let got = late
+            .wait_for(|p| match p {
+                Packet::Publish(publish) => Some(publish.topic.clone()),
+                _ => None,
+            })
+            .await?;
+        if got == "a/m/b" && !published_end {
+            late.client
+                .publish("a/end/b", QoS::AtLeastOnce, false, "end")
+                .await?;
+            published_end = true;
+        }
+        topics.push(got);
+    }
+    ensure!(
+        topics == ["a/m/b", "a/end/b"],
+        "a wildcard publish was retained: {topics:?}"
+    );
+    broker.handle.shutdown().await?;
+    Ok(())
+}
