@@ -691,3 +691,80 @@ async fn publish_with_wildcards_disconnects_the_sender_and_nothing_is_delivered_
     broker.handle.shutdown().await?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 3: offline persistent sessions.
+
+fn open_fds() -> Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/fd")?.count())
+}
+
+#[tokio::test]
+async fn persistent_session_churn_frees_descriptors_at_expiry_and_the_offline_queue_is_capped()
+-> Result {
+    let broker = start_with(|config| {
+        config.session_expiry = Duration::from_secs(1);
+        config.max_queue = 50;
+    })
+    .await?;
+    let addr = broker.handle.mqtt_addr();
+    let baseline = open_fds()?;
+    let mut peak = baseline;
+    for i in 0..300 {
+        let mut raw = Raw::open(addr, Version::V311).await?;
+        raw.send_connect(&format!("churn-{i}"), false, None).await?;
+        let ack = raw.next().await?.context("closed before CONNACK")?;
+        ensure!(ack.kind() == 2 && ack.body.get(1) == Some(&0), "{ack:?}");
+        raw.subscribe(1, "churn/#").await?;
+        drop(raw);
+        peak = peak.max(open_fds()?);
+    }
+    // After the expiry every offline session is gone, and with it its descriptor.
+    let settle = async {
+        loop {
+            let now = open_fds().unwrap_or(usize::MAX);
+            if now <= baseline + 5 {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let after = timeout(DEADLINE, settle)
+        .await
+        .with_context(|| format!("descriptors did not return to {baseline}: {:?}", open_fds()))?;
+    eprintln!(
+        "persistent-session churn: 300 cycles, fds baseline {baseline}, peak {peak}, after expiry {after}"
+    );
+
+    // The offline queue holds at most max_queue messages; the rest are dropped and counted.
+    let mut options = tcp_options("offline", &broker);
+    options.set_clean_session(false);
+    let mut offline = client(options.clone()).await?;
+    offline.client.subscribe("q/#", QoS::AtLeastOnce).await?;
+    offline
+        .wait_for(|p| matches!(p, Packet::SubAck(_)).then_some(()))
+        .await?;
+    offline.client.disconnect().await?;
+    offline.closed().await?;
+    let mut publisher = Raw::connect(addr, Version::V311, "q-pub").await?;
+    for id in 1..=200u16 {
+        publisher.publish("q/x", b"m", id, false).await?;
+        let ack = publisher.next().await?.context("closed")?;
+        ensure!(ack.kind() == 4, "{ack:?}");
+    }
+    let dropped = broker.handle.stats().messages_dropped;
+    ensure!(
+        dropped >= 150 - 1,
+        "only {dropped} dropped of 200 into a queue of 50"
+    );
+    let mut back = client(options).await?;
+    let mut received = 0;
+    while received < 50 {
+        back.wait_for(|p| matches!(p, Packet::Publish(_)).then_some(()))
+            .await?;
+        received += 1;
+    }
+    eprintln!("offline queue: 200 published, {dropped} dropped, {received} delivered on return");
+    broker.handle.shutdown().await?;
+    Ok(())
+}

@@ -97,6 +97,9 @@ fn listener_builder(config: &BrokerConfig, name: &str, addr: SocketAddr) -> Buil
         // Bounds the websocket upgrade and, after the version probe, the CONNECT read; the
         // probe itself is bounded by the `connect_timeout` watchdog.
         .handshake_timeout(config.connect_timeout)
+        // rmqtt's default is an undocumented 2 h for 3.1.1 and no cap for MQTT 5.
+        .session_expiry_interval(config.session_expiry)
+        .max_session_expiry_interval(config.session_expiry)
         // rmqtt's default (5 min) is applied to every message without one: it would drop queued
         // messages after 5 minutes and add a Message Expiry property the publisher never set.
         // Zero = no broker-imposed expiry; a publisher's own expiry still applies.
