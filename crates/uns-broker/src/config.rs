@@ -21,6 +21,10 @@ pub const DEFAULT_MAX_PACKET_SIZE: u32 = 1024 * 1024;
 pub const DEFAULT_MAX_TOPIC_LEVELS: usize = 64;
 /// Default longest topic name or filter in bytes, see [`BrokerConfig::max_topic_length`].
 pub const DEFAULT_MAX_TOPIC_LENGTH: usize = 1024;
+/// Default time a new connection has to send its CONNECT, see [`BrokerConfig::connect_timeout`].
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default life of an offline persistent session, see [`BrokerConfig::session_expiry`].
+pub const DEFAULT_SESSION_EXPIRY: Duration = Duration::from_secs(3600);
 /// Highest `max_topic_levels` accepted: far below the ~10 000 levels at which the engine's
 /// per-level recursion overflows a worker stack (and below where debug builds do).
 pub const MAX_TOPIC_LEVELS_LIMIT: usize = 512;
@@ -70,6 +74,17 @@ pub struct BrokerConfig {
     /// Longest topic name or filter in bytes (default [`DEFAULT_MAX_TOPIC_LENGTH`] = 1024,
     /// 16..=65535); refused like [`BrokerConfig::max_topic_levels`].
     pub max_topic_length: usize,
+    /// Time a new connection has to send its CONNECT (default [`DEFAULT_CONNECT_TIMEOUT`] = 5 s,
+    /// 100 ms..=5 min), on every listener; a websocket's HTTP upgrade counts in it. Beyond it the
+    /// broker closes the socket without a CONNACK. Same formats as `sys_interval`.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub connect_timeout: Duration,
+    /// How long a persistent session (MQTT 3.1.1 CleanSession = 0) lives after its connection
+    /// closed, and the most an MQTT 5 client's Session Expiry Interval is granted (default
+    /// [`DEFAULT_SESSION_EXPIRY`] = 1 h, 1 s..=7 days). While offline the session queues up to
+    /// [`BrokerConfig::max_queue`] messages and (rmqtt 0.24) keeps its socket's descriptor.
+    #[serde(deserialize_with = "deserialize_duration")]
+    pub session_expiry: Duration,
 }
 
 impl Default for BrokerConfig {
@@ -86,6 +101,8 @@ impl Default for BrokerConfig {
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
             max_topic_levels: DEFAULT_MAX_TOPIC_LEVELS,
             max_topic_length: DEFAULT_MAX_TOPIC_LENGTH,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            session_expiry: DEFAULT_SESSION_EXPIRY,
         }
     }
 }
@@ -220,6 +237,20 @@ impl BrokerConfig {
             16,
             65_535,
             "16..=65535 bytes",
+        )?;
+        check_range(
+            "connect_timeout (ms)",
+            u64::try_from(self.connect_timeout.as_millis()).unwrap_or(u64::MAX),
+            100,
+            300_000,
+            "100ms..=5m",
+        )?;
+        check_range(
+            "session_expiry (seconds)",
+            self.session_expiry.as_secs(),
+            1,
+            7 * 24 * 3600,
+            "1s..=7 days",
         )?;
         let mut seen = std::collections::HashSet::new();
         for user in &self.users {

@@ -20,6 +20,8 @@ pub(crate) enum TopicRefusal {
         /// The limit (the topic's own count is not computed past it).
         max: usize,
     },
+    /// A topic name (PUBLISH, Will) with `+` or `#` (MQTT-3.3.2-2).
+    Wildcard,
 }
 
 impl std::fmt::Display for TopicRefusal {
@@ -31,6 +33,7 @@ impl std::fmt::Display for TopicRefusal {
             TopicRefusal::TooManyLevels { max } => {
                 write!(f, "topic has more than max_topic_levels {max} levels")
             }
+            TopicRefusal::Wildcard => f.write_str("a topic name must not contain + or #"),
         }
     }
 }
@@ -65,9 +68,13 @@ impl TopicLimits {
         Ok(())
     }
 
-    /// Checks a topic name (PUBLISH, Will).
+    /// Checks a topic name (PUBLISH, Will): the filter limits plus no wildcards.
     pub(crate) fn check_name(&self, name: &str) -> Result<(), TopicRefusal> {
-        self.check_filter(name)
+        self.check_filter(name)?;
+        if name.contains(['+', '#']) {
+            return Err(TopicRefusal::Wildcard);
+        }
+        Ok(())
     }
 }
 
@@ -99,6 +106,14 @@ mod tests {
             LIMITS.check_filter("abcdefghijklm"),
             Err(TopicRefusal::TooLong { len: 13, max: 12 })
         );
+    }
+
+    #[test]
+    fn names_refuse_wildcards() {
+        assert_eq!(LIMITS.check_name("a/b/c"), Ok(()));
+        assert_eq!(LIMITS.check_name("a/+/b"), Err(TopicRefusal::Wildcard));
+        assert_eq!(LIMITS.check_name("a/#"), Err(TopicRefusal::Wildcard));
+        assert_eq!(LIMITS.check_name("a+b"), Err(TopicRefusal::Wildcard));
     }
 
     #[test]

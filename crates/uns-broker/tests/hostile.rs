@@ -533,3 +533,238 @@ async fn the_highest_allowed_level_limit_is_safe_for_the_engine() -> Result {
     broker.handle.shutdown().await?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 2: connections that never send CONNECT.
+
+/// Waits until the broker closes `stream` (EOF or reset); returns when.
+async fn closed_at(mut stream: TcpStream) -> Result<tokio::time::Instant> {
+    let mut buf = [0u8; 64];
+    loop {
+        match timeout(DEADLINE, stream.read(&mut buf))
+            .await
+            .context("socket still open at the deadline")?
+        {
+            Ok(0) | Err(_) => return Ok(tokio::time::Instant::now()),
+            Ok(_) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn silent_sockets_are_closed_after_the_connect_timeout_and_clients_still_connect() -> Result {
+    let connect_timeout = Duration::from_secs(2);
+    let broker = start_with(|config| config.connect_timeout = connect_timeout).await?;
+    let mqtt = broker.handle.mqtt_addr();
+    let ws = broker.handle.ws_addr().context("ws enabled")?;
+    // A client connected before; it must outlive the timeout.
+    let mut early = client(tcp_options("early", &broker)).await?;
+    early.client.subscribe("alive/#", QoS::AtLeastOnce).await?;
+    early
+        .wait_for(|p| matches!(p, Packet::SubAck(_)).then_some(()))
+        .await?;
+
+    let opened = tokio::time::Instant::now();
+    let mut sockets = Vec::new();
+    for i in 0..500 {
+        // Most on the MQTT port, some on the websocket port; some send the start of a CONNECT
+        // (or of the websocket upgrade request) and stall.
+        let on_ws = i % 10 == 0;
+        let mut stream = TcpStream::connect(if on_ws { ws } else { mqtt }).await?;
+        if i % 20 == 0 {
+            stream.write_all(b"GET /mqtt HTTP/1.1\r\n").await?;
+        } else if i % 7 == 0 && !on_ws {
+            stream.write_all(&[0x10, 0x20, 0x00]).await?;
+        }
+        sockets.push(stream);
+    }
+    // Meanwhile a normal client connects and is served.
+    broker_still_serves(&broker, "during-silent").await?;
+
+    let closes = futures::future::join_all(sockets.into_iter().map(closed_at)).await;
+    let mut latest = Duration::ZERO;
+    let mut earliest = Duration::MAX;
+    for close in closes {
+        let after = close?.duration_since(opened);
+        latest = latest.max(after);
+        earliest = earliest.min(after);
+    }
+    eprintln!(
+        "500 silent sockets closed between {earliest:?} and {latest:?} after opening (timeout {connect_timeout:?})"
+    );
+    ensure!(
+        earliest >= connect_timeout - Duration::from_millis(100),
+        "closed before the timeout: {earliest:?}"
+    );
+    ensure!(
+        latest <= connect_timeout * 3,
+        "closed too late: {latest:?} for a timeout of {connect_timeout:?}"
+    );
+
+    // The early client is still connected and served after the timeout.
+    let publisher = client(tcp_options("late-pub", &broker)).await?;
+    publisher
+        .client
+        .publish("alive/early", QoS::AtLeastOnce, false, "still here")
+        .await?;
+    early
+        .wait_for(|p| match p {
+            Packet::Publish(publish) if publish.topic == "alive/early" => Some(()),
+            _ => None,
+        })
+        .await?;
+    broker.handle.shutdown().await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 4: wildcards in a PUBLISH topic name.
+
+#[tokio::test]
+async fn publish_with_wildcards_disconnects_the_sender_and_nothing_is_delivered_or_retained()
+-> Result {
+    let broker = start_with(|_| {}).await?;
+    let addr = broker.handle.mqtt_addr();
+    let mut watcher = client(tcp_options("watcher", &broker)).await?;
+    watcher.client.subscribe("a/#", QoS::AtLeastOnce).await?;
+    watcher
+        .wait_for(|p| matches!(p, Packet::SubAck(_)).then_some(()))
+        .await?;
+
+    let mut n = 0;
+    for topic in ["a/+/b", "a/#", "a/b+"] {
+        for version in [Version::V311, Version::V5] {
+            n += 1;
+            let mut raw = Raw::connect(addr, version, &format!("wild-{n}")).await?;
+            raw.publish(topic, b"wild", 9, true).await?;
+            let got = raw.until_closed().await?;
+            ensure!(
+                got.iter()
+                    .all(|p| p.kind() != 4 || p.body.get(2) == Some(&0x90)),
+                "{topic} {version:?}: {got:?}"
+            );
+        }
+    }
+    // Had any been forwarded, it would have reached the watcher before this marker, which is
+    // published after every sender was disconnected.
+    let publisher = client(tcp_options("marker", &broker)).await?;
+    publisher
+        .client
+        .publish("a/m/b", QoS::AtLeastOnce, true, "marker")
+        .await?;
+    let first = watcher
+        .wait_for(|p| match p {
+            Packet::Publish(publish) => Some(publish.topic.clone()),
+            _ => None,
+        })
+        .await?;
+    ensure!(
+        first == "a/m/b",
+        "a wildcard publish was delivered: {first}"
+    );
+
+    // Retained: a new subscriber gets the marker and nothing else from that one batch; a live
+    // message it publishes afterwards closes the batch.
+    let mut late = client(tcp_options("late", &broker)).await?;
+    late.client.subscribe("a/#", QoS::AtLeastOnce).await?;
+    let mut topics = Vec::new();
+    let mut published_end = false;
+    while !topics.iter().any(|t| t == "a/end/b") {
+        let got = late
+            .wait_for(|p| match p {
+                Packet::Publish(publish) => Some(publish.topic.clone()),
+                _ => None,
+            })
+            .await?;
+        if got == "a/m/b" && !published_end {
+            late.client
+                .publish("a/end/b", QoS::AtLeastOnce, false, "end")
+                .await?;
+            published_end = true;
+        }
+        topics.push(got);
+    }
+    ensure!(
+        topics == ["a/m/b", "a/end/b"],
+        "a wildcard publish was retained: {topics:?}"
+    );
+    broker.handle.shutdown().await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 3: offline persistent sessions.
+
+fn open_fds() -> Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/fd")?.count())
+}
+
+#[tokio::test]
+async fn persistent_session_churn_frees_descriptors_at_expiry_and_the_offline_queue_is_capped()
+-> Result {
+    let broker = start_with(|config| {
+        config.session_expiry = Duration::from_secs(1);
+        config.max_queue = 50;
+    })
+    .await?;
+    let addr = broker.handle.mqtt_addr();
+    let baseline = open_fds()?;
+    let mut peak = baseline;
+    for i in 0..300 {
+        let mut raw = Raw::open(addr, Version::V311).await?;
+        raw.send_connect(&format!("churn-{i}"), false, None).await?;
+        let ack = raw.next().await?.context("closed before CONNACK")?;
+        ensure!(ack.kind() == 2 && ack.body.get(1) == Some(&0), "{ack:?}");
+        raw.subscribe(1, "churn/#").await?;
+        drop(raw);
+        peak = peak.max(open_fds()?);
+    }
+    // After the expiry every offline session is gone, and with it its descriptor.
+    let settle = async {
+        loop {
+            let now = open_fds().unwrap_or(usize::MAX);
+            if now <= baseline + 5 {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let after = timeout(DEADLINE, settle)
+        .await
+        .with_context(|| format!("descriptors did not return to {baseline}: {:?}", open_fds()))?;
+    eprintln!(
+        "persistent-session churn: 300 cycles, fds baseline {baseline}, peak {peak}, after expiry {after}"
+    );
+
+    // The offline queue holds at most max_queue messages; the rest are dropped and counted.
+    let mut options = tcp_options("offline", &broker);
+    options.set_clean_session(false);
+    let mut offline = client(options.clone()).await?;
+    offline.client.subscribe("q/#", QoS::AtLeastOnce).await?;
+    offline
+        .wait_for(|p| matches!(p, Packet::SubAck(_)).then_some(()))
+        .await?;
+    offline.client.disconnect().await?;
+    offline.closed().await?;
+    let mut publisher = Raw::connect(addr, Version::V311, "q-pub").await?;
+    for id in 1..=200u16 {
+        publisher.publish("q/x", b"m", id, false).await?;
+        let ack = publisher.next().await?.context("closed")?;
+        ensure!(ack.kind() == 4, "{ack:?}");
+    }
+    let dropped = broker.handle.stats().messages_dropped;
+    ensure!(
+        dropped >= 150 - 1,
+        "only {dropped} dropped of 200 into a queue of 50"
+    );
+    let mut back = client(options).await?;
+    let mut received = 0;
+    while received < 50 {
+        back.wait_for(|p| matches!(p, Packet::Publish(_)).then_some(()))
+            .await?;
+        received += 1;
+    }
+    eprintln!("offline queue: 200 published, {dropped} dropped, {received} delivered on return");
+    broker.handle.shutdown().await?;
+    Ok(())
+}

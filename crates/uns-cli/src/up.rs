@@ -54,7 +54,13 @@ pub(crate) struct Addresses {
 
 /// The embedded broker's own health on `uns/v1/_services/broker`, like every service's: `running`
 /// while up, `stopped` on a clean stop. Its loop only waits.
-struct BrokerHealth;
+/// The embedded broker's health document (`_services/broker`, `/healthz`): `degraded` while its
+/// retained store cannot write (full disk, I/O error; retained changes are then kept in memory
+/// and retried), `running` again once it can. Degraded is not failed: the broker still serves
+/// live traffic, so `/healthz` stays 200 with the reason, as for every service's `degraded`.
+struct BrokerHealth {
+    broker: Option<Arc<BrokerHandle>>,
+}
 
 impl Service for BrokerHealth {
     const NAME: &'static str = "broker";
@@ -63,12 +69,46 @@ impl Service for BrokerHealth {
     type Error = std::convert::Infallible;
 
     fn configure((): (), _env: &ConfigEnv) -> Result<Self, ConfigError> {
-        Ok(Self)
+        Ok(Self { broker: None })
     }
 
     async fn run(&self, ctx: Context) -> Result<(), Self::Error> {
-        ctx.shutdown.cancelled().await;
-        Ok(())
+        let Some(broker) = &self.broker else {
+            ctx.shutdown.cancelled().await;
+            return Ok(());
+        };
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut reported_degraded = false;
+        loop {
+            tokio::select! {
+                () = ctx.shutdown.cancelled() => return Ok(()),
+                _ = tick.tick() => {}
+            }
+            let stats = broker.stats();
+            if stats.retained_store_degraded == reported_degraded {
+                continue;
+            }
+            let published = if stats.retained_store_degraded {
+                warn!(
+                    failed_writes = stats.retained_store_failed_writes,
+                    "broker retained store cannot write: degraded"
+                );
+                ctx.health
+                    .degraded(format!(
+                        "retained store cannot write ({} failed writes): retained changes are kept in memory and retried",
+                        stats.retained_store_failed_writes
+                    ))
+                    .await
+            } else {
+                info!("broker retained store writes again: running");
+                ctx.health.running().await
+            };
+            match published {
+                Ok(()) => reported_degraded = stats.retained_store_degraded,
+                // Retried on the next tick.
+                Err(e) => warn!(cause = %e, "publishing the broker's health"),
+            }
+        }
     }
 }
 
@@ -126,7 +166,9 @@ impl App {
 
         let mut services = Vec::with_capacity(settings.services.len() + 1);
         if broker.is_some() {
-            services.push(Configured::new(BrokerHealth));
+            services.push(Configured::new(BrokerHealth {
+                broker: broker.clone(),
+            }));
         }
         services.extend(settings.services);
         let runtime = Runtime::start(
@@ -239,6 +281,18 @@ fn spawn_broker_stats(
     let sent = Gauge::<i64>::default();
     let dropped = Gauge::<i64>::default();
     let retained = Gauge::<i64>::default();
+    let store_degraded = Gauge::<i64>::default();
+    let store_failed_writes = Gauge::<i64>::default();
+    metrics.register(
+        "broker_retained_store_degraded",
+        "1 while the retained store cannot write (full disk, I/O error), else 0",
+        store_degraded.clone(),
+    );
+    metrics.register(
+        "broker_retained_store_failed_writes",
+        "Retained-store commits that failed for a disk reason since start",
+        store_failed_writes.clone(),
+    );
     metrics.register(
         "broker_clients_connected",
         "MQTT clients connected",
@@ -278,6 +332,8 @@ fn spawn_broker_stats(
             sent.set(saturating_i64(now.messages_sent));
             dropped.set(saturating_i64(now.messages_dropped));
             retained.set(saturating_i64(now.retained_messages as u64));
+            store_degraded.set(i64::from(now.retained_store_degraded));
+            store_failed_writes.set(saturating_i64(now.retained_store_failed_writes));
         }
     })
 }

@@ -57,7 +57,7 @@ impl Handler for CountingHandler {
     }
 }
 
-/// Checks every CONNECT: its Will topic against the topic limits, then username/password
+/// Checks every CONNECT: its Will topic against the topic limits (and for wildcards), then username/password
 /// against the configured users.
 ///
 /// rmqtt calls this for every client because the listeners' own `allow_anonymous` is off; the
@@ -160,7 +160,8 @@ fn will_refusal(connect_info: &ConnectInfo, limits: &TopicLimits) -> Option<Topi
 }
 
 /// Refuses PUBLISH topic names and SUBSCRIBE filters beyond the topic limits, before the
-/// engine parses them into its trees (whose insert and drop recurse once per level).
+/// engine parses them into its trees (whose insert and drop recurse once per level), and
+/// PUBLISH topic names with `+` or `#` (MQTT-3.3.2-2; rmqtt 0.24 delivered and retained them).
 ///
 /// PUBLISH: PUBACK/PUBREC 0x90 (Topic Name invalid) and the connection is closed, for every
 /// QoS (rmqtt's `disconnect` flag). SUBSCRIBE: SUBACK 0x8F (Topic Filter invalid; 0x80 for

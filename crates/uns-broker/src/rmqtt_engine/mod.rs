@@ -5,6 +5,7 @@
 //! - `server`: rmqtt's `MqttServer::run`, which owns the listening sockets. Aborting it drops
 //!   them (the ports close at once); connections live in their own tasks.
 //! - `sys`: the `$SYS` publisher, aborted on shutdown.
+//! - `watchdog`: the connect timeout (`connect_timeout.rs`), aborted on shutdown.
 //! - connection/session tasks (spawned by rmqtt): ended by kicking every session.
 //! - the retained-store writer thread: joined by `RetainedStore::close`, last.
 //!
@@ -14,6 +15,7 @@
 //! internal helper tasks (the lazily created task-exec queues) are never stopped; they idle
 //! until the runtime ends.
 
+mod connect_timeout;
 mod hooks;
 mod retain;
 mod sessions;
@@ -67,6 +69,8 @@ pub(crate) struct RmqttEngine {
     server: JoinHandle<()>,
     /// The `$SYS` publisher.
     sys: JoinHandle<()>,
+    /// The connect-timeout watchdog.
+    watchdog: JoinHandle<()>,
 }
 
 /// Applies the UNS settings to one listener. Each is a deliberate choice; see the crate docs.
@@ -90,6 +94,12 @@ fn listener_builder(config: &BrokerConfig, name: &str, addr: SocketAddr) -> Buil
         .max_inflight(max_inflight)
         .max_mqueue_len(config.max_queue)
         .max_packet_size(config.max_packet_size)
+        // Bounds the websocket upgrade and, after the version probe, the CONNECT read; the
+        // probe itself is bounded by the `connect_timeout` watchdog.
+        .handshake_timeout(config.connect_timeout)
+        // rmqtt's default is an undocumented 2 h for 3.1.1 and no cap for MQTT 5.
+        .session_expiry_interval(config.session_expiry)
+        .max_session_expiry_interval(config.session_expiry)
         // rmqtt's default (5 min) is applied to every message without one: it would drop queued
         // messages after 5 minutes and add a Message Expiry property the publisher never set.
         // Zero = no broker-imposed expiry; a publisher's own expiry still applies.
@@ -164,6 +174,13 @@ pub(crate) async fn start(config: BrokerConfig) -> Result<RmqttEngine, BrokerErr
             )
             .await;
     }
+    let connected = connect_timeout::Connected::default();
+    register
+        .add(
+            Type::ClientConnect,
+            Box::new(connect_timeout::ConnectSeen(connected.clone())),
+        )
+        .await;
     sessions::register(&*register, &scx).await;
     register.start().await;
 
@@ -190,6 +207,13 @@ pub(crate) async fn start(config: BrokerConfig) -> Result<RmqttEngine, BrokerErr
         }
     });
 
+    let listeners = std::iter::once(mqtt_addr).chain(ws_addr).collect();
+    let watchdog = tokio::spawn(connect_timeout::run(
+        listeners,
+        config.connect_timeout,
+        connected,
+    ));
+
     let sys = tokio::spawn(sys::run(
         sys::SysSources {
             scx: scx.clone(),
@@ -214,6 +238,7 @@ pub(crate) async fn start(config: BrokerConfig) -> Result<RmqttEngine, BrokerErr
         register,
         server,
         sys,
+        watchdog,
     })
 }
 
@@ -225,11 +250,13 @@ impl RmqttEngine {
             register,
             server,
             sys,
+            watchdog,
             ..
         } = self;
         // 1. Stop accepting: the listening sockets live in the server task.
         server.abort();
         sys.abort();
+        watchdog.abort();
         let _ = server.await;
         let _ = sys.await;
 
