@@ -9,6 +9,13 @@
 //! - On NDEATH/DDEATH every `_tag` of that node/device is published again, retained, with its last value
 //!   and `"quality": "stale"`; a `_state` of that device becomes category `unknown` (name `offline`), since
 //!   nobody knows what the machine does. `_count` totals stay: they are still the last known totals.
+//! - `_count/{kind}` totals are monotonic: the bridge keeps its own total per location and kind and
+//!   moves it by the machine counter's steps. A counter that goes down is a **reset**: the new raw value
+//!   is added on top, the document counts it (`resets`, `last_reset_ms`) and a `reset` event goes to
+//!   `_count/events`. An 8/16/32-bit integer counter (by its Sparkplug datatype) that goes from the top
+//!   quarter of its range to the bottom quarter **rolled over**: the wrapped difference is added. The
+//!   totals of an earlier run are learned from the retained `_count` documents ([`Bridge::learn_count`])
+//!   before the first Sparkplug message, so a bridge restart does not reset them either.
 //! - A value that JSON would give as an object (DataSet, Template, PropertySet) is published as its JSON
 //!   text in a string, since a tag's value is never an object.
 
@@ -18,13 +25,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 use uns_model::payload::{
-    CountDoc, ErrorReport, EventHeader, MachineState, Mode, Quality, Quantity, SchemaTag,
-    SparkplugSource, StateCategory, StateDoc, StateEvent, StateSnapshot, TagContext, TagValue,
-    Timestamp, Uom,
+    CountChange, CountDoc, CountEvent, ErrorReport, EventHeader, MachineState, Mode, Quality,
+    Quantity, SchemaTag, SparkplugSource, StateCategory, StateDoc, StateEvent, StateSnapshot,
+    TagContext, TagValue, Timestamp, Uom,
 };
 use uns_model::topic::{Class, CountKind, Id, Location, TagPath, UnsTopic, slug};
-use uns_sparkplug::SparkplugTopic;
 use uns_sparkplug::host::{HostEvent, MetricUpdate, NodeId, Outgoing, Rejected};
+use uns_sparkplug::{DataType, SparkplugTopic, Value};
 
 use crate::config::{Mapping, mode_of};
 use crate::context;
@@ -134,6 +141,79 @@ pub struct Bridge {
     buf: Vec<u8>,
     states: HashMap<Location, LocationState>,
     contexts: HashMap<Location, TagContext>,
+    /// The UNS total behind each `_count/{kind}` and the machine counter's last raw value.
+    counts: HashMap<(Location, CountKind), CountTotal>,
+}
+
+/// One `_count/{kind}` of a location: the monotonic UNS total and what the machine said last.
+#[derive(Debug, Clone, PartialEq)]
+struct CountTotal {
+    total: f64,
+    /// The machine counter's last raw value (`None` until one is seen or learned).
+    raw: Option<f64>,
+    resets: u64,
+    rollovers: u64,
+    last_reset_ms: Option<i64>,
+}
+
+/// How a machine counter moved from one raw value to the next.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum CountStep {
+    /// Up (or unchanged) by this much.
+    Up(f64),
+    /// Wrapped at its width's maximum: up by the wrapped difference.
+    Rollover(f64),
+    /// Went down: a reset; the new raw value is what was counted since.
+    Reset,
+}
+
+/// The counter width of a Sparkplug integer datatype, in bits (`None`: 64-bit or not an integer, where
+/// a decrease is always a reset).
+fn counter_width(datatype: DataType) -> Option<u32> {
+    match datatype {
+        DataType::Int8 | DataType::UInt8 => Some(8),
+        DataType::Int16 | DataType::UInt16 => Some(16),
+        DataType::Int32 | DataType::UInt32 => Some(32),
+        _ => None,
+    }
+}
+
+/// The raw counter value as an unsigned number of its width (a signed 16-bit counter that passed
+/// 32767 reads as 32768.., as the bits say).
+fn raw_count(value: &Value, width: Option<u32>) -> Option<f64> {
+    let signed = match value {
+        Value::Int8(v) => i64::from(*v),
+        Value::Int16(v) => i64::from(*v),
+        Value::Int32(v) => i64::from(*v),
+        Value::Int64(v) => *v,
+        Value::UInt8(v) => i64::from(*v),
+        Value::UInt16(v) => i64::from(*v),
+        Value::UInt32(v) => i64::from(*v),
+        // Counts above i64::MAX stay exact enough as f64.
+        Value::UInt64(v) => return Some(*v as f64),
+        Value::Float(v) => return Some(f64::from(*v)),
+        Value::Double(v) => return Some(*v),
+        _ => return None,
+    };
+    Some(match width {
+        Some(bits) => signed.rem_euclid(1_i64 << bits) as f64,
+        None => signed as f64,
+    })
+}
+
+/// Up, rollover (from the top quarter of the range to the bottom quarter of a 8/16/32-bit counter)
+/// or reset.
+fn count_step(before: f64, after: f64, width: Option<u32>) -> CountStep {
+    if after >= before {
+        return CountStep::Up(after - before);
+    }
+    if let Some(bits) = width {
+        let range = (1_u64 << bits) as f64;
+        if before >= range * 0.75 && after < range * 0.25 {
+            return CountStep::Rollover(range - before + after);
+        }
+    }
+    CountStep::Reset
 }
 
 impl Bridge {
@@ -146,6 +226,7 @@ impl Bridge {
             targets: HashMap::new(),
             states: HashMap::new(),
             contexts: HashMap::new(),
+            counts: HashMap::new(),
             tag_prefix: tag_prefix(),
             buf: Vec::with_capacity(512),
         }
@@ -174,6 +255,22 @@ impl Bridge {
             }
         }
         Ok(())
+    }
+
+    /// Learns a `_count` document published before (retained, from an earlier run), so the total
+    /// carries on from it. Call before the first Sparkplug message. A document from before the reset
+    /// fields has `total` = the machine's raw value.
+    pub fn learn_count(&mut self, location: Location, doc: &CountDoc) {
+        self.counts.insert(
+            (location, doc.kind),
+            CountTotal {
+                total: doc.total.qty,
+                raw: Some(doc.raw.unwrap_or(doc.total.qty)),
+                resets: doc.resets,
+                rollovers: doc.rollovers,
+                last_reset_ms: doc.last_reset_ms,
+            },
+        );
     }
 
     /// Maps the events of one host call. `input` is the message that caused them (topic and payload),
@@ -374,20 +471,91 @@ impl Bridge {
                 state.mode = mode_of(&text());
             }
             Role::Count(kind) => {
-                let Some(qty) = json.as_f64() else {
+                let width = counter_width(update.datatype);
+                let Some(raw) = update.value.as_ref().and_then(|v| raw_count(v, width)) else {
                     return;
                 };
-                let count = CountDoc {
-                    schema: SchemaTag::default(),
-                    kind,
-                    total: Quantity::new(qty, Uom::EA),
-                    timestamp_ms,
-                };
-                out.push(Publication::Uns {
-                    topic: Arc::new(UnsTopic::located(location, Class::Count(kind))),
-                    payload: to_bytes(&count),
-                });
+                self.count(location, kind, raw, width, timestamp_ms, out);
             }
+        }
+    }
+
+    /// A new raw value of a machine counter: the UNS total moves by the step (a reset adds the new
+    /// raw value on top and publishes a reset event), then `_count/{kind}` is published.
+    fn count(
+        &mut self,
+        location: Location,
+        kind: CountKind,
+        raw: f64,
+        width: Option<u32>,
+        timestamp_ms: i64,
+        out: &mut Vec<Publication>,
+    ) {
+        let counter = self
+            .counts
+            .entry((location.clone(), kind))
+            .or_insert(CountTotal {
+                total: 0.0,
+                raw: None,
+                resets: 0,
+                rollovers: 0,
+                last_reset_ms: None,
+            });
+        let mut reset_from = None;
+        match counter.raw {
+            // First sight, nothing learned: the machine's count so far is the total.
+            None => counter.total = raw,
+            Some(before) => match count_step(before, raw, width) {
+                CountStep::Up(delta) => counter.total += delta,
+                CountStep::Rollover(delta) => {
+                    counter.total += delta;
+                    counter.rollovers += 1;
+                }
+                CountStep::Reset => {
+                    counter.total += raw;
+                    counter.resets += 1;
+                    counter.last_reset_ms = Some(timestamp_ms);
+                    reset_from = Some(before);
+                }
+            },
+        }
+        counter.raw = Some(raw);
+        let total = Quantity::new(counter.total, Uom::EA);
+        let count = CountDoc {
+            schema: SchemaTag::default(),
+            kind,
+            total,
+            timestamp_ms,
+            raw: Some(raw),
+            resets: counter.resets,
+            rollovers: counter.rollovers,
+            last_reset_ms: counter.last_reset_ms,
+        };
+        out.push(Publication::Uns {
+            topic: Arc::new(UnsTopic::located(location.clone(), Class::Count(kind))),
+            payload: to_bytes(&count),
+        });
+        if let Some(raw_before) = reset_from {
+            let wo_id = context_of(&self.contexts, &location).and_then(|c| c.wo_id.clone());
+            let event = CountEvent {
+                schema: SchemaTag::default(),
+                header: EventHeader::new(
+                    uuid::Uuid::now_v7(),
+                    timestamp(timestamp_ms),
+                    timestamp(chrono::Utc::now().timestamp_millis()),
+                ),
+                wo_id,
+                change: CountChange::Reset {
+                    kind,
+                    raw_before,
+                    raw_after: raw,
+                    total,
+                },
+            };
+            out.push(Publication::Uns {
+                topic: Arc::new(UnsTopic::located(location, Class::CountEvents)),
+                payload: to_bytes(&event),
+            });
         }
     }
 
@@ -772,6 +940,27 @@ mod tests {
         check(serde_json::json!(true), None, None);
         check(serde_json::json!(null), None, None);
         check(serde_json::json!([1, "a", null]), None, None);
+    }
+
+    #[test]
+    fn counter_steps_tell_resets_from_rollovers_by_width() {
+        assert_eq!(count_step(10.0, 15.0, None), CountStep::Up(5.0));
+        assert_eq!(count_step(1_678.0, 0.0, None), CountStep::Reset);
+        assert_eq!(
+            count_step(65_530.0, 4.0, Some(16)),
+            CountStep::Rollover(10.0)
+        );
+        // Down by half the range is no wrap: a reset.
+        assert_eq!(count_step(40_000.0, 20_000.0, Some(16)), CountStep::Reset);
+        assert_eq!(
+            count_step(4_294_967_290.0, 3.0, Some(32)),
+            CountStep::Rollover(9.0)
+        );
+        // A 64-bit counter never wraps in practice.
+        assert_eq!(count_step(u64::MAX as f64, 3.0, None), CountStep::Reset);
+        // A signed 16-bit counter past 32767 reads on as its bits say.
+        assert_eq!(raw_count(&Value::Int16(-32_768), Some(16)), Some(32_768.0));
+        assert_eq!(raw_count(&Value::Int16(-1), Some(16)), Some(65_535.0));
     }
 
     #[test]
