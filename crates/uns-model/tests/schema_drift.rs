@@ -183,6 +183,7 @@ fn every_payload_type_matches_its_schema() {
                 shift: Some("early".to_owned()),
                 ..TagContext::default()
             }),
+            historical: true,
             src: Some(SparkplugSource {
                 group: "plant1".to_owned(),
                 edge: "filler-edge".to_owned(),
@@ -193,6 +194,7 @@ fn every_payload_type_matches_its_schema() {
         vec![
             remove("no value", &["value"]),
             remove("no quality", &["quality"]),
+            set("historical as text", &["historical"], json!("yes")),
             set("object value", &["value"], json!({"a": 1})),
             set("unknown quality", &["quality"], json!("excellent")),
             set("lowercase unit", &["unit"], json!("cel")),

@@ -3,9 +3,12 @@
 //! NCMDs, STATE).
 //!
 //! Decisions (see also the crate docs):
-//! - Current values are retained on `…/_tag/{metric path}`. A **historical** value (store-and-forward) is
-//!   published on the same topic *not retained*: subscribers that historize see it in order, the retained
-//!   current value is untouched. Historical values never change `_state` or `_count`.
+//! - Current values are retained on `…/_tag/{metric path}`. A **historical** value (Sparkplug
+//!   `is_historical`, store-and-forward) and any value older than the current one is published on
+//!   `…/_tag/{metric path}/_history` (not retained, `"historical": true`), in timestamp order: one whose
+//!   source time is not after the last historical value's (sent twice, or late) is dropped and counted.
+//!   The retained current value is never replaced by an older one. Historical values never change
+//!   `_state` or `_count`.
 //! - On NDEATH/DDEATH every `_tag` of that node/device is published again, retained, with its last value
 //!   and `"quality": "stale"`; a `_state` of that device becomes category `unknown` (name `offline`), since
 //!   nobody knows what the machine does. `_count` totals stay: they are still the last known totals.
@@ -46,7 +49,7 @@ pub enum Publication {
         /// The JSON bytes.
         payload: Bytes,
     },
-    /// A historical tag value: the `_tag` topic, *not* retained.
+    /// A historical tag value on its `_tag/…/_history` topic (not retained, by its class).
     Historical {
         /// The topic (shared, as for [`Publication::Uns`]).
         topic: Arc<UnsTopic>,
@@ -71,8 +74,11 @@ pub enum Publication {
 pub struct BridgeCounters {
     /// Current values published to `_tag`.
     pub tags: Counter,
-    /// Historical values published (not retained).
+    /// Historical values published on `_tag/…/_history` (flagged historical, or older than the
+    /// current value).
     pub historical: Counter,
+    /// Historical values dropped: sent again, or older than the last historical value published.
+    pub history_dropped: Counter,
     /// `_tag` documents re-published as stale.
     pub stale: Counter,
     /// Rebirth requests sent.
@@ -96,6 +102,13 @@ struct Target {
     unit: Option<(Arc<str>, Box<[u8]>)>,
     /// The last current value published on its `_tag`, for stale marking.
     published: Option<PublishedTag>,
+    /// Its `_tag/…/_history` topic, built on the first historical value.
+    history: Option<Arc<UnsTopic>>,
+    /// Source time of the current value published last.
+    current_ms: Option<i64>,
+    /// Source time of the historical value published last: history goes out in timestamp order,
+    /// each source time once.
+    history_ms: Option<i64>,
 }
 
 /// The last current value published on a `_tag`, kept for stale marking.
@@ -370,6 +383,9 @@ impl Bridge {
             src_suffix: src_suffix.into_boxed_slice(),
             unit: None,
             published: None,
+            history: None,
+            current_ms: None,
+            history_ms: None,
         }
     }
 
@@ -390,7 +406,21 @@ impl Bridge {
                 }
                 other => other,
             });
+        // Flagged historical, or older than the current value: never published as the current value.
+        let historical = update.is_historical
+            || target
+                .current_ms
+                .is_some_and(|current_ms| timestamp_ms < current_ms);
         if let Some(topic) = &target.tag {
+            if historical
+                && target
+                    .history_ms
+                    .is_some_and(|history_ms| timestamp_ms <= history_ms)
+            {
+                // A duplicate (sent again) or out of order: history stays in timestamp order.
+                self.counters.history_dropped.inc();
+                return;
+            }
             let unit: &[u8] = match &update.unit {
                 None => &[],
                 Some(unit) => {
@@ -417,17 +447,33 @@ impl Bridge {
                 quality(update.quality),
                 unit,
                 context,
+                historical,
                 &target.src_suffix,
             );
             let payload = Bytes::copy_from_slice(&self.buf);
-            if update.is_historical {
+            if historical {
                 self.counters.historical.inc();
+                let history = target
+                    .history
+                    .get_or_insert_with(|| {
+                        let path = match topic.class() {
+                            Some(Class::Tag(path)) => path.clone(),
+                            _ => tag_path(&update.name),
+                        };
+                        Arc::new(UnsTopic::located(
+                            target.location.clone(),
+                            Class::TagHistory(path),
+                        ))
+                    })
+                    .clone();
+                target.history_ms = Some(timestamp_ms);
                 out.push(Publication::Historical {
-                    topic: topic.clone(),
+                    topic: history,
                     payload,
                 });
                 return;
             }
+            target.current_ms = Some(timestamp_ms);
             self.counters.tags.inc();
             out.push(Publication::Uns {
                 topic: topic.clone(),
@@ -438,7 +484,7 @@ impl Bridge {
                 payload,
                 quality,
             });
-        } else if update.is_historical {
+        } else if historical {
             return;
         }
         let role = target.role;
@@ -774,6 +820,7 @@ fn write_tag(
     quality: Quality,
     unit: &[u8],
     context: Option<&TagContext>,
+    historical: bool,
     src_suffix: &[u8],
 ) -> std::ops::Range<usize> {
     use std::io::Write as _;
@@ -791,6 +838,9 @@ fn write_tag(
     if let Some(context) = context {
         buf.extend_from_slice(b",\"context\":");
         let _ = serde_json::to_writer(&mut *buf, context);
+    }
+    if historical {
+        buf.extend_from_slice(b",\"historical\":true");
     }
     buf.extend_from_slice(src_suffix);
     quality_at
@@ -863,7 +913,7 @@ mod tests {
     #[test]
     fn tag_json_is_byte_identical_to_serde() {
         fn check(value: serde_json::Value, unit: Option<&str>, context: Option<TagContext>) {
-            for device in [None, Some("press \"7\"")] {
+            for (device, historical) in [(None, false), (Some("press \"7\""), true)] {
                 for quality in [
                     Quality::Good,
                     Quality::Bad,
@@ -884,6 +934,7 @@ mod tests {
                         quality,
                         unit: uom,
                         context: context.clone(),
+                        historical,
                         src: Some(src.clone()),
                     };
                     let mut src_suffix = b",\"src\":".to_vec();
@@ -901,6 +952,7 @@ mod tests {
                         quality,
                         &unit_fragment,
                         context.as_ref(),
+                        historical,
                         &src_suffix,
                     );
                     assert_eq!(

@@ -7,7 +7,8 @@
 //! spBv1.0/# ──(own MQTT connection, Will = STATE death)──► HostSession (uns_sparkplug::host)
 //!     ──HostEvent──► Bridge (mapping, context, stale, state, counts) ──Publication──►
 //!         UnsClient: uns/v1/{location}/_tag/…, _state, _state/events, _count/…, _errors
-//!         Sparkplug connection: rebirth NCMDs, STATE birth, historical values (not retained)
+//!         …/_tag/…/_history (historical values, not retained)
+//!         Sparkplug connection: rebirth NCMDs, STATE birth
 //! uns/v1/…/_wo/_active ──(UnsClient inbox)──► Bridge context
 //! ```
 //!
@@ -340,9 +341,7 @@ async fn execute(
         match publication {
             Publication::Uns { topic, payload } => client.publish_bytes(&topic, payload).await?,
             Publication::Historical { topic, payload } => {
-                connection
-                    .publish_historical(topic.to_string(), payload)
-                    .await;
+                client.publish_bytes(&topic, payload).await?;
             }
             Publication::Sparkplug(message) => connection.publish(message).await,
             Publication::Error {
@@ -398,8 +397,13 @@ fn register_counters(metrics: &Metrics, counters: &BridgeCounters) {
     );
     metrics.register(
         "scada_bridge_historical",
-        "Historical Sparkplug values published (not retained)",
+        "Historical Sparkplug values published on _tag/.../_history (not retained)",
         counters.historical.clone(),
+    );
+    metrics.register(
+        "scada_bridge_history_dropped",
+        "Historical values dropped: sent again, or older than the last one published",
+        counters.history_dropped.clone(),
     );
     metrics.register(
         "scada_bridge_stale",
