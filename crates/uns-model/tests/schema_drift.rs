@@ -183,6 +183,7 @@ fn every_payload_type_matches_its_schema() {
                 shift: Some("early".to_owned()),
                 ..TagContext::default()
             }),
+            historical: true,
             src: Some(SparkplugSource {
                 group: "plant1".to_owned(),
                 edge: "filler-edge".to_owned(),
@@ -193,6 +194,7 @@ fn every_payload_type_matches_its_schema() {
         vec![
             remove("no value", &["value"]),
             remove("no quality", &["quality"]),
+            set("historical as text", &["historical"], json!("yes")),
             set("object value", &["value"], json!({"a": 1})),
             set("unknown quality", &["quality"], json!("excellent")),
             set("lowercase unit", &["unit"], json!("cel")),
@@ -287,13 +289,33 @@ fn every_payload_type_matches_its_schema() {
             kind: CountKind::Good,
             total: ea(15_230.0),
             timestamp_ms: 1_741_068_000_123,
+            raw: Some(230.0),
+            resets: 1,
+            rollovers: 2,
+            last_reset_ms: Some(1_741_067_000_000),
         },
         vec![
             set("unknown kind", &["kind"], json!("events")),
             remove("total without uom", &["total", "uom"]),
             set("extra field in quantity", &["total", "unit"], json!("EA")),
+            set("negative resets", &["resets"], json!(-1)),
+            set("raw as text", &["raw"], json!("230")),
         ],
     ));
+    // A document of a publisher from before the reset fields still reads.
+    check(
+        CountDoc {
+            schema: SchemaTag::default(),
+            kind: CountKind::Scrap,
+            total: ea(12.0),
+            timestamp_ms: 1_741_068_000_123,
+            raw: None,
+            resets: 0,
+            rollovers: 0,
+            last_reset_ms: None,
+        },
+        vec![],
+    );
 
     covered.insert(check(
         CountEvent {
@@ -332,6 +354,24 @@ fn every_payload_type_matches_its_schema() {
         },
     };
     check(delta, vec![remove("delta without kind", &["kind"])]);
+    let reset = CountEvent {
+        schema: SchemaTag::default(),
+        header: header(4),
+        wo_id: None,
+        change: CountChange::Reset {
+            kind: CountKind::Good,
+            raw_before: 1_678.0,
+            raw_after: 0.0,
+            total: ea(1_678.0),
+        },
+    };
+    check(
+        reset,
+        vec![
+            remove("reset without raw_after", &["raw_after"]),
+            remove("reset without total", &["total"]),
+        ],
+    );
 
     let operation = Operation {
         operation_id: "0010".to_owned(),

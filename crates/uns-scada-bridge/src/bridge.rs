@@ -3,12 +3,22 @@
 //! NCMDs, STATE).
 //!
 //! Decisions (see also the crate docs):
-//! - Current values are retained on `…/_tag/{metric path}`. A **historical** value (store-and-forward) is
-//!   published on the same topic *not retained*: subscribers that historize see it in order, the retained
-//!   current value is untouched. Historical values never change `_state` or `_count`.
+//! - Current values are retained on `…/_tag/{metric path}`. A **historical** value (Sparkplug
+//!   `is_historical`, store-and-forward) and any value older than the current one is published on
+//!   `…/_tag/{metric path}/_history` (not retained, `"historical": true`), in timestamp order: one whose
+//!   source time is not after the last historical value's (sent twice, or late) is dropped and counted.
+//!   The retained current value is never replaced by an older one. Historical values never change
+//!   `_state` or `_count`.
 //! - On NDEATH/DDEATH every `_tag` of that node/device is published again, retained, with its last value
 //!   and `"quality": "stale"`; a `_state` of that device becomes category `unknown` (name `offline`), since
 //!   nobody knows what the machine does. `_count` totals stay: they are still the last known totals.
+//! - `_count/{kind}` totals are monotonic: the bridge keeps its own total per location and kind and
+//!   moves it by the machine counter's steps. A counter that goes down is a **reset**: the new raw value
+//!   is added on top, the document counts it (`resets`, `last_reset_ms`) and a `reset` event goes to
+//!   `_count/events`. An 8/16/32-bit integer counter (by its Sparkplug datatype) that goes from the top
+//!   quarter of its range to the bottom quarter **rolled over**: the wrapped difference is added. The
+//!   totals of an earlier run are learned from the retained `_count` documents ([`Bridge::learn_count`])
+//!   before the first Sparkplug message, so a bridge restart does not reset them either.
 //! - A value that JSON would give as an object (DataSet, Template, PropertySet) is published as its JSON
 //!   text in a string, since a tag's value is never an object.
 
@@ -18,13 +28,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prometheus_client::metrics::counter::Counter;
 use uns_model::payload::{
-    CountDoc, ErrorReport, EventHeader, MachineState, Mode, Quality, Quantity, SchemaTag,
-    SparkplugSource, StateCategory, StateDoc, StateEvent, StateSnapshot, TagContext, TagValue,
-    Timestamp, Uom,
+    CountChange, CountDoc, CountEvent, ErrorReport, EventHeader, MachineState, Mode, Quality,
+    Quantity, SchemaTag, SparkplugSource, StateCategory, StateDoc, StateEvent, StateSnapshot,
+    TagContext, TagValue, Timestamp, Uom,
 };
 use uns_model::topic::{Class, CountKind, Id, Location, TagPath, UnsTopic, slug};
-use uns_sparkplug::SparkplugTopic;
 use uns_sparkplug::host::{HostEvent, MetricUpdate, NodeId, Outgoing, Rejected};
+use uns_sparkplug::{DataType, SparkplugTopic, Value};
 
 use crate::config::{Mapping, mode_of};
 use crate::context;
@@ -39,7 +49,7 @@ pub enum Publication {
         /// The JSON bytes.
         payload: Bytes,
     },
-    /// A historical tag value: the `_tag` topic, *not* retained.
+    /// A historical tag value on its `_tag/…/_history` topic (not retained, by its class).
     Historical {
         /// The topic (shared, as for [`Publication::Uns`]).
         topic: Arc<UnsTopic>,
@@ -64,8 +74,11 @@ pub enum Publication {
 pub struct BridgeCounters {
     /// Current values published to `_tag`.
     pub tags: Counter,
-    /// Historical values published (not retained).
+    /// Historical values published on `_tag/…/_history` (flagged historical, or older than the
+    /// current value).
     pub historical: Counter,
+    /// Historical values dropped: sent again, or older than the last historical value published.
+    pub history_dropped: Counter,
     /// `_tag` documents re-published as stale.
     pub stale: Counter,
     /// Rebirth requests sent.
@@ -89,6 +102,13 @@ struct Target {
     unit: Option<(Arc<str>, Box<[u8]>)>,
     /// The last current value published on its `_tag`, for stale marking.
     published: Option<PublishedTag>,
+    /// Its `_tag/…/_history` topic, built on the first historical value.
+    history: Option<Arc<UnsTopic>>,
+    /// Source time of the current value published last.
+    current_ms: Option<i64>,
+    /// Source time of the historical value published last: history goes out in timestamp order,
+    /// each source time once.
+    history_ms: Option<i64>,
 }
 
 /// The last current value published on a `_tag`, kept for stale marking.
@@ -134,6 +154,79 @@ pub struct Bridge {
     buf: Vec<u8>,
     states: HashMap<Location, LocationState>,
     contexts: HashMap<Location, TagContext>,
+    /// The UNS total behind each `_count/{kind}` and the machine counter's last raw value.
+    counts: HashMap<(Location, CountKind), CountTotal>,
+}
+
+/// One `_count/{kind}` of a location: the monotonic UNS total and what the machine said last.
+#[derive(Debug, Clone, PartialEq)]
+struct CountTotal {
+    total: f64,
+    /// The machine counter's last raw value (`None` until one is seen or learned).
+    raw: Option<f64>,
+    resets: u64,
+    rollovers: u64,
+    last_reset_ms: Option<i64>,
+}
+
+/// How a machine counter moved from one raw value to the next.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum CountStep {
+    /// Up (or unchanged) by this much.
+    Up(f64),
+    /// Wrapped at its width's maximum: up by the wrapped difference.
+    Rollover(f64),
+    /// Went down: a reset; the new raw value is what was counted since.
+    Reset,
+}
+
+/// The counter width of a Sparkplug integer datatype, in bits (`None`: 64-bit or not an integer, where
+/// a decrease is always a reset).
+fn counter_width(datatype: DataType) -> Option<u32> {
+    match datatype {
+        DataType::Int8 | DataType::UInt8 => Some(8),
+        DataType::Int16 | DataType::UInt16 => Some(16),
+        DataType::Int32 | DataType::UInt32 => Some(32),
+        _ => None,
+    }
+}
+
+/// The raw counter value as an unsigned number of its width (a signed 16-bit counter that passed
+/// 32767 reads as 32768.., as the bits say).
+fn raw_count(value: &Value, width: Option<u32>) -> Option<f64> {
+    let signed = match value {
+        Value::Int8(v) => i64::from(*v),
+        Value::Int16(v) => i64::from(*v),
+        Value::Int32(v) => i64::from(*v),
+        Value::Int64(v) => *v,
+        Value::UInt8(v) => i64::from(*v),
+        Value::UInt16(v) => i64::from(*v),
+        Value::UInt32(v) => i64::from(*v),
+        // Counts above i64::MAX stay exact enough as f64.
+        Value::UInt64(v) => return Some(*v as f64),
+        Value::Float(v) => return Some(f64::from(*v)),
+        Value::Double(v) => return Some(*v),
+        _ => return None,
+    };
+    Some(match width {
+        Some(bits) => signed.rem_euclid(1_i64 << bits) as f64,
+        None => signed as f64,
+    })
+}
+
+/// Up, rollover (from the top quarter of the range to the bottom quarter of a 8/16/32-bit counter)
+/// or reset.
+fn count_step(before: f64, after: f64, width: Option<u32>) -> CountStep {
+    if after >= before {
+        return CountStep::Up(after - before);
+    }
+    if let Some(bits) = width {
+        let range = (1_u64 << bits) as f64;
+        if before >= range * 0.75 && after < range * 0.25 {
+            return CountStep::Rollover(range - before + after);
+        }
+    }
+    CountStep::Reset
 }
 
 impl Bridge {
@@ -146,6 +239,7 @@ impl Bridge {
             targets: HashMap::new(),
             states: HashMap::new(),
             contexts: HashMap::new(),
+            counts: HashMap::new(),
             tag_prefix: tag_prefix(),
             buf: Vec::with_capacity(512),
         }
@@ -174,6 +268,22 @@ impl Bridge {
             }
         }
         Ok(())
+    }
+
+    /// Learns a `_count` document published before (retained, from an earlier run), so the total
+    /// carries on from it. Call before the first Sparkplug message. A document from before the reset
+    /// fields has `total` = the machine's raw value.
+    pub fn learn_count(&mut self, location: Location, doc: &CountDoc) {
+        self.counts.insert(
+            (location, doc.kind),
+            CountTotal {
+                total: doc.total.qty,
+                raw: Some(doc.raw.unwrap_or(doc.total.qty)),
+                resets: doc.resets,
+                rollovers: doc.rollovers,
+                last_reset_ms: doc.last_reset_ms,
+            },
+        );
     }
 
     /// Maps the events of one host call. `input` is the message that caused them (topic and payload),
@@ -273,6 +383,9 @@ impl Bridge {
             src_suffix: src_suffix.into_boxed_slice(),
             unit: None,
             published: None,
+            history: None,
+            current_ms: None,
+            history_ms: None,
         }
     }
 
@@ -293,7 +406,21 @@ impl Bridge {
                 }
                 other => other,
             });
+        // Flagged historical, or older than the current value: never published as the current value.
+        let historical = update.is_historical
+            || target
+                .current_ms
+                .is_some_and(|current_ms| timestamp_ms < current_ms);
         if let Some(topic) = &target.tag {
+            if historical
+                && target
+                    .history_ms
+                    .is_some_and(|history_ms| timestamp_ms <= history_ms)
+            {
+                // A duplicate (sent again) or out of order: history stays in timestamp order.
+                self.counters.history_dropped.inc();
+                return;
+            }
             let unit: &[u8] = match &update.unit {
                 None => &[],
                 Some(unit) => {
@@ -320,17 +447,33 @@ impl Bridge {
                 quality(update.quality),
                 unit,
                 context,
+                historical,
                 &target.src_suffix,
             );
             let payload = Bytes::copy_from_slice(&self.buf);
-            if update.is_historical {
+            if historical {
                 self.counters.historical.inc();
+                let history = target
+                    .history
+                    .get_or_insert_with(|| {
+                        let path = match topic.class() {
+                            Some(Class::Tag(path)) => path.clone(),
+                            _ => tag_path(&update.name),
+                        };
+                        Arc::new(UnsTopic::located(
+                            target.location.clone(),
+                            Class::TagHistory(path),
+                        ))
+                    })
+                    .clone();
+                target.history_ms = Some(timestamp_ms);
                 out.push(Publication::Historical {
-                    topic: topic.clone(),
+                    topic: history,
                     payload,
                 });
                 return;
             }
+            target.current_ms = Some(timestamp_ms);
             self.counters.tags.inc();
             out.push(Publication::Uns {
                 topic: topic.clone(),
@@ -341,7 +484,7 @@ impl Bridge {
                 payload,
                 quality,
             });
-        } else if update.is_historical {
+        } else if historical {
             return;
         }
         let role = target.role;
@@ -374,20 +517,91 @@ impl Bridge {
                 state.mode = mode_of(&text());
             }
             Role::Count(kind) => {
-                let Some(qty) = json.as_f64() else {
+                let width = counter_width(update.datatype);
+                let Some(raw) = update.value.as_ref().and_then(|v| raw_count(v, width)) else {
                     return;
                 };
-                let count = CountDoc {
-                    schema: SchemaTag::default(),
-                    kind,
-                    total: Quantity::new(qty, Uom::EA),
-                    timestamp_ms,
-                };
-                out.push(Publication::Uns {
-                    topic: Arc::new(UnsTopic::located(location, Class::Count(kind))),
-                    payload: to_bytes(&count),
-                });
+                self.count(location, kind, raw, width, timestamp_ms, out);
             }
+        }
+    }
+
+    /// A new raw value of a machine counter: the UNS total moves by the step (a reset adds the new
+    /// raw value on top and publishes a reset event), then `_count/{kind}` is published.
+    fn count(
+        &mut self,
+        location: Location,
+        kind: CountKind,
+        raw: f64,
+        width: Option<u32>,
+        timestamp_ms: i64,
+        out: &mut Vec<Publication>,
+    ) {
+        let counter = self
+            .counts
+            .entry((location.clone(), kind))
+            .or_insert(CountTotal {
+                total: 0.0,
+                raw: None,
+                resets: 0,
+                rollovers: 0,
+                last_reset_ms: None,
+            });
+        let mut reset_from = None;
+        match counter.raw {
+            // First sight, nothing learned: the machine's count so far is the total.
+            None => counter.total = raw,
+            Some(before) => match count_step(before, raw, width) {
+                CountStep::Up(delta) => counter.total += delta,
+                CountStep::Rollover(delta) => {
+                    counter.total += delta;
+                    counter.rollovers += 1;
+                }
+                CountStep::Reset => {
+                    counter.total += raw;
+                    counter.resets += 1;
+                    counter.last_reset_ms = Some(timestamp_ms);
+                    reset_from = Some(before);
+                }
+            },
+        }
+        counter.raw = Some(raw);
+        let total = Quantity::new(counter.total, Uom::EA);
+        let count = CountDoc {
+            schema: SchemaTag::default(),
+            kind,
+            total,
+            timestamp_ms,
+            raw: Some(raw),
+            resets: counter.resets,
+            rollovers: counter.rollovers,
+            last_reset_ms: counter.last_reset_ms,
+        };
+        out.push(Publication::Uns {
+            topic: Arc::new(UnsTopic::located(location.clone(), Class::Count(kind))),
+            payload: to_bytes(&count),
+        });
+        if let Some(raw_before) = reset_from {
+            let wo_id = context_of(&self.contexts, &location).and_then(|c| c.wo_id.clone());
+            let event = CountEvent {
+                schema: SchemaTag::default(),
+                header: EventHeader::new(
+                    uuid::Uuid::now_v7(),
+                    timestamp(timestamp_ms),
+                    timestamp(chrono::Utc::now().timestamp_millis()),
+                ),
+                wo_id,
+                change: CountChange::Reset {
+                    kind,
+                    raw_before,
+                    raw_after: raw,
+                    total,
+                },
+            };
+            out.push(Publication::Uns {
+                topic: Arc::new(UnsTopic::located(location, Class::CountEvents)),
+                payload: to_bytes(&event),
+            });
         }
     }
 
@@ -606,6 +820,7 @@ fn write_tag(
     quality: Quality,
     unit: &[u8],
     context: Option<&TagContext>,
+    historical: bool,
     src_suffix: &[u8],
 ) -> std::ops::Range<usize> {
     use std::io::Write as _;
@@ -623,6 +838,9 @@ fn write_tag(
     if let Some(context) = context {
         buf.extend_from_slice(b",\"context\":");
         let _ = serde_json::to_writer(&mut *buf, context);
+    }
+    if historical {
+        buf.extend_from_slice(b",\"historical\":true");
     }
     buf.extend_from_slice(src_suffix);
     quality_at
@@ -695,7 +913,7 @@ mod tests {
     #[test]
     fn tag_json_is_byte_identical_to_serde() {
         fn check(value: serde_json::Value, unit: Option<&str>, context: Option<TagContext>) {
-            for device in [None, Some("press \"7\"")] {
+            for (device, historical) in [(None, false), (Some("press \"7\""), true)] {
                 for quality in [
                     Quality::Good,
                     Quality::Bad,
@@ -716,6 +934,7 @@ mod tests {
                         quality,
                         unit: uom,
                         context: context.clone(),
+                        historical,
                         src: Some(src.clone()),
                     };
                     let mut src_suffix = b",\"src\":".to_vec();
@@ -733,6 +952,7 @@ mod tests {
                         quality,
                         &unit_fragment,
                         context.as_ref(),
+                        historical,
                         &src_suffix,
                     );
                     assert_eq!(
@@ -772,6 +992,27 @@ mod tests {
         check(serde_json::json!(true), None, None);
         check(serde_json::json!(null), None, None);
         check(serde_json::json!([1, "a", null]), None, None);
+    }
+
+    #[test]
+    fn counter_steps_tell_resets_from_rollovers_by_width() {
+        assert_eq!(count_step(10.0, 15.0, None), CountStep::Up(5.0));
+        assert_eq!(count_step(1_678.0, 0.0, None), CountStep::Reset);
+        assert_eq!(
+            count_step(65_530.0, 4.0, Some(16)),
+            CountStep::Rollover(10.0)
+        );
+        // Down by half the range is no wrap: a reset.
+        assert_eq!(count_step(40_000.0, 20_000.0, Some(16)), CountStep::Reset);
+        assert_eq!(
+            count_step(4_294_967_290.0, 3.0, Some(32)),
+            CountStep::Rollover(9.0)
+        );
+        // A 64-bit counter never wraps in practice.
+        assert_eq!(count_step(u64::MAX as f64, 3.0, None), CountStep::Reset);
+        // A signed 16-bit counter past 32767 reads on as its bits say.
+        assert_eq!(raw_count(&Value::Int16(-32_768), Some(16)), Some(32_768.0));
+        assert_eq!(raw_count(&Value::Int16(-1), Some(16)), Some(65_535.0));
     }
 
     #[test]

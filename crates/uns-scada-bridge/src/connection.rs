@@ -127,18 +127,6 @@ impl Handle {
         }
     }
 
-    /// Publishes a historical `_tag` value: QoS 1, not retained.
-    pub(crate) async fn publish_historical(&self, topic: String, payload: Bytes) {
-        if self
-            .client
-            .publish_bytes(topic.clone(), QoS::AtLeastOnce, false, payload)
-            .await
-            .is_err()
-        {
-            debug!(%topic, "Sparkplug connection closed; historical value dropped");
-        }
-    }
-
     /// Publishes the STATE death, disconnects, and waits at most `grace` for the task to end.
     pub(crate) async fn stop(mut self, death: Outgoing, grace: Duration) {
         self.stopping.cancel();

@@ -7,7 +7,8 @@
 //! spBv1.0/# ──(own MQTT connection, Will = STATE death)──► HostSession (uns_sparkplug::host)
 //!     ──HostEvent──► Bridge (mapping, context, stale, state, counts) ──Publication──►
 //!         UnsClient: uns/v1/{location}/_tag/…, _state, _state/events, _count/…, _errors
-//!         Sparkplug connection: rebirth NCMDs, STATE birth, historical values (not retained)
+//!         …/_tag/…/_history (historical values, not retained)
+//!         Sparkplug connection: rebirth NCMDs, STATE birth
 //! uns/v1/…/_wo/_active ──(UnsClient inbox)──► Bridge context
 //! ```
 //!
@@ -155,6 +156,7 @@ async fn run_mapped(
 ) -> Result<(), BridgeError> {
     let service = Id::new(client.service()).unwrap_or_else(|_| uns_model::topic::slug(SERVICE));
     let mut bridge = Bridge::new(mapping.clone(), service.clone(), counters);
+    learn_counts(&client, inbox, &mut bridge, &service).await?;
     // `_wo/_active` at every depth a work order can run at.
     for filter in TopicFilter::at_any_location(&Class::WorkOrderActive) {
         client.subscribe(&filter).await?;
@@ -245,6 +247,84 @@ async fn run_mapped(
     Ok(())
 }
 
+/// How long the bridge waits at start for the retained `_count` documents before it goes on without
+/// the rest (a broker that never answers its own subscription).
+const LEARN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Before the Sparkplug connection: reads the retained `_count/{kind}` documents of an earlier run
+/// into `bridge`, so totals carry on across a bridge restart. The end of the retained messages is
+/// marked by a message of our own on `{default root}/_cmd/{service}/sync`, subscribed and published
+/// after the `_count` subscriptions on the same connection, which the broker delivers after the
+/// retained messages those subscriptions brought.
+async fn learn_counts(
+    client: &UnsClient,
+    inbox: &mut Inbox,
+    bridge: &mut Bridge,
+    service: &Id,
+) -> Result<(), BridgeError> {
+    use uns_model::topic::CountKind;
+    for kind in [
+        CountKind::Good,
+        CountKind::Scrap,
+        CountKind::Rework,
+        CountKind::Produced,
+    ] {
+        for filter in TopicFilter::at_any_location(&Class::Count(kind)) {
+            client.subscribe(&filter).await?;
+        }
+    }
+    let sync = UnsTopic::located(
+        bridge.mapping().default_root.clone(),
+        Class::Cmd(vec![
+            service.clone(),
+            Id::new("sync").unwrap_or_else(|_| unreachable!("a valid id")),
+        ]),
+    );
+    let sync_filter = TopicFilter::new(&sync.to_string())
+        .unwrap_or_else(|_| unreachable!("a topic without wildcards is a filter"));
+    client.subscribe(&sync_filter).await?;
+    let nonce = uuid::Uuid::now_v7().to_string();
+    client
+        .publish_bytes(&sync, bytes::Bytes::from(nonce.clone().into_bytes()))
+        .await?;
+    let mut n_learned = 0_usize;
+    let learned = tokio::time::timeout(LEARN_TIMEOUT, async {
+        while let Some(message) = inbox.recv().await {
+            if message.topic == sync.to_string() && message.payload == nonce.as_bytes() {
+                return true;
+            }
+            let Ok(topic) = message.uns_topic() else {
+                continue;
+            };
+            if let (Some(location), Some(Class::Count(_))) = (topic.location(), topic.class()) {
+                match uns_model::payload::decode::<uns_model::payload::CountDoc>(&message.payload) {
+                    Ok(doc) => {
+                        bridge.learn_count(location.clone(), &doc);
+                        n_learned += 1;
+                    }
+                    Err(err) => {
+                        tracing::warn!(topic = %message.topic, %err, "ignoring a retained _count document that does not decode");
+                    }
+                }
+            }
+        }
+        false
+    })
+    .await;
+    match learned {
+        Ok(true) => info!(
+            n_learned,
+            "count totals learned from the retained _count documents"
+        ),
+        _ => tracing::warn!(
+            n_learned,
+            ?LEARN_TIMEOUT,
+            "the retained _count documents did not all arrive; totals not learned start from the machine counters"
+        ),
+    }
+    Ok(())
+}
+
 /// One trigger of the service loop.
 enum Trigger {
     Uns(uns_client::Message),
@@ -261,9 +341,7 @@ async fn execute(
         match publication {
             Publication::Uns { topic, payload } => client.publish_bytes(&topic, payload).await?,
             Publication::Historical { topic, payload } => {
-                connection
-                    .publish_historical(topic.to_string(), payload)
-                    .await;
+                client.publish_bytes(&topic, payload).await?;
             }
             Publication::Sparkplug(message) => connection.publish(message).await,
             Publication::Error {
@@ -319,8 +397,13 @@ fn register_counters(metrics: &Metrics, counters: &BridgeCounters) {
     );
     metrics.register(
         "scada_bridge_historical",
-        "Historical Sparkplug values published (not retained)",
+        "Historical Sparkplug values published on _tag/.../_history (not retained)",
         counters.historical.clone(),
+    );
+    metrics.register(
+        "scada_bridge_history_dropped",
+        "Historical values dropped: sent again, or older than the last one published",
+        counters.history_dropped.clone(),
     );
     metrics.register(
         "scada_bridge_stale",

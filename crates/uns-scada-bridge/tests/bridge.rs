@@ -1,6 +1,7 @@
 //! The bridge end to end with an edge node written here: births and data become `_tag`, `_state`,
 //! `_state/events` and `_count` documents with units, context and origin; historical values do not
-//! replace the retained current value; deaths turn tags stale; bad input lands on `_errors`; data from
+//! replace the retained current value (they go to `_tag/…/_history`, once each, in order); deaths turn
+//! tags stale; bad input lands on `_errors`; data from
 //! an unknown node brings a rebirth request.
 
 use std::time::Duration;
@@ -186,9 +187,10 @@ async fn births_and_data_become_readable_uns_documents() -> anyhow::Result<()> {
     )
     .await?;
     seq += 1;
-    uns.wait_json(&format!("{FILLER}/_tag/process/temperature"), |tag| {
-        tag["value"] == json!(10.0)
-    })
+    uns.wait_json(
+        &format!("{FILLER}/_tag/process/temperature/_history"),
+        |tag| tag["value"] == json!(10.0) && tag["historical"] == true,
+    )
     .await?;
     let mut late =
         uns_e2e::Subscriber::connect(uns.addr, &[&format!("{FILLER}/_tag/process/temperature")])
@@ -328,4 +330,85 @@ fn running_order() -> uns_model::payload::WorkOrder {
         }],
         updated_at: Timestamp::from_unix_ms(1_741_068_000_000).expect("valid time"),
     }
+}
+
+/// Live value newer, then historical older ones: the retained current value stays, `_history` gets
+/// each older value once, in timestamp order (one sent twice is published once), marked historical.
+#[tokio::test]
+async fn older_values_go_to_history_once_and_never_become_current() -> anyhow::Result<()> {
+    let mut uns = TestBridge::start(BridgeConfig::default()).await?;
+    let edge = Edge::connect(uns.addr, "line-1", None).await?;
+    edge.send("spBv1.0/acme-berlin/NBIRTH/line-1", &nbirth())
+        .await?;
+    // The birth's value is the current one, at 1_741_068_000_000.
+    edge.send("spBv1.0/acme-berlin/DBIRTH/line-1/filler", &dbirth())
+        .await?;
+    let current = format!("{FILLER}/_tag/process/temperature");
+    let history = format!("{current}/_history");
+    uns.wait_json(&current, |tag| tag["value"] == json!(71.4))
+        .await?;
+    let value_at = |seq: u64, timestamp: u64, value: f32, is_historical: bool| {
+        let mut data = payload(
+            seq,
+            vec![Metric {
+                timestamp: Some(timestamp),
+                is_historical,
+                ..by_alias(1, Value::Untyped(uns_sparkplug::RawValue::Float(value)))
+            }],
+        );
+        data.timestamp = Some(timestamp);
+        data
+    };
+    let ddata = "spBv1.0/acme-berlin/DDATA/line-1/filler";
+    // Store and forward: an older value flagged historical, sent twice (as a retried forward does).
+    edge.send(ddata, &value_at(2, 1_741_067_000_000, 8.5, true))
+        .await?;
+    edge.send(ddata, &value_at(3, 1_741_067_000_000, 8.5, true))
+        .await?;
+    // An older value not flagged: late, so it is history too.
+    edge.send(ddata, &value_at(4, 1_741_067_500_000, 8.75, false))
+        .await?;
+    let late = uns
+        .wait_json(&history, |tag| tag["value"] == json!(8.75))
+        .await?;
+    assert_eq!(late["historical"], true);
+    let history_values: Vec<(serde_json::Value, serde_json::Value)> = uns
+        .seen
+        .iter()
+        .filter(|(topic, _)| *topic == history)
+        .filter_map(|(_, payload)| serde_json::from_slice::<serde_json::Value>(payload).ok())
+        .map(|tag| (tag["timestamp_ms"].clone(), tag["value"].clone()))
+        .collect();
+    assert_eq!(
+        history_values,
+        vec![
+            (json!(1_741_067_000_000_u64), json!(8.5)),
+            (json!(1_741_067_500_000_u64), json!(8.75)),
+        ],
+        "each older value once, in order"
+    );
+    // The live topic never carried an older value, and its retained value is the current one.
+    for (topic, payload) in &uns.seen {
+        if *topic == current {
+            let tag: serde_json::Value = serde_json::from_slice(payload)?;
+            assert_eq!(tag["value"], json!(71.4), "{tag}");
+            assert!(tag.get("historical").is_none(), "{tag}");
+        }
+    }
+    let mut late_subscriber = uns_e2e::Subscriber::connect(uns.addr, &[&current]).await?;
+    let (_, retained, is_retained) =
+        tokio::time::timeout(crate::support::TIMEOUT, late_subscriber.messages.recv())
+            .await?
+            .expect("retained tag");
+    assert!(is_retained);
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&retained)?["value"],
+        json!(71.4)
+    );
+    // A newer value is current again.
+    edge.send(ddata, &value_at(5, 1_741_068_100_000, 72.5, false))
+        .await?;
+    uns.wait_json(&current, |tag| tag["value"] == json!(72.5))
+        .await?;
+    Ok(())
 }

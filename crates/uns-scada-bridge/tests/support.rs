@@ -21,6 +21,7 @@ pub(crate) struct TestBridge {
     /// Every message the subscriber received so far, in order.
     pub(crate) seen: Vec<(String, bytes::Bytes)>,
     pub(crate) metrics: Metrics,
+    config: BridgeConfig,
     shutdown: CancellationToken,
     task: Option<JoinHandle<()>>,
     _broker: uns_broker::BrokerHandle,
@@ -49,40 +50,13 @@ impl TestBridge {
         let addr = broker.mqtt_addr();
         let subscriber = Subscriber::connect(addr, &["uns/v1/#", "spBv1.0/#"]).await?;
         let metrics = Metrics::new();
-        let shutdown = CancellationToken::new();
-        let options = ClientOptions::new(
-            BrokerUrl::new(addr.ip().to_string(), addr.port()),
-            uns_scada_bridge::SERVICE,
-        )?;
-        let (client, inbox, _) =
-            UnsClient::start(options, ClientMetrics::register(&metrics), shutdown.clone());
-        client.wait_connected(TIMEOUT).await?;
-        let sparkplug = SparkplugConnect {
-            host: addr.ip().to_string(),
-            port: addr.port(),
-            credentials: None,
-        };
-        let bridge_metrics = metrics.clone();
-        let bridge_shutdown = shutdown.clone();
-        let task = tokio::spawn(async move {
-            if let Err(err) = uns_scada_bridge::run(
-                client,
-                inbox,
-                sparkplug,
-                config,
-                &bridge_metrics,
-                bridge_shutdown,
-            )
-            .await
-            {
-                panic!("bridge failed: {err}");
-            }
-        });
+        let (shutdown, task) = run_bridge(addr, config.clone(), metrics.clone()).await?;
         let mut bridge = Self {
             addr,
             subscriber,
             seen: Vec::new(),
             metrics,
+            config,
             shutdown,
             task: Some(task),
             _broker: broker,
@@ -96,6 +70,32 @@ impl TestBridge {
             .await
             .context("bridge STATE birth")?;
         Ok(bridge)
+    }
+
+    /// Stops the bridge (as a SIGTERM does: STATE death, disconnect) and starts a new one on the
+    /// same broker, with the same config; returns once the new one's STATE birth arrived.
+    pub(crate) async fn restart(&mut self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(TIMEOUT, task)
+                .await
+                .context("bridge stop")??;
+        }
+        self.wait_json("spBv1.0/STATE/scada-bridge", |state| {
+            state["online"] == false
+        })
+        .await
+        .context("bridge STATE death")?;
+        let n_seen = self.seen.len();
+        let (shutdown, task) = run_bridge(self.addr, self.config.clone(), Metrics::new()).await?;
+        self.shutdown = shutdown;
+        self.task = Some(task);
+        self.wait_json_from(n_seen, "spBv1.0/STATE/scada-bridge", TIMEOUT, |state| {
+            state["online"] == true
+        })
+        .await
+        .context("bridge STATE birth after the restart")?;
+        Ok(())
     }
 
     /// The first JSON document received on `topic` (since the start, in order) that satisfies
@@ -113,10 +113,21 @@ impl TestBridge {
         &mut self,
         topic: &str,
         timeout: Duration,
+        accept: impl FnMut(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
+        self.wait_json_from(0, topic, timeout, accept).await
+    }
+
+    /// [`TestBridge::wait_json_within`], looking only at messages from index `from` of `seen` on.
+    pub(crate) async fn wait_json_from(
+        &mut self,
+        from: usize,
+        topic: &str,
+        timeout: Duration,
         mut accept: impl FnMut(&serde_json::Value) -> bool,
     ) -> anyhow::Result<serde_json::Value> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut checked = 0;
+        let mut checked = from.min(self.seen.len());
         loop {
             for (got, payload) in &self.seen[checked..] {
                 if got == topic
@@ -180,6 +191,44 @@ impl TestBridge {
             .await?;
         edge.wait_acks(1).await
     }
+}
+
+/// Starts the bridge (its own UNS client and Sparkplug connection) on the broker at `addr`.
+async fn run_bridge(
+    addr: SocketAddr,
+    config: BridgeConfig,
+    metrics: Metrics,
+) -> anyhow::Result<(CancellationToken, JoinHandle<()>)> {
+    let shutdown = CancellationToken::new();
+    let options = ClientOptions::new(
+        BrokerUrl::new(addr.ip().to_string(), addr.port()),
+        uns_scada_bridge::SERVICE,
+    )?;
+    let (client, inbox, _) =
+        UnsClient::start(options, ClientMetrics::register(&metrics), shutdown.clone());
+    client.wait_connected(TIMEOUT).await?;
+    let sparkplug = SparkplugConnect {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        credentials: None,
+    };
+    let bridge_shutdown = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let result = uns_scada_bridge::run(
+            client.clone(),
+            inbox,
+            sparkplug,
+            config,
+            &metrics,
+            bridge_shutdown,
+        )
+        .await;
+        client.shutdown(uns_scada_bridge::SHUTDOWN_GRACE).await;
+        if let Err(err) = result {
+            panic!("bridge failed: {err}");
+        }
+    });
+    Ok((shutdown, task))
 }
 
 /// A minimal Sparkplug edge node: an MQTT connection (with an optional NDEATH Will) that publishes

@@ -3,5 +3,6 @@
 //! Python libraries we did not write (`interop`).
 
 mod bridge;
+mod counts;
 mod interop;
 mod support;

@@ -6,18 +6,32 @@ use serde::{Deserialize, Serialize};
 use super::{EventHeader, Quantity, SchemaTag, document};
 use crate::topic::{CountKind, Id};
 
-/// A monotonic counter, retained. The total never decreases except when the source resets it; consumers
-/// treat a smaller total as a reset.
+/// A monotonic counter, retained. The total never decreases: when the machine's own counter goes
+/// down (a reset), the publisher adds the new raw value on top, counts the reset here and publishes a
+/// [`CountChange::Reset`] event; a 16- or 32-bit rollover adds the wrapped difference. The optional
+/// fields are absent in documents of older publishers (whose total was the raw value).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CountDoc {
     /// Always `uns/count/v1`.
     pub schema: SchemaTag<CountDoc>,
     /// Which counter (same as the topic's).
     pub kind: CountKind,
-    /// The running total.
+    /// The running total, monotonic.
     pub total: Quantity,
     /// Source time, Unix milliseconds.
     pub timestamp_ms: i64,
+    /// The machine counter's own value behind `total` (as an unsigned number of its width).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<f64>,
+    /// How often the machine counter was reset (went down) so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resets: u64,
+    /// How often it rolled over (wrapped at its 16- or 32-bit maximum) so far.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rollovers: u64,
+    /// Source time of the last reset, Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reset_ms: Option<i64>,
 }
 document!(CountDoc, "count", 1);
 
@@ -49,6 +63,18 @@ pub enum CountChange {
         /// The increment.
         quantity: Quantity,
     },
+    /// The machine counter of `kind` went down from `raw_before` to `raw_after` (reset, not a
+    /// rollover); the UNS total carried on and is now `total`.
+    Reset {
+        /// The counter.
+        kind: CountKind,
+        /// The machine's raw value before the reset.
+        raw_before: f64,
+        /// The machine's raw value after it.
+        raw_after: f64,
+        /// The UNS total after the reset (what `_count/{kind}` now says).
+        total: Quantity,
+    },
     /// `quantity` already counted as `from` is re-booked as `to` (e.g. good → scrap after inspection).
     Reclassify {
         /// The counter it was booked on.
@@ -58,4 +84,9 @@ pub enum CountChange {
         /// How much moves.
         quantity: Quantity,
     },
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }

@@ -1,4 +1,4 @@
-//! `_tag/{metric path}`: [`TagValue`], one metric value with quality, unit, context and Sparkplug origin.
+//! `_tag/{metric path}` and `_tag/{metric path}/_history`: [`TagValue`], one metric value with quality, unit, context and Sparkplug origin.
 
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -24,6 +24,10 @@ pub struct TagValue {
     /// Production context at the time of the value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<TagContext>,
+    /// An older value (store-and-forward, Sparkplug historical), published on
+    /// `_tag/{metric path}/_history`, never as the current value. Absent (false) on current values.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub historical: bool,
     /// The Sparkplug metric it came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src: Option<SparkplugSource>,

@@ -124,7 +124,7 @@ fn class_args(class: &Class) -> Vec<ClassArg> {
         | Class::WorkOrderActive
         | Class::GenealogyEvents
         | Class::Errors => Vec::new(),
-        Class::Tag(path) => vec![arg("metric_path", path)],
+        Class::Tag(path) | Class::TagHistory(path) => vec![arg("metric_path", path)],
         Class::Count(kind) => vec![arg("count_kind", kind.as_str())],
         Class::ErpProductionOrder(id)
         | Class::WorkOrder(id)

@@ -186,6 +186,11 @@ pub enum Class {
     Meta,
     /// `_tag/{metric path}`: one metric.
     Tag(TagPath),
+    /// `_tag/{metric path}/_history`: older values of that metric (store-and-forward, Sparkplug
+    /// historical), not retained, marked `"historical": true`, in timestamp order, so a live view of
+    /// `_tag/{metric path}` never takes them for the present. Not in the DESIGN §2 table: the place
+    /// DESIGN §7 ("historical values never look current") asks for.
+    TagHistory(TagPath),
     /// `_state`: current mode and state.
     State,
     /// `_state/events`: state transitions.
@@ -322,7 +327,8 @@ impl Class {
             | Self::Lot(_)
             | Self::OeeCurrent(_)
             | Self::Oee(..) => true,
-            Self::StateEvents
+            Self::TagHistory(_)
+            | Self::StateEvents
             | Self::CountEvents
             | Self::WorkOrderEvents(_)
             | Self::GenealogyEvents
@@ -336,6 +342,7 @@ impl Class {
         match self {
             Self::Meta => "meta",
             Self::Tag(_) => "tag",
+            Self::TagHistory(_) => "tag_history",
             Self::State => "state",
             Self::StateEvents => "state_events",
             Self::Count(_) => "count",
@@ -357,7 +364,11 @@ impl Class {
     pub fn owner(&self) -> &'static str {
         match self {
             Self::Meta => "config / any",
-            Self::Tag(_) | Self::State | Self::StateEvents | Self::Count(_) => "scada-bridge",
+            Self::Tag(_)
+            | Self::TagHistory(_)
+            | Self::State
+            | Self::StateEvents
+            | Self::Count(_) => "scada-bridge",
             Self::CountEvents => "scada-bridge / operators",
             Self::ErpProductionOrder(_) => "erp-bridge",
             Self::WorkOrder(_) | Self::WorkOrderActive => "workorders",
@@ -376,7 +387,7 @@ impl Class {
         use crate::payload::{self, Document};
         let id = match self {
             Self::Meta => payload::NodeMeta::schema_id(),
-            Self::Tag(_) => payload::TagValue::schema_id(),
+            Self::Tag(_) | Self::TagHistory(_) => payload::TagValue::schema_id(),
             Self::State => payload::StateDoc::schema_id(),
             Self::StateEvents => payload::StateEvent::schema_id(),
             Self::Count(_) => payload::CountDoc::schema_id(),
@@ -423,6 +434,7 @@ impl fmt::Display for Class {
         match self {
             Self::Meta => f.write_str("_meta"),
             Self::Tag(path) => write!(f, "_tag/{path}"),
+            Self::TagHistory(path) => write!(f, "_tag/{path}/_history"),
             Self::State => f.write_str("_state"),
             Self::StateEvents => f.write_str("_state/events"),
             Self::Count(kind) => write!(f, "_count/{}", kind.as_str()),
@@ -587,16 +599,24 @@ impl Parser<'_> {
             },
             "_errors" => Class::Errors,
             "_tag" => {
+                let mut end = self.segments.len();
+                let history = end > idx + 2 && self.segments[end - 1] == "_history";
+                if history {
+                    end -= 1;
+                }
                 let mut parts = Vec::new();
-                for part_idx in idx + 1..self.segments.len() {
+                for part_idx in idx + 1..end {
                     parts.push(self.id(part_idx, "_tag", "a metric path")?);
                 }
-                return TagPath::new(parts)
-                    .map(Class::Tag)
-                    .ok_or(TopicError::Missing {
-                        class: "_tag".to_owned(),
-                        what: "a metric path",
-                    });
+                let path = TagPath::new(parts).ok_or(TopicError::Missing {
+                    class: "_tag".to_owned(),
+                    what: "a metric path",
+                })?;
+                return Ok(if history {
+                    Class::TagHistory(path)
+                } else {
+                    Class::Tag(path)
+                });
             }
             "_count" => {
                 let kind = self.required(idx + 1, "_count", "a count kind")?;

@@ -63,6 +63,13 @@ fn good_topics_round_trip() {
         false,
     );
     check(
+        &format!("{base}/_tag/process/temperature/_history"),
+        at(Class::TagHistory(
+            TagPath::new(vec![id("process"), id("temperature")]).expect("non-empty"),
+        )),
+        false,
+    );
+    check(
         &format!("{base}/_erp/production-orders/po-4711-2"),
         at(Class::ErpProductionOrder(id("po-4711-2"))),
         true,
@@ -519,6 +526,8 @@ fn class_strategy() -> impl Strategy<Value = Class> {
         Just(Class::Meta),
         proptest::collection::vec(id_strategy(), 1..5)
             .prop_map(|parts| Class::Tag(TagPath::new(parts).expect("non-empty"))),
+        proptest::collection::vec(id_strategy(), 1..5)
+            .prop_map(|parts| Class::TagHistory(TagPath::new(parts).expect("non-empty"))),
         Just(Class::State),
         Just(Class::StateEvents),
         count_kind.prop_map(Class::Count),
