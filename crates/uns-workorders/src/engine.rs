@@ -824,18 +824,20 @@ fn confirm(
     let scrap = quantities.scrap.qty - record.confirmed.scrap;
     let rework = quantities.rework.qty - record.confirmed.rework;
     let machine_s = (run_ms - record.confirmed.run_ms).max(0) as f64 / 1000.0;
-    let share = if quantities.planned.qty > 0.0 {
-        good / quantities.planned.qty
-    } else {
-        0.0
-    };
+    let planned = quantities.planned.qty;
     let mut goods_movements = Vec::new();
     let mut consumed = Vec::new();
     for component in &record.doc.components {
         if component.material_use != MaterialUse::Consumed {
             continue;
         }
-        let quantity = Quantity::new(component.quantity.qty * share, component.quantity.uom);
+        // Scaled by yield: the component's planned quantity per unit planned, times the good.
+        let qty = if planned > 0.0 {
+            component.quantity.qty * good / planned
+        } else {
+            0.0
+        };
+        let quantity = Quantity::new(qty, component.quantity.uom);
         if quantity.qty <= 0.0 {
             continue;
         }
