@@ -537,3 +537,123 @@ async fn foreign_sparkplug_libraries_decode_what_uns_sim_publishes() -> anyhow::
     }
     Ok(())
 }
+
+/// `uns wo` against `uns up --demo`: a production order published as the ERP bridge publishes it
+/// becomes a work order that the demo releases, starts and completes with counts from the
+/// simulated plant (sim → scada-bridge → workorders); `uns wo` lists and shows it, and a refused
+/// transition exits non-zero with the service's reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn uns_wo_follows_a_demo_order_through_its_lifecycle() -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use uns_model::payload::{ProductionOrder, Quantity, SchemaTag, Timestamp, Uom};
+
+    let dir = tempfile::tempdir()?;
+    let uns = UnsProcess::start("up", dir.path(), &["--demo"]).await?;
+    let url = format!("http://{}", uns.addrs.http);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (client, _inbox, _) = UnsClient::start(
+        ClientOptions::new(
+            BrokerUrl::new("127.0.0.1", uns.mqtt().port()),
+            "erp-stand-in",
+        )?,
+        ClientMetrics::register(&Metrics::new()),
+        stop.clone(),
+    );
+    client.wait_connected(Duration::from_secs(10)).await?;
+    let order = ProductionOrder {
+        schema: SchemaTag::default(),
+        id: uns_model::topic::Id::new("po-e2e")?,
+        erp_ref: "PO E2E".to_owned(),
+        revision: 1,
+        material: "BOTTLE-1L".to_owned(),
+        description: None,
+        quantity: Quantity::new(12.0, Uom::EA),
+        earliest_start_time: None,
+        latest_end_time: None,
+        hierarchy_scope: "acme/berlin/packaging/line-1".parse()?,
+        equipment: Some("WC-4711".to_owned()),
+        priority: None,
+        parameters: Vec::new(),
+        operations: Vec::new(),
+        components: Vec::new(),
+        received_at: Timestamp::from(chrono::Utc::now()),
+    };
+    let topic = UnsTopic::located(
+        "acme/berlin".parse()?,
+        Class::ErpProductionOrder(order.id.clone()),
+    );
+    client.publish(&topic, &order).await?;
+
+    let wo = |args: Vec<String>| {
+        let url = url.clone();
+        async move {
+            let output = tokio::process::Command::new(uns_e2e::uns_binary()?)
+                .arg("wo")
+                .args(&args)
+                .args(["--url", &url])
+                .output()
+                .await?;
+            anyhow::Ok((
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+                String::from_utf8_lossy(&output.stderr).into_owned(),
+            ))
+        }
+    };
+    let list = || wo(vec!["list".to_owned()]);
+    eventually(
+        "po-e2e running in `uns wo list`",
+        Duration::from_secs(30),
+        || async {
+            let (ok, out, _) = list().await.ok()?;
+            (ok && out
+                .lines()
+                .any(|l| l.starts_with("po-e2e") && l.contains("running")))
+            .then_some(())
+        },
+    )
+    .await
+    .with_context(|| uns.log_tail())?;
+    eventually(
+        "po-e2e completed at 12 good",
+        Duration::from_secs(60),
+        || async {
+            let (ok, out, _) = list().await.ok()?;
+            (ok && out.lines().any(|l| {
+                l.starts_with("po-e2e") && l.contains("completed") && l.contains(" of 12")
+            }))
+            .then_some(())
+        },
+    )
+    .await
+    .with_context(|| uns.log_tail())?;
+    let (ok, shown, _) = wo(vec!["show".to_owned(), "po-e2e".to_owned()]).await?;
+    assert!(ok);
+    let shown: serde_json::Value = serde_json::from_str(&shown)?;
+    assert!(
+        shown["quantities"]["good"]["qty"].as_f64() >= Some(12.0),
+        "{shown}"
+    );
+    assert_eq!(shown["erp_ref"], "PO E2E");
+    // The first cell of line 1 seen publishing `_count`.
+    assert!(
+        shown["counting_location"]
+            .as_str()
+            .is_some_and(|cell| cell.starts_with("acme/berlin/packaging/line-1/")),
+        "{shown}"
+    );
+    let (ok, _, err) = wo(vec!["start".to_owned(), "po-e2e".to_owned()]).await?;
+    assert!(!ok);
+    assert!(
+        err.contains("cannot start an order that is completed (HTTP 409)"),
+        "{err}"
+    );
+    let (ok, _, err) = wo(vec!["show".to_owned(), "po-nope".to_owned()]).await?;
+    assert!(
+        !ok && err.contains("no work order po-nope (HTTP 404)"),
+        "{err}"
+    );
+    stop.cancel();
+    uns.terminate()?;
+    Ok(())
+}

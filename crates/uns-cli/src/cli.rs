@@ -44,6 +44,8 @@ pub(crate) enum Command {
     /// Benchmarks (measured against a baseline started in the same run).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Work orders of a running instance, through its HTTP API (`/api/v1/work-orders`).
+    Wo(WoArgs),
     /// Print the default configuration file (every setting with its default and a comment).
     GenerateConfig,
     /// Exit 0 when a running instance's /healthz answers 200, else 1 (for container
@@ -173,6 +175,67 @@ pub(crate) struct SchemasArgs {
     /// Print only this schema (e.g. `tag` or `work-order`).
     #[arg(long)]
     pub(crate) name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WoArgs {
+    /// The running instance's HTTP endpoint (`[http] listen` of `uns up`, or of a standalone
+    /// `uns workorders`).
+    #[arg(
+        long,
+        env = "UNS_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
+    pub(crate) url: String,
+    #[command(subcommand)]
+    pub(crate) command: WoCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum WoCommand {
+    /// List work orders: id, status, good/scrap of planned, line.
+    List {
+        /// Only orders in this status (planned, released, running, held, completed, closed,
+        /// cancelled).
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// Print one work order as JSON (the document plus revision and counting location).
+    Show {
+        /// The work order id.
+        id: String,
+    },
+    /// planned → released.
+    Release {
+        /// The work order id.
+        id: String,
+    },
+    /// released → running (one running order per line unless configured).
+    Start {
+        /// The work order id.
+        id: String,
+    },
+    /// running → held.
+    Hold {
+        /// The work order id.
+        id: String,
+    },
+    /// held → running.
+    Resume {
+        /// The work order id.
+        id: String,
+    },
+    /// running or held → completed (requests the final ERP confirmation).
+    Complete {
+        /// The work order id.
+        id: String,
+    },
+    /// planned, released or held → cancelled.
+    Cancel {
+        /// The work order id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ mod errors;
 mod services;
 mod signal;
 mod up;
+mod wo;
 
 use std::process::ExitCode;
 
