@@ -44,6 +44,9 @@ pub(crate) enum Command {
     /// Benchmarks (measured against a baseline started in the same run).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Talk to a running ERP bridge (dead letters).
+    #[command(subcommand)]
+    Erp(crate::erp::ErpCommand),
     /// Print the default configuration file (every setting with its default and a comment).
     GenerateConfig,
     /// Exit 0 when a running instance's /healthz answers 200, else 1 (for container

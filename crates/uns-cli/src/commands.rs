@@ -43,6 +43,7 @@ pub(crate) async fn run(parsed: Parsed) -> anyhow::Result<()> {
         Command::Topic(TopicCommand::Parse { topic, json }) => topic_parse(&topic, json),
         Command::Bench(command) => crate::bench::run(command).await,
         Command::Healthcheck { url } => healthcheck(&url).await,
+        Command::Erp(command) => crate::erp::run(command).await,
         Command::GenerateConfig => {
             write!(std::io::stdout(), "{DEFAULT_CONFIG}")?;
             Ok(())
