@@ -12,8 +12,6 @@ use uns_meta::PlantModel;
 use uns_model::payload::{HealthStatus, NodeMeta, ServiceHealth, decode};
 use uns_model::topic::{Class, UnsTopic};
 
-mod erp;
-
 const DEADLINE: Duration = Duration::from_secs(20);
 
 fn meta_topics() -> Vec<String> {
