@@ -136,7 +136,6 @@ fn every_problem_is_listed_with_its_path() {
             "$.latest_end_time",
             "$.equipment",
             "$.operations[0].equipment",
-            "$",
             "$.components[0].material",
             "$.components[0].material_use",
             "$.components[0].quantity",
