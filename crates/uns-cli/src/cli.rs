@@ -46,6 +46,9 @@ pub(crate) enum Command {
     Bench(BenchCommand),
     /// Work orders of a running instance, through its HTTP API (`/api/v1/work-orders`).
     Wo(WoArgs),
+    /// Talk to a running ERP bridge (dead letters).
+    #[command(subcommand)]
+    Erp(crate::erp::ErpCommand),
     /// Print the default configuration file (every setting with its default and a comment).
     GenerateConfig,
     /// Exit 0 when a running instance's /healthz answers 200, else 1 (for container

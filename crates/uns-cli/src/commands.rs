@@ -44,6 +44,7 @@ pub(crate) async fn run(parsed: Parsed) -> anyhow::Result<()> {
         Command::Bench(command) => crate::bench::run(command).await,
         Command::Healthcheck { url } => healthcheck(&url).await,
         Command::Wo(args) => crate::wo::run(args).await,
+        Command::Erp(command) => crate::erp::run(command).await,
         Command::GenerateConfig => {
             write!(std::io::stdout(), "{DEFAULT_CONFIG}")?;
             Ok(())

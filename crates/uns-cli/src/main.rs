@@ -6,6 +6,7 @@ mod bench;
 mod cli;
 mod commands;
 mod config;
+mod erp;
 mod errors;
 mod services;
 mod signal;

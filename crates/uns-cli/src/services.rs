@@ -35,6 +35,10 @@ pub(crate) const SERVICES: &[Listed] = &[
         in_up: InUp::Always,
     },
     Listed {
+        entry: entry::<uns_erp_bridge::ErpBridge>(),
+        in_up: InUp::Always,
+    },
+    Listed {
         entry: entry::<uns_sim::Sim>(),
         in_up: InUp::DemoOnly,
     },

@@ -11,13 +11,13 @@
 //! documents and the `running` health. The event loop ends when the client disconnects on
 //! purpose ([`UnsClient::shutdown`]) or the shutdown token fires.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, Publish, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -54,6 +54,14 @@ pub struct ClientOptions {
     pub backoff_max: Duration,
     /// Capacity of the inbox between the event loop and the service.
     pub inbox_capacity: usize,
+    /// Acknowledge a received QoS 1 message only when the service calls [`UnsClient::ack`] (after
+    /// it has made the message durable), instead of on receipt. Replies to requests are still
+    /// acknowledged at once.
+    pub manual_acks: bool,
+    /// Keep the MQTT session on the broker this long after a disconnect (MQTT 5 session expiry,
+    /// `clean_start = false`), so subscribed messages published meanwhile wait for the client and
+    /// unacknowledged ones are delivered again. `None`: a clean session on every connect.
+    pub session_expiry: Option<Duration>,
 }
 
 impl ClientOptions {
@@ -69,6 +77,8 @@ impl ClientOptions {
             backoff_min: Duration::from_millis(100),
             backoff_max: Duration::from_secs(10),
             inbox_capacity: 10_000,
+            manual_acks: false,
+            session_expiry: None,
         })
     }
 }
@@ -156,6 +166,9 @@ struct Inner {
     retained: Mutex<BTreeMap<String, Bytes>>,
     /// Filters to re-subscribe after every connect (sessions are clean).
     subscriptions: Mutex<BTreeMap<String, QoS>>,
+    /// Received QoS 1 messages not yet acknowledged (manual acks only), oldest first; cleared on
+    /// reconnect, since the broker delivers unacknowledged messages again on the new connection.
+    unacked: Mutex<VecDeque<Publish>>,
     /// Requests waiting for a reply, by correlation data.
     pending: Mutex<HashMap<Bytes, oneshot::Sender<Message>>>,
     reply_topic: String,
@@ -199,7 +212,18 @@ impl UnsClient {
         );
         mqtt_options.set_keep_alive(options.keep_alive);
         mqtt_options.set_max_packet_size(Some(MAX_PACKET_SIZE));
-        mqtt_options.set_clean_start(true);
+        mqtt_options.set_manual_acks(options.manual_acks);
+        match options.session_expiry {
+            Some(expiry) => {
+                mqtt_options.set_clean_start(false);
+                mqtt_options.set_session_expiry_interval(Some(
+                    u32::try_from(expiry.as_secs()).unwrap_or(u32::MAX),
+                ));
+            }
+            None => {
+                mqtt_options.set_clean_start(true);
+            }
+        }
         let credentials = options.credentials.clone().or_else(|| {
             let user = options.broker.username()?;
             Some((
@@ -238,6 +262,7 @@ impl UnsClient {
             broker: options.broker.clone(),
             retained: Mutex::default(),
             subscriptions: Mutex::default(),
+            unacked: Mutex::default(),
             pending: Mutex::default(),
             reply_topic: reply_topic(&options.client_id).to_string(),
             health: Mutex::new(health),
@@ -322,6 +347,24 @@ impl UnsClient {
             .published
             .get_or_create(&self.inner.label)
             .inc();
+        Ok(())
+    }
+
+    /// Acknowledges `message` to the broker (with [`ClientOptions::manual_acks`]; a no-op
+    /// otherwise, for QoS 0, and for a message received before the last reconnect, which the
+    /// broker delivers again).
+    pub async fn ack(&self, message: &Message) -> Result<(), ClientError> {
+        let publish = {
+            let mut unacked = lock(&self.inner.unacked);
+            let position = unacked.iter().position(|publish| {
+                publish.topic.as_ref() == message.topic.as_bytes()
+                    && publish.payload == message.payload
+            });
+            position.and_then(|idx| unacked.remove(idx))
+        };
+        if let Some(publish) = publish {
+            self.inner.mqtt.ack(&publish).await?;
+        }
         Ok(())
     }
 
@@ -496,17 +539,29 @@ async fn run_event_loop(
                     inner.metrics.reconnects.get_or_create(&inner.label).inc();
                 }
                 inner.metrics.connected.get_or_create(&inner.label).set(1);
+                lock(&inner.unacked).clear();
                 inner.connected.send_replace(true);
                 info!(service = %inner.service, broker = %options.broker, "connected");
                 tokio::spawn(resume(inner.clone()));
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 inner.metrics.received.get_or_create(&inner.label).inc();
-                let message = to_message(publish);
+                let manual = options.manual_acks && publish.qos != QoS::AtMostOnce;
+                let message = to_message(publish.clone());
                 if message.topic == inner.reply_topic {
+                    if manual {
+                        // Not the service's to acknowledge; `try_ack` since awaiting the request
+                        // queue from inside the event loop could wait for ourselves.
+                        let _ = inner.mqtt.try_ack(&publish);
+                    }
                     route_reply(&inner, message);
-                } else if inbox.send(message).await.is_err() {
-                    debug!(service = %inner.service, "inbox dropped; message discarded");
+                } else {
+                    if manual {
+                        lock(&inner.unacked).push_back(publish);
+                    }
+                    if inbox.send(message).await.is_err() {
+                        debug!(service = %inner.service, "inbox dropped; message discarded");
+                    }
                 }
             }
             Ok(Event::Incoming(Packet::PubAck(_))) => {

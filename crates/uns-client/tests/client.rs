@@ -192,3 +192,121 @@ async fn clean_shutdown_publishes_stopped_and_no_will() {
         "unexpected message after a clean stop: {extra:?}"
     );
 }
+
+async fn connect_durable(
+    broker: &BrokerHandle,
+    service: &str,
+) -> (UnsClient, Inbox, tokio::task::JoinHandle<()>) {
+    let addr = broker.mqtt_addr();
+    let mut options =
+        ClientOptions::new(BrokerUrl::new(addr.ip().to_string(), addr.port()), service)
+            .expect("valid service name");
+    options.manual_acks = true;
+    options.session_expiry = Some(Duration::from_secs(600));
+    let (client, inbox, event_loop) = UnsClient::start(
+        options,
+        ClientMetrics::register(&Metrics::new()),
+        CancellationToken::new(),
+    );
+    client.wait_connected(DEADLINE).await.expect("connects");
+    (client, inbox, event_loop)
+}
+
+async fn next_on(inbox: &mut Inbox, topic: &str) -> uns_client::Message {
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let message = inbox.recv().await.expect("inbox open");
+            if message.topic == topic {
+                return message;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("nothing on {topic} within {DEADLINE:?}"))
+}
+
+#[tokio::test]
+async fn manual_acks_and_a_persistent_session_lose_nothing_while_the_client_is_gone() {
+    let (broker, _dir) = start_broker().await;
+    let (publisher, _publisher_inbox, _publisher_loop, _stop) = connect(&broker, "publisher").await;
+    let events = |n: u32| {
+        UnsTopic::located(
+            "acme/berlin/line-1".parse().expect("location"),
+            Class::WorkOrderEvents(Id::new(&format!("wo-{n}")).expect("id")),
+        )
+    };
+    let (consumer, mut inbox, consumer_loop) = connect_durable(&broker, "durable").await;
+    consumer
+        .subscribe(&TopicFilter::new("uns/v1/+/+/+/_wo/+/events").expect("filter"))
+        .await
+        .expect("subscribe");
+    // Subscribed once a sentinel on a filter subscribed after it arrives (one connection's
+    // SUBSCRIBEs are handled in order).
+    let sentinel = UnsTopic::located(
+        "acme".parse().expect("location"),
+        Class::Cmd(vec![Id::new("sentinel").expect("id")]),
+    );
+    consumer
+        .subscribe(&TopicFilter::new(&sentinel.to_string()).expect("filter"))
+        .await
+        .expect("subscribe");
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            publisher
+                .publish_bytes(&sentinel, bytes::Bytes::from_static(b"{}"))
+                .await
+                .expect("publish");
+            if let Ok(Some(message)) =
+                tokio::time::timeout(Duration::from_millis(200), inbox.recv()).await
+            {
+                consumer.ack(&message).await.expect("ack");
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the sentinel arrives");
+    publisher
+        .publish_bytes(&events(0), bytes::Bytes::from_static(b"{\"n\":0}"))
+        .await
+        .expect("publish");
+    let first = next_on(&mut inbox, &events(0).to_string()).await;
+    consumer.ack(&first).await.expect("ack");
+    publisher
+        .publish_bytes(&events(1), bytes::Bytes::from_static(b"{\"n\":1}"))
+        .await
+        .expect("publish");
+    let unacked = next_on(&mut inbox, &events(1).to_string()).await;
+    assert_eq!(&unacked.payload[..], b"{\"n\":1}");
+    // The consumer dies without acknowledging message 1; message 2 is published while it is gone.
+    consumer_loop.abort();
+    drop(inbox);
+    publisher
+        .publish_bytes(&events(2), bytes::Bytes::from_static(b"{\"n\":2}"))
+        .await
+        .expect("publish");
+    let (again, mut inbox, _again_loop) = connect_durable(&broker, "durable").await;
+    publisher
+        .publish_bytes(&events(3), bytes::Bytes::from_static(b"{\"n\":3}"))
+        .await
+        .expect("publish");
+    // In order: the unacknowledged 1 again, 2 from the time it was gone, then 3; never the
+    // acknowledged 0.
+    let mut seen = Vec::new();
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let message = inbox.recv().await.expect("inbox open");
+            again.ack(&message).await.expect("ack");
+            if !message.topic.ends_with("/events") {
+                continue;
+            }
+            seen.push(String::from_utf8_lossy(&message.payload).into_owned());
+            if message.topic == events(3).to_string() {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("message 3 arrives");
+    assert_eq!(seen, ["{\"n\":1}", "{\"n\":2}", "{\"n\":3}"]);
+}

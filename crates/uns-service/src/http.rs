@@ -212,9 +212,14 @@ impl HttpServer {
             .with_state(AppState { health, metrics })
             .fallback_service(dynamic);
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
+            // With the peer address in each request's extensions (`ConnectInfo<SocketAddr>`), so a
+            // mounted API can serve loopback clients only when it has no credentials configured.
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
         });
         Ok(Self { local_addr, task })
     }
