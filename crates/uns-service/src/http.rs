@@ -192,7 +192,8 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Binds `addr` (port 0 allowed) and serves `/healthz`, `/metrics` and whatever is mounted in
-    /// `routes`, until `shutdown`.
+    /// `routes`, until `shutdown`. Every request carries the peer's address as an
+    /// `axum::extract::ConnectInfo<SocketAddr>` extension.
     pub async fn start(
         addr: SocketAddr,
         health: Health,
@@ -212,9 +213,14 @@ impl HttpServer {
             .with_state(AppState { health, metrics })
             .fallback_service(dynamic);
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
+            // Mounted routes can ask who is calling (`ConnectInfo<SocketAddr>`): the console
+            // serves loopback peers only while no accounts are configured.
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
         });
         Ok(Self { local_addr, task })
     }
