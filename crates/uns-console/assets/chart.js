@@ -114,7 +114,8 @@ export class Chart {
     for (let i = 0; i <= 4; i += 1) {
       const t = tMin + ((tMax - tMin) * i) / 4;
       axes.append(svg('line', { x1: x(t), x2: x(t), y1: MARGIN.top, y2: HEIGHT - MARGIN.bottom, class: 'grid' }));
-      axes.append(svg('text', { x: x(t), y: HEIGHT - 10, 'text-anchor': 'middle' }, timeLabel(t)));
+      const anchor = i === 0 ? 'start' : (i === 4 ? 'end' : 'middle');
+      axes.append(svg('text', { x: x(t), y: HEIGHT - 10, 'text-anchor': anchor }, timeLabel(t)));
     }
     axes.append(svg('rect', { x: MARGIN.left, y: MARGIN.top, width: innerW, height: innerH, class: 'frame' }));
     root.append(axes);

@@ -103,34 +103,57 @@ class TopicBrowser {
         ? `${listing.n_topics} of ${listing.n_topics_all} topics match`
         : `${listing.n_topics_all} topics`;
     }
-    const items = listing.children.map((child) => this.renderNode(child));
+    // Nodes already shown are updated in place (never rebuilt), so a click, the focus and the
+    // open branches survive the once-a-second refresh.
+    const shown = new Map();
+    for (const item of list.children) if (item.dataset.path !== undefined) shown.set(item.dataset.path, item);
+    const items = listing.children.map((child) => {
+      const item = shown.get(child.path) || this.renderNode(child);
+      this.updateNode(item, child);
+      return item;
+    });
     if (listing.n_left_out) items.push(el('li', { class: 'hint' }, `… ${listing.n_left_out} more (use the filter)`));
-    list.replaceChildren(...items);
+    const same = items.length === list.children.length && items.every((item, i) => list.children[i] === item);
+    if (!same) list.replaceChildren(...items);
     await Promise.all(listing.children
       .filter((child) => child.has_children && this.expanded.has(child.path))
-      .map((child) => this.renderLevel(list.querySelector(`li[data-path="${CSS.escape(child.path)}"] > ul`), child.path)));
+      .map((child) => this.renderLevel(list.querySelector(`:scope > li[data-path="${CSS.escape(child.path)}"] > ul`), child.path)));
   }
 
   renderNode(child) {
-    const open = this.expanded.has(child.path);
-    const item = el('li', {
-      class: `node${child.is_topic ? ' topic' : ''}${this.selected === child.path ? ' selected' : ''}`,
-      'data-path': child.path, role: 'treeitem', 'aria-expanded': child.has_children ? String(open) : null,
-    });
-    const twisty = el('button', {
-      class: 'twisty', 'aria-label': open ? 'Collapse' : 'Expand', disabled: !child.has_children,
-      onclick: () => this.toggle(item, child),
-    }, child.has_children ? (open ? '▾' : '▸') : '·');
+    const item = el('li', { class: 'node', 'data-path': child.path, role: 'treeitem' });
+    item.child = child;
+    const twisty = el('button', { class: 'twisty', onclick: () => this.toggle(item, item.child) });
     const label = el('span', {
       class: 'label', tabindex: 0,
-      onclick: () => (child.is_topic ? this.select(child.path) : this.toggle(item, child)),
+      onclick: () => (item.child.is_topic ? this.select(item.child.path) : this.toggle(item, item.child)),
       onkeydown: (event) => { if (event.key === 'Enter') label.click(); },
     }, child.name === '' ? '(empty)' : child.name);
-    item.append(twisty, label);
-    if (child.has_children) item.append(el('span', { class: 'count', title: 'topics in this branch' }, child.n_topics));
-    if (child.preview !== undefined && child.preview !== null) item.append(el('span', { class: 'preview' }, child.preview));
-    if (child.has_children) item.append(el('ul', { role: 'group', hidden: !open }));
+    item.append(twisty, label,
+      el('span', { class: 'count', title: 'topics in this branch' }),
+      el('span', { class: 'preview' }),
+      el('ul', { role: 'group', hidden: true }));
     return item;
+  }
+
+  updateNode(item, child) {
+    item.child = child;
+    const open = this.expanded.has(child.path) && child.has_children;
+    item.classList.toggle('topic', child.is_topic);
+    item.classList.toggle('selected', this.selected === child.path);
+    if (child.has_children) item.setAttribute('aria-expanded', String(open));
+    else item.removeAttribute('aria-expanded');
+    const twisty = item.querySelector(':scope > .twisty');
+    twisty.disabled = !child.has_children;
+    twisty.setAttribute('aria-label', open ? 'Collapse' : 'Expand');
+    twisty.textContent = child.has_children ? (open ? '▾' : '▸') : '·';
+    const count = item.querySelector(':scope > .count');
+    count.hidden = !child.has_children;
+    count.textContent = child.n_topics;
+    const preview = item.querySelector(':scope > .preview');
+    preview.hidden = child.preview === undefined;
+    preview.textContent = child.preview ?? '';
+    item.querySelector(':scope > ul').hidden = !open;
   }
 
   async toggle(item, child) {
