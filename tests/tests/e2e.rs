@@ -657,3 +657,85 @@ async fn uns_wo_follows_a_demo_order_through_its_lifecycle() -> anyhow::Result<(
     uns.terminate()?;
     Ok(())
 }
+
+/// The web console in a real browser (Debian's headless Chromium driven through chromedriver by
+/// selenium) against `uns up --demo`: the page goes live, the tree expands level by level to a
+/// `_tag` of the demo plant whose value then changes on the page, two tags overlay in one chart
+/// that grows live, the chart's CSV downloads with both, and a Sparkplug DDATA topic shows metric
+/// names from the births. Screenshots land in target/screenshots (not committed).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_in_a_real_browser_shows_live_tags_and_overlays_two_in_one_chart()
+-> anyhow::Result<()> {
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+    for program in [CHROMIUM, CHROMEDRIVER] {
+        anyhow::ensure!(
+            std::path::Path::new(program).is_file(),
+            "{program} is missing: apt-get install chromium chromium-driver (.ci/run does)"
+        );
+    }
+    let python = python_peer("browser", "requirements-browser.txt")?;
+    let dir = tempfile::tempdir()?;
+    let uns = UnsProcess::start("up", dir.path(), &["--demo"]).await?;
+    let tag = "uns/v1/acme/berlin/packaging/line-1/filler/_tag/process";
+    let temperature = format!("{tag}/temperature");
+    let pressure = format!("{tag}/pressure");
+    // The page starts once the demo's tags are there.
+    eventually("the demo's tags in the console", DEADLINE, || {
+        let path = format!("/api/v1/console/topic?name={pressure}");
+        async move {
+            let (status, _) = http_get(uns.addrs.http, &path).await.ok()?;
+            (status == 200).then_some(())
+        }
+    })
+    .await?;
+    let screenshots = uns_e2e::target_dir().join("screenshots");
+    let args: Vec<String> = [
+        "--url",
+        &format!("http://{}/", uns.addrs.http),
+        "--tag",
+        &temperature,
+        "--tag",
+        &pressure,
+        "--ddata",
+        "spBv1.0/acme-berlin/DDATA/line-1/filler",
+        "--screenshots",
+        &screenshots.display().to_string(),
+        "--downloads",
+        &dir.path().join("downloads").display().to_string(),
+        "--chromium",
+        CHROMIUM,
+        "--chromedriver",
+        CHROMEDRIVER,
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    let (ok, stdout, stderr) = run_peer(&python, "console_browser.py", &args).await?;
+    assert!(
+        ok,
+        "the browser test failed (screenshots in {}): {stdout}\n{stderr}\n{}",
+        screenshots.display(),
+        uns.log_tail()
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    assert_ne!(seen["value_before"], seen["value_after"], "{seen}");
+    assert_eq!(seen["retained"], "retained", "{seen}");
+    assert_eq!(seen["schema"], "Schema uns/tag/v1: valid", "{seen}");
+    let both = serde_json::json!([pressure, temperature]);
+    assert_eq!(seen["chart_topics"], both, "{seen}");
+    assert_eq!(seen["chart_svgs"], 1, "two topics, one chart: {seen}");
+    assert_eq!(seen["csv_topics"], both, "{seen}");
+    let names = seen["ddata_metric_names"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!names.is_empty(), "{seen}");
+    assert!(
+        names.iter().all(|name| name
+            .as_str()
+            .is_some_and(|name| name.contains('/') || name == "Speed")),
+        "metric names, not aliases: {seen}"
+    );
+    Ok(())
+}

@@ -31,11 +31,15 @@ pub(crate) const SERVICES: &[Listed] = &[
         in_up: InUp::Always,
     },
     Listed {
+<<<<<<< HEAD
         entry: entry::<uns_workorders::WorkOrders>(),
         in_up: InUp::Always,
     },
     Listed {
         entry: entry::<uns_erp_bridge::ErpBridge>(),
+=======
+        entry: entry::<uns_console::Console>(),
+>>>>>>> console
         in_up: InUp::Always,
     },
     Listed {

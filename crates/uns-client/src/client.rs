@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, Publish, PublishProperties};
+use rumqttc::v5::mqttbytes::v5::{
+    Filter, LastWill, Packet, Publish, PublishProperties, RetainForwardRule,
+};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -129,6 +131,50 @@ pub struct Message {
     pub response_topic: Option<String>,
     /// MQTT 5 Correlation Data, set on requests.
     pub correlation_data: Option<Bytes>,
+    /// The QoS it was delivered at (0, 1 or 2): the publisher's, capped at the subscription's.
+    pub qos: u8,
+    /// MQTT 5 User Properties, in the order sent.
+    pub user_properties: Vec<(String, String)>,
+    /// MQTT 5 Content Type.
+    pub content_type: Option<String>,
+    /// MQTT 5 Payload Format Indicator (1: UTF-8 text).
+    pub payload_format_indicator: Option<u8>,
+    /// MQTT 5 Message Expiry Interval, in seconds (what is left of it on delivery).
+    pub message_expiry_interval: Option<u32>,
+}
+
+/// How [`UnsClient::subscribe_with`] subscribes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SubscribeOptions {
+    /// The highest QoS (0, 1 or 2; higher values mean 2) the broker may deliver at.
+    pub max_qos: u8,
+    /// MQTT 5 Retain As Published: live messages keep the retain flag their publisher set, instead
+    /// of the flag meaning only "from the retained store at subscribe time".
+    pub retain_as_published: bool,
+}
+
+impl Default for SubscribeOptions {
+    /// What [`UnsClient::subscribe`] uses: QoS 1, retain flag as MQTT's default.
+    fn default() -> Self {
+        Self {
+            max_qos: 1,
+            retain_as_published: false,
+        }
+    }
+}
+
+impl SubscribeOptions {
+    fn filter(self, path: String) -> Filter {
+        let qos = match self.max_qos {
+            0 => QoS::AtMostOnce,
+            1 => QoS::AtLeastOnce,
+            _ => QoS::ExactlyOnce,
+        };
+        let mut filter = Filter::new(path, qos);
+        filter.preserve_retain = self.retain_as_published;
+        filter.retain_forward_rule = RetainForwardRule::OnEverySubscribe;
+        filter
+    }
 }
 
 impl Message {
@@ -165,7 +211,7 @@ struct Inner {
     /// broker that lost its store (or a new broker) shows them again.
     retained: Mutex<BTreeMap<String, Bytes>>,
     /// Filters to re-subscribe after every connect (sessions are clean).
-    subscriptions: Mutex<BTreeMap<String, QoS>>,
+    subscriptions: Mutex<BTreeMap<String, SubscribeOptions>>,
     /// Received QoS 1 messages not yet acknowledged (manual acks only), oldest first; cleared on
     /// reconnect, since the broker delivers unacknowledged messages again on the new connection.
     unacked: Mutex<VecDeque<Publish>>,
@@ -312,9 +358,23 @@ impl UnsClient {
 
     /// Subscribes to `filter` at QoS 1, now and after every reconnect.
     pub async fn subscribe(&self, filter: &TopicFilter) -> Result<(), ClientError> {
+        self.subscribe_with(filter, SubscribeOptions::default())
+            .await
+    }
+
+    /// Subscribes to any filter (also outside the UNS tree: `#`, `$SYS/#`, `spBv1.0/#`) with the
+    /// given options, now and after every reconnect.
+    pub async fn subscribe_with(
+        &self,
+        filter: &TopicFilter,
+        options: SubscribeOptions,
+    ) -> Result<(), ClientError> {
         let filter = filter.to_string();
-        lock(&self.inner.subscriptions).insert(filter.clone(), QoS::AtLeastOnce);
-        self.inner.mqtt.subscribe(filter, QoS::AtLeastOnce).await?;
+        lock(&self.inner.subscriptions).insert(filter.clone(), options);
+        self.inner
+            .mqtt
+            .subscribe_many([options.filter(filter)])
+            .await?;
         Ok(())
     }
 
@@ -594,13 +654,13 @@ async fn run_event_loop(
 
 /// After a (re)connect: subscriptions, retained documents, `running` health.
 async fn resume(inner: Arc<Inner>) {
-    let mut filters: Vec<(String, QoS)> = lock(&inner.subscriptions)
+    let mut filters: Vec<Filter> = lock(&inner.subscriptions)
         .iter()
-        .map(|(filter, qos)| (filter.clone(), *qos))
+        .map(|(filter, options)| options.filter(filter.clone()))
         .collect();
-    filters.push((inner.reply_topic.clone(), QoS::AtLeastOnce));
-    for (filter, qos) in filters {
-        if inner.mqtt.subscribe(filter, qos).await.is_err() {
+    filters.push(SubscribeOptions::default().filter(inner.reply_topic.clone()));
+    for filter in filters {
+        if inner.mqtt.subscribe_many([filter]).await.is_err() {
             return;
         }
     }
@@ -659,16 +719,22 @@ fn route_reply(inner: &Inner, message: Message) {
 }
 
 fn to_message(publish: rumqttc::v5::mqttbytes::v5::Publish) -> Message {
-    let (response_topic, correlation_data) = match publish.properties {
-        Some(properties) => (properties.response_topic, properties.correlation_data),
-        None => (None, None),
-    };
+    let properties = publish.properties.unwrap_or_default();
     Message {
         topic: String::from_utf8_lossy(&publish.topic).into_owned(),
         payload: publish.payload,
         retain: publish.retain,
-        response_topic,
-        correlation_data,
+        response_topic: properties.response_topic,
+        correlation_data: properties.correlation_data,
+        qos: match publish.qos {
+            QoS::AtMostOnce => 0,
+            QoS::AtLeastOnce => 1,
+            QoS::ExactlyOnce => 2,
+        },
+        user_properties: properties.user_properties,
+        content_type: properties.content_type,
+        payload_format_indicator: properties.payload_format_indicator,
+        message_expiry_interval: properties.message_expiry_interval,
     }
 }
 

@@ -17,5 +17,7 @@ mod client;
 mod metrics;
 
 pub use broker_url::{BrokerUrl, BrokerUrlError, DEFAULT_MQTT_PORT};
-pub use client::{ClientError, ClientOptions, Inbox, MAX_PACKET_SIZE, Message, UnsClient};
+pub use client::{
+    ClientError, ClientOptions, Inbox, MAX_PACKET_SIZE, Message, SubscribeOptions, UnsClient,
+};
 pub use metrics::{ClientMetrics, ErrorLabels, Metrics, ServiceLabel};

@@ -310,3 +310,63 @@ async fn manual_acks_and_a_persistent_session_lose_nothing_while_the_client_is_g
     .expect("message 3 arrives");
     assert_eq!(seen, ["{\"n\":1}", "{\"n\":2}", "{\"n\":3}"]);
 }
+
+/// `subscribe_with` takes any filter (`#`, outside the UNS tree too) and delivers what the
+/// publisher sent: its QoS (up to the subscription's 2), its retain flag on a live message (Retain
+/// As Published), and its MQTT 5 properties.
+#[tokio::test]
+async fn raw_subscription_delivers_qos_retain_and_v5_properties() {
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::PublishProperties;
+    use uns_client::SubscribeOptions;
+
+    let (broker, _dir) = start_broker().await;
+    let (client, mut inbox, _event_loop, _shutdown) = connect(&broker, "browser").await;
+    client
+        .subscribe_with(
+            &TopicFilter::new("#").expect("valid filter"),
+            SubscribeOptions {
+                max_qos: 2,
+                retain_as_published: true,
+            },
+        )
+        .await
+        .expect("subscribes");
+    // The subscription is in place once our own health arrives through it.
+    next_health(&mut inbox, HealthStatus::Running).await;
+
+    let addr = broker.mqtt_addr();
+    let options = rumqttc::v5::MqttOptions::new("v5-publisher", addr.ip().to_string(), addr.port());
+    let (publisher, mut event_loop) = rumqttc::v5::AsyncClient::new(options, 10);
+    let driver = tokio::spawn(async move { while event_loop.poll().await.is_ok() {} });
+    let properties = PublishProperties {
+        user_properties: vec![("line".to_owned(), "1".to_owned())],
+        content_type: Some("text/plain".to_owned()),
+        payload_format_indicator: Some(1),
+        ..PublishProperties::default()
+    };
+    publisher
+        .publish_with_properties("plant/raw/topic", QoS::ExactlyOnce, true, "42", properties)
+        .await
+        .expect("queued");
+    let message = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let message = inbox.recv().await.expect("inbox open");
+            if message.topic == "plant/raw/topic" {
+                return message;
+            }
+        }
+    })
+    .await
+    .expect("the raw topic arrives");
+    driver.abort();
+    assert_eq!(&message.payload[..], b"42");
+    assert_eq!(message.qos, 2);
+    assert!(message.retain, "a live retained publish keeps its flag");
+    assert_eq!(
+        message.user_properties,
+        vec![("line".to_owned(), "1".to_owned())]
+    );
+    assert_eq!(message.content_type.as_deref(), Some("text/plain"));
+    assert_eq!(message.payload_format_indicator, Some(1));
+}

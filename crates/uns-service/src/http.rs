@@ -192,7 +192,8 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Binds `addr` (port 0 allowed) and serves `/healthz`, `/metrics` and whatever is mounted in
-    /// `routes`, until `shutdown`.
+    /// `routes`, until `shutdown`. Every request carries the peer's address as an
+    /// `axum::extract::ConnectInfo<SocketAddr>` extension.
     pub async fn start(
         addr: SocketAddr,
         health: Health,

@@ -441,3 +441,31 @@ async fn bad_config_sections_name_the_key() {
     let err = entry.configure(Some(value), &env).expect_err("refused");
     assert!(err.to_string().contains("lmit"), "{err}");
 }
+
+/// Mounted routes see the peer's address (`ConnectInfo`), which the console's loopback-only rule
+/// needs.
+#[tokio::test(flavor = "multi_thread")]
+async fn mounted_routes_see_the_peer_address() -> anyhow::Result<()> {
+    use axum::extract::ConnectInfo;
+    let stop = CancellationToken::new();
+    let routes = Routes::default();
+    routes.mount(
+        "peer",
+        axum::Router::new().route(
+            "/api/v1/peer",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.ip().to_string() }),
+        ),
+    )?;
+    let http = HttpServer::start(
+        "127.0.0.1:0".parse()?,
+        Health::default(),
+        Metrics::new(),
+        routes,
+        stop.clone(),
+    )
+    .await?;
+    let (status, body) = http_get(http.local_addr(), "/api/v1/peer").await?;
+    stop.cancel();
+    assert_eq!((status, body.as_str()), (200, "127.0.0.1"));
+    Ok(())
+}

@@ -1,0 +1,89 @@
+// Talking to the server: JSON GETs under /api/v1/console/ and one server-sent event stream
+// whose watch list (the topics the page shows) is set by the view.
+
+const BASE = '/api/v1/console';
+
+export async function getJson(endpoint, params = {}) {
+  const query = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value === undefined || value === null) continue;
+    for (const one of Array.isArray(value) ? value : [value]) query.append(key, one);
+  }
+  const response = await fetch(`${BASE}/${endpoint}?${query}`);
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || `${response.status}`);
+  return body;
+}
+
+// Builds an element: el('td', {class: 'x', title: 't'}, 'text', otherNode). Text is always
+// text (never parsed as HTML), so payloads cannot inject markup.
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith('on')) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value === true ? '' : value);
+  }
+  for (const child of children.flat()) {
+    if (child === undefined || child === null) continue;
+    node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+export function formatTime(ms) {
+  if (ms === null || ms === undefined) return '';
+  const date = new Date(ms);
+  const pad = (n, w = 2) => String(n).padStart(w, '0');
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} `
+    + `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}`;
+}
+
+// The live connection: one EventSource, reopened when the watch list changes. Handlers get
+// 'topic' (a watched topic's new message), 'tree' (something changed, at most once a second)
+// and 'resync' (events were skipped: re-read what is shown).
+export class Live {
+  constructor(indicator) {
+    this.indicator = indicator;
+    this.watch = [];
+    this.handlers = { topic: [], tree: [], resync: [] };
+    this.source = null;
+    this.open();
+  }
+
+  on(kind, handler) {
+    this.handlers[kind].push(handler);
+    return () => {
+      this.handlers[kind] = this.handlers[kind].filter((h) => h !== handler);
+    };
+  }
+
+  setWatch(topics) {
+    const next = [...new Set(topics)].sort();
+    if (next.join('\n') === this.watch.join('\n')) return;
+    this.watch = next;
+    this.open();
+  }
+
+  open() {
+    if (this.source) this.source.close();
+    const query = new URLSearchParams();
+    for (const topic of this.watch) query.append('watch', topic);
+    const source = new EventSource(`${BASE}/events?${query}`);
+    this.source = source;
+    this.status('connecting…', 'connecting');
+    for (const kind of Object.keys(this.handlers)) {
+      source.addEventListener(kind, (event) => {
+        const data = JSON.parse(event.data);
+        if (kind === 'tree') this.status(`live · ${data.n_topics} topics`, 'ok');
+        for (const handler of this.handlers[kind]) handler(data);
+      });
+    }
+    source.onerror = () => this.status('reconnecting…', 'down');
+  }
+
+  status(text, state) {
+    this.indicator.textContent = text;
+    this.indicator.dataset.state = state;
+  }
+}

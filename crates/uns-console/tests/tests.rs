@@ -1,0 +1,521 @@
+//! The console against the real embedded broker, over real sockets and real HTTP: the tree's
+//! counts and lazy children, Sparkplug DATA shown with the names its birth declared, MQTT 5 user
+//! properties, a bounded history, live updates over server-sent events, and the tree's first level
+//! at 50 000 retained topics (timed and printed, not asserted).
+#![allow(clippy::print_stderr, reason = "the load test prints its figure")]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::PublishProperties;
+use serde_json::Value as Json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio_util::sync::CancellationToken;
+use uns_client::{BrokerUrl, Metrics};
+use uns_console::Console;
+use uns_console::tree::HistoryLimits;
+use uns_model::topic::UnsTopic;
+use uns_service::{
+    BrokerEndpoint, Configured, Health, HttpServer, RestartPolicy, Routes, Runtime, RuntimeOptions,
+};
+use uns_sparkplug::{DeviceMessageKind, Metric, NodeMessageKind, Payload, SparkplugTopic, Value};
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A broker, the console running on it, its HTTP endpoint, and a plain MQTT 5 publisher.
+struct Harness {
+    _dir: tempfile::TempDir,
+    _broker: uns_broker::BrokerHandle,
+    http: SocketAddr,
+    publisher: rumqttc::v5::AsyncClient,
+    driver: tokio::task::JoinHandle<()>,
+    runtime: Option<Runtime>,
+    stop: CancellationToken,
+}
+
+impl Harness {
+    async fn start(limits: HistoryLimits) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let broker = uns_broker::start(uns_broker::BrokerConfig {
+            listen: "127.0.0.1:0".parse()?,
+            ws_listen: None,
+            data_dir: dir.path().join("broker"),
+            ..Default::default()
+        })
+        .await?;
+        let port = broker.mqtt_addr().port();
+        let stop = CancellationToken::new();
+        let health = Health::default();
+        let metrics = Metrics::new();
+        let routes = Routes::default();
+        let http = HttpServer::start(
+            "127.0.0.1:0".parse()?,
+            health.clone(),
+            metrics.clone(),
+            routes.clone(),
+            stop.clone(),
+        )
+        .await?;
+        let runtime = Runtime::start(
+            RuntimeOptions {
+                broker: BrokerEndpoint {
+                    url: BrokerUrl::new("127.0.0.1", port),
+                    credentials: None,
+                },
+                data_dir: dir.path().join("data"),
+                restart: RestartPolicy::Exit,
+                stop_grace: Duration::from_secs(2),
+                health,
+                metrics,
+                routes,
+            },
+            vec![Configured::new(Console::new(limits))],
+        )
+        .await?;
+        let mut options = rumqttc::v5::MqttOptions::new("test-publisher", "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(30));
+        let (publisher, mut event_loop) = rumqttc::v5::AsyncClient::new(options, 1000);
+        let driver = tokio::spawn(async move { while event_loop.poll().await.is_ok() {} });
+        let harness = Self {
+            _dir: dir,
+            _broker: broker,
+            http: http.local_addr(),
+            publisher,
+            driver,
+            runtime: Some(runtime),
+            stop,
+        };
+        // The console subscribed once its own retained health came back through `#`.
+        let health_topic = UnsTopic::service("console")?.to_string();
+        harness.topic_eventually(&health_topic, |_| true).await?;
+        Ok(harness)
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<(u16, Json)> {
+        let (status, body) = http_get(self.http, path).await?;
+        let json = serde_json::from_str(&body).with_context(|| format!("GET {path}: {body}"))?;
+        Ok((status, json))
+    }
+
+    async fn publish(&self, topic: &str, payload: impl Into<Vec<u8>>) -> anyhow::Result<()> {
+        self.publisher
+            .publish(topic, QoS::AtLeastOnce, true, payload.into())
+            .await?;
+        Ok(())
+    }
+
+    /// The console's view of `topic` once `accept` likes it, within [`DEADLINE`].
+    async fn topic_eventually(
+        &self,
+        topic: &str,
+        accept: impl Fn(&Json) -> bool,
+    ) -> anyhow::Result<Json> {
+        let path = format!("/api/v1/console/topic?name={}", encode(topic));
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let (status, json) = self.get(&path).await?;
+            if status == 200 && accept(&json) {
+                return Ok(json);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{topic} not as expected within {DEADLINE:?}; last: {status} {json}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn n_topics_eventually(&self, wanted: u64) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let (_, stats) = self.get("/api/v1/console/stats").await?;
+            if stats["n_topics"].as_u64() >= Some(wanted) {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("the console has {} topics, not {wanted}", stats["n_topics"]);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(mut self) {
+        self.driver.abort();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.stop().await;
+        }
+        self.stop.cancel();
+    }
+}
+
+fn limits(max_values: usize) -> HistoryLimits {
+    HistoryLimits {
+        max_values,
+        window_ms: 3_600_000,
+    }
+}
+
+fn encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let url = format!("http://{addr}{path}");
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let mut response = agent.get(&url).call()?;
+        let status = response.status().as_u16();
+        Ok((status, response.body_mut().read_to_string()?))
+    })
+    .await?
+}
+
+fn children(listing: &Json) -> Vec<(String, u64, bool)> {
+    listing["children"]
+        .as_array()
+        .map(|children| {
+            children
+                .iter()
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap_or_default().to_owned(),
+                        c["n_topics"].as_u64().unwrap_or_default(),
+                        c["has_children"].as_bool().unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_tree_counts_topics_per_branch_and_lists_one_level_at_a_time() -> anyhow::Result<()> {
+    let harness = Harness::start(limits(10)).await?;
+    for topic in [
+        "plant/berlin/line-1/temp",
+        "plant/berlin/line-1/speed",
+        "plant/berlin/line-2/temp",
+        "plant/hamburg/line-1/temp",
+        "other",
+    ] {
+        harness.publish(topic, "1").await?;
+    }
+    harness.n_topics_eventually(6).await?;
+
+    let (status, root) = harness.get("/api/v1/console/tree").await?;
+    assert_eq!(status, 200, "{root}");
+    let root_children = children(&root);
+    assert!(
+        root_children.contains(&("plant".to_owned(), 4, true)),
+        "{root}"
+    );
+    assert!(
+        root_children.contains(&("other".to_owned(), 1, false)),
+        "{root}"
+    );
+    assert!(
+        root_children.iter().any(|(name, _, _)| name == "uns"),
+        "the console's own health is in the tree too: {root}"
+    );
+    assert!(
+        !root.to_string().contains("line-1"),
+        "the first level does not carry the levels below it"
+    );
+
+    let (_, berlin) = harness
+        .get("/api/v1/console/tree?path=plant/berlin")
+        .await?;
+    assert_eq!(
+        children(&berlin),
+        vec![
+            ("line-1".to_owned(), 2, true),
+            ("line-2".to_owned(), 1, true)
+        ]
+    );
+    let (_, line) = harness
+        .get("/api/v1/console/tree?path=plant/berlin/line-1")
+        .await?;
+    assert_eq!(line["children"][1]["path"], "plant/berlin/line-1/temp");
+    assert_eq!(line["children"][1]["is_topic"], true);
+    assert_eq!(line["children"][1]["preview"], "1");
+
+    let (_, wildcard) = harness
+        .get(&format!(
+            "/api/v1/console/tree?match={}",
+            encode("plant/+/+/temp")
+        ))
+        .await?;
+    assert_eq!(children(&wildcard), vec![("plant".to_owned(), 3, true)]);
+    let (_, text) = harness.get("/api/v1/console/search?q=HAMBURG").await?;
+    assert_eq!(
+        text["topics"],
+        serde_json::json!(["plant/hamburg/line-1/temp"])
+    );
+    let (status, bad) = harness.get("/api/v1/console/tree?match=a/%23/b").await?;
+    assert_eq!(status, 400, "{bad}");
+    let (status, _) = harness.get("/api/v1/console/tree?path=nowhere").await?;
+    assert_eq!(status, 404);
+    harness.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sparkplug_data_shows_the_metric_names_of_its_birth() -> anyhow::Result<()> {
+    let harness = Harness::start(limits(10)).await?;
+    let nbirth_topic = SparkplugTopic::Node {
+        group: "plant".to_owned(),
+        kind: NodeMessageKind::NBirth,
+        edge: "edge-1".to_owned(),
+    }
+    .to_string();
+    let ddata_topic = SparkplugTopic::Device {
+        group: "plant".to_owned(),
+        kind: DeviceMessageKind::DData,
+        edge: "edge-1".to_owned(),
+        device: "filler".to_owned(),
+    }
+    .to_string();
+    let nbirth = uns_sparkplug::encode(&Payload {
+        timestamp: Some(1),
+        seq: Some(0),
+        metrics: vec![
+            Metric {
+                alias: Some(1),
+                ..Metric::new("bdSeq", Value::Int64(0))
+            },
+            Metric {
+                alias: Some(17),
+                ..Metric::new("Filler/Temperature", Value::Float(20.5))
+            },
+        ],
+        ..Payload::default()
+    })?;
+    let ddata = uns_sparkplug::encode(&Payload {
+        timestamp: Some(2),
+        seq: Some(1),
+        metrics: vec![Metric {
+            alias: Some(17),
+            is_historical: true,
+            value: Some(Value::Float(71.25)),
+            datatype: None,
+            ..Metric::default()
+        }],
+        ..Payload::default()
+    })?;
+    // Sparkplug births and data are not retained; QoS 0 as the spec says.
+    harness
+        .publisher
+        .publish(nbirth_topic.as_str(), QoS::AtMostOnce, false, nbirth)
+        .await?;
+    harness.topic_eventually(&nbirth_topic, |_| true).await?;
+    harness
+        .publisher
+        .publish(ddata_topic.as_str(), QoS::AtMostOnce, false, ddata)
+        .await?;
+    let shown = harness.topic_eventually(&ddata_topic, |_| true).await?;
+    let metric = &shown["latest"]["sparkplug"]["metrics"][0];
+    assert_eq!(metric["name"], "Filler/Temperature", "{shown}");
+    assert_eq!(metric["name_from"], "birth");
+    assert_eq!(metric["alias"], 17);
+    assert_eq!(metric["datatype"], "Float");
+    assert_eq!(metric["value"], 71.25);
+    assert_eq!(metric["historical"], true);
+    assert_eq!(shown["latest"]["sparkplug"]["device"], "filler");
+    assert_eq!(shown["latest"]["retain"], false);
+    harness.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mqtt5_properties_schema_checks_and_live_events_show() -> anyhow::Result<()> {
+    let harness = Harness::start(limits(10)).await?;
+    // Watch the topic over SSE before anything is published on it.
+    let topic = UnsTopic::located(
+        "acme/berlin".parse()?,
+        uns_model::topic::Class::Tag(
+            uns_model::topic::TagPath::new(vec![uns_model::topic::Id::new("temp")?])
+                .context("a tag path")?,
+        ),
+    )
+    .to_string();
+    let mut events = Sse::open(harness.http, &topic).await?;
+    events.next_event("tree").await?;
+
+    let properties = PublishProperties {
+        user_properties: vec![("operator".to_owned(), "anna".to_owned())],
+        content_type: Some("application/json".to_owned()),
+        response_topic: Some("replies/here".to_owned()),
+        correlation_data: Some(bytes::Bytes::from_static(&[0xab, 0x01])),
+        ..PublishProperties::default()
+    };
+    let tag = uns_model::payload::TagValue {
+        schema: uns_model::payload::SchemaTag::default(),
+        value: serde_json::json!(71.5),
+        timestamp_ms: 1,
+        quality: uns_model::payload::Quality::Good,
+        unit: None,
+        context: None,
+        src: None,
+    };
+    harness
+        .publisher
+        .publish_with_properties(
+            topic.as_str(),
+            QoS::ExactlyOnce,
+            true,
+            serde_json::to_vec(&tag)?,
+            properties,
+        )
+        .await?;
+    let live = events.next_event("topic").await?;
+    assert_eq!(live["name"], topic.as_str(), "{live}");
+    assert_eq!(live["point"]["value"], 71.5);
+
+    let shown = harness.topic_eventually(&topic, |_| true).await?;
+    let latest = &shown["latest"];
+    assert_eq!(
+        latest["properties"]["user_properties"],
+        serde_json::json!([["operator", "anna"]]),
+        "{shown}"
+    );
+    assert_eq!(latest["properties"]["content_type"], "application/json");
+    assert_eq!(latest["properties"]["response_topic"], "replies/here");
+    assert_eq!(latest["properties"]["correlation_data"], "ab01");
+    assert_eq!(latest["retain"], true);
+    assert_eq!(latest["qos"], 2);
+    assert_eq!(latest["schema_check"]["valid"], true, "{shown}");
+    assert_eq!(latest["json"]["value"], 71.5);
+
+    // A payload that breaks its schema says why.
+    harness
+        .publish(
+            &topic,
+            r#"{"schema":"uns/tag/v1","value":1,"quality":"fine"}"#,
+        )
+        .await?;
+    let broken = harness
+        .topic_eventually(&topic, |json| {
+            json["latest"]["schema_check"]["valid"] == false
+        })
+        .await?;
+    assert!(
+        broken["latest"]["schema_check"]["errors"]
+            .as_array()
+            .is_some_and(|errors| !errors.is_empty()),
+        "{broken}"
+    );
+    harness.stop().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_history_stays_bounded() -> anyhow::Result<()> {
+    let harness = Harness::start(limits(5)).await?;
+    for value in 0..20 {
+        harness.publish("machine/speed", value.to_string()).await?;
+    }
+    let shown = harness
+        .topic_eventually("machine/speed", |json| json["n_messages"] == 20)
+        .await?;
+    let values: Vec<f64> = shown["history"]
+        .as_array()
+        .context("history")?
+        .iter()
+        .filter_map(|point| point["value"].as_f64())
+        .collect();
+    assert_eq!(values, vec![15.0, 16.0, 17.0, 18.0, 19.0]);
+    let (_, stats) = harness.get("/api/v1/console/stats").await?;
+    assert!(
+        stats["n_history_points"].as_u64() <= Some(5 * stats["n_topics"].as_u64().unwrap_or(0)),
+        "{stats}"
+    );
+    harness.stop().await;
+    Ok(())
+}
+
+/// The load figure: 50 000 retained topics, then the tree's first level over HTTP, timed and
+/// printed (`cargo test -p uns-console --release -- --nocapture load`). Asserts the counts only.
+#[tokio::test(flavor = "multi_thread")]
+async fn load_first_level_at_50000_retained_topics() -> anyhow::Result<()> {
+    const N_TOPICS: u64 = 50_000;
+    let harness = Harness::start(limits(10)).await?;
+    for idx in 0..N_TOPICS {
+        let topic = format!(
+            "load/area-{}/line-{}/cell-{}/tag-{idx}",
+            idx % 10,
+            idx / 10 % 50,
+            idx / 500 % 10
+        );
+        harness
+            .publish(&topic, format!(r#"{{"value":{idx}}}"#))
+            .await?;
+    }
+    harness.n_topics_eventually(N_TOPICS).await?;
+    let mut timings = Vec::new();
+    let mut root = Json::Null;
+    for _ in 0..5 {
+        let start = tokio::time::Instant::now();
+        root = harness.get("/api/v1/console/tree").await?.1;
+        timings.push(start.elapsed());
+    }
+    let (_, stats) = harness.get("/api/v1/console/stats").await?;
+    let (_, area) = harness.get("/api/v1/console/tree?path=load/area-3").await?;
+    eprintln!(
+        "console load: {} topics; first level over HTTP in {:?} (5 runs); one area's children: {} entries; stats {stats}",
+        root["n_topics_all"],
+        timings,
+        area["children"].as_array().map_or(0, Vec::len)
+    );
+    assert!(
+        children(&root).contains(&("load".to_owned(), N_TOPICS, true)),
+        "{root}"
+    );
+    assert_eq!(children(&area).len(), 50);
+    harness.stop().await;
+    Ok(())
+}
+
+/// A server-sent event stream read over a raw socket.
+struct Sse {
+    lines: tokio::io::Lines<BufReader<tokio::net::TcpStream>>,
+}
+
+impl Sse {
+    async fn open(addr: SocketAddr, watch: &str) -> anyhow::Result<Self> {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        let request = format!(
+            "GET /api/v1/console/events?watch={} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n",
+            encode(watch)
+        );
+        stream.write_all(request.as_bytes()).await?;
+        let mut lines = BufReader::new(stream).lines();
+        let status = lines.next_line().await?.context("no status line")?;
+        if !status.contains(" 200 ") {
+            bail!("events: {status}");
+        }
+        Ok(Self { lines })
+    }
+
+    /// The data of the next event of `kind`, within [`DEADLINE`].
+    async fn next_event(&mut self, kind: &str) -> anyhow::Result<Json> {
+        let wanted = format!("event: {kind}");
+        tokio::time::timeout(DEADLINE, async {
+            let mut in_wanted = false;
+            while let Some(line) = self.lines.next_line().await? {
+                if line.starts_with("event:") {
+                    in_wanted = line == wanted;
+                } else if in_wanted && let Some(data) = line.strip_prefix("data: ") {
+                    return Ok(serde_json::from_str(data)?);
+                }
+            }
+            bail!("the event stream ended")
+        })
+        .await
+        .with_context(|| format!("no {kind} event within {DEADLINE:?}"))?
+    }
+}

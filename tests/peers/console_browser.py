@@ -1,0 +1,155 @@
+"""Drives the web console in a real browser: Debian's headless Chromium through Debian's
+chromedriver, with selenium (a client we did not write).
+
+Against `uns up --demo` it opens the page, waits until the live connection is up, expands the
+tree level by level to a `_tag` of the demo plant, selects it and waits until its value changes
+on the page, adds it and a second tag to the chart and waits until both lines are drawn and
+grow, downloads the chart's CSV, and opens a Sparkplug DDATA topic to read its metric names.
+Screenshots of each step go to --screenshots. Prints one JSON object with what it saw; exit
+code 0 when every step passed, else 1 with the reason on stderr.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+
+class Failed(Exception):
+    pass
+
+
+def wait_for(what, check, timeout=30.0):
+    """Polls `check` until it returns something truthy; fails naming `what`."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except (StaleElementReferenceException, WebDriverException) as err:
+            last_error = err
+        time.sleep(0.1)
+    raise Failed(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
+
+
+def node(driver, path):
+    return driver.find_element(By.CSS_SELECTOR, f'li.node[data-path="{path}"]')
+
+
+def expand_to(driver, topic):
+    """Expands every level above `topic`, clicking each twisty as a person would."""
+    levels = topic.split("/")
+    for depth in range(1, len(levels)):
+        path = "/".join(levels[:depth])
+        item = wait_for(f"tree node {path}", lambda: node(driver, path))
+        if item.get_attribute("aria-expanded") != "true":
+            item.find_element(By.CSS_SELECTOR, ":scope > .twisty").click()
+        child = "/".join(levels[: depth + 1])
+        wait_for(f"tree node {child}", lambda: node(driver, child))
+
+
+def select(driver, topic):
+    expand_to(driver, topic)
+    node(driver, topic).find_element(By.CSS_SELECTOR, ":scope > .label").click()
+    wait_for(f"topic pane of {topic}",
+             lambda: driver.find_element(By.ID, "topic-name").text == topic)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--tag", action="append", required=True, help="a numeric _tag topic (give two)")
+    parser.add_argument("--ddata", required=True, help="a Sparkplug DDATA topic")
+    parser.add_argument("--screenshots", required=True)
+    parser.add_argument("--downloads", required=True)
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
+    args = parser.parse_args()
+    os.makedirs(args.screenshots, exist_ok=True)
+    os.makedirs(args.downloads, exist_ok=True)
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = args.chromium
+    for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1500,1000"]:
+        options.add_argument(flag)
+    options.add_experimental_option("prefs", {
+        "download.default_directory": os.path.abspath(args.downloads),
+        "download.prompt_for_download": False,
+    })
+    driver = webdriver.Chrome(service=Service(executable_path=args.chromedriver), options=options)
+    seen = {}
+    try:
+        driver.get(args.url)
+        wait_for("the live connection", lambda: driver.find_element(By.ID, "live").get_attribute("data-state") == "ok")
+        seen["live"] = driver.find_element(By.ID, "live").text
+
+        first, second = args.tag[0], args.tag[1]
+        select(driver, first)
+        value = lambda: driver.find_element(By.ID, "topic-value").text
+        arrival = lambda: driver.find_element(By.ID, "arrival").text
+        before = (value(), arrival())
+        wait_for(f"{first} to change on the page",
+                 lambda: value() != before[0] and arrival() != before[1], timeout=60)
+        seen["value_before"] = json.loads(before[0]).get("value")
+        seen["value_after"] = json.loads(value()).get("value")
+        seen["retained"] = driver.find_element(By.ID, "badge-retained").text
+        seen["schema"] = driver.find_element(By.ID, "schema-check").text
+        driver.save_screenshot(os.path.join(args.screenshots, "console-topic.png"))
+
+        driver.find_element(By.ID, "add-to-chart").click()
+        wait_for("the first line in the chart",
+                 lambda: driver.find_elements(By.CSS_SELECTOR, f'#chart path.series[data-topic="{first}"]'))
+        select(driver, second)
+        wait_for("Add to chart to be enabled", lambda: driver.find_element(By.ID, "add-to-chart").is_enabled())
+        driver.find_element(By.ID, "add-to-chart").click()
+        # Read every line in one script: the chart is redrawn on each point.
+        lines = lambda: dict(driver.execute_script(
+            "return [...document.querySelectorAll('#chart path.series')]"
+            ".map((p) => [p.dataset.topic, p.getAttribute('d')]);"))
+        wait_for("two lines in one chart", lambda: len(lines()) == 2)
+        drawn = lines()
+        wait_for("both lines to grow live", lambda: all(
+            len(d) > len(drawn.get(topic, "")) for topic, d in lines().items()), timeout=60)
+        seen["chart_topics"] = sorted(lines())
+        seen["chart_svgs"] = len(driver.find_elements(By.CSS_SELECTOR, "#chart svg"))
+        driver.save_screenshot(os.path.join(args.screenshots, "console-chart.png"))
+
+        driver.find_element(By.ID, "download-chart-csv").click()
+        csv_path = os.path.join(args.downloads, "uns-chart.csv")
+        wait_for("the chart CSV download", lambda: os.path.exists(csv_path) and os.path.getsize(csv_path) > 0)
+        with open(csv_path, encoding="utf-8") as file:
+            rows = file.read().splitlines()
+        seen["csv_header"] = rows[0]
+        seen["csv_topics"] = sorted({row.split(",")[0] for row in rows[1:]})
+
+        select(driver, args.ddata)
+        names = lambda: [cell.text for cell in driver.find_elements(By.CSS_SELECTOR, "#sparkplug-metrics td.metric-name")]
+        wait_for("Sparkplug metric names", lambda: names())
+        seen["ddata_metric_names"] = names()
+        driver.execute_script("document.getElementById('topic-pane').scrollIntoView()")
+        driver.save_screenshot(os.path.join(args.screenshots, "console-sparkplug.png"))
+    except Failed as err:
+        try:
+            driver.save_screenshot(os.path.join(args.screenshots, "console-failure.png"))
+        except WebDriverException:
+            pass
+        print(json.dumps(seen))
+        print(f"console browser test failed: {err}", file=sys.stderr)
+        return 1
+    finally:
+        driver.quit()
+    print(json.dumps(seen))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
