@@ -11,9 +11,11 @@
 
 #![deny(missing_docs)]
 
+mod export;
 mod ledger;
 mod trace;
 
+pub use export::{EPCIS_CONTEXT, ExportFilter, FSMA_COLUMNS, RECALL_COLUMNS, lot_uri, recall_csv};
 pub use ledger::{
     CHAIN, Decision, Edge, Ledger, LedgerError, LogEntry, LogRecord, LotRecord, Outcome, Refusal,
     Shipment, StatusChange, StatusChangeRequest, Tolerances, Void,
