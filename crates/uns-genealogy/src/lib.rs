@@ -13,11 +13,16 @@
 
 mod export;
 mod ledger;
+mod service;
 mod trace;
 
 pub use export::{EPCIS_CONTEXT, ExportFilter, FSMA_COLUMNS, RECALL_COLUMNS, lot_uri, recall_csv};
 pub use ledger::{
     CHAIN, Decision, Edge, Ledger, LedgerError, LogEntry, LogRecord, LotRecord, Outcome, Refusal,
     Shipment, StatusChange, StatusChangeRequest, Tolerances, Void,
+};
+pub use service::{
+    DEMO_LOTS, DEMO_SITE, FILE, Genealogy, GenealogyConfig, GenealogyError, REQUEST_TIMEOUT,
+    verify_json,
 };
 pub use trace::{BalanceStatus, Direction, MassBalance, Trace, TraceLot, TraceQuery};
