@@ -17,6 +17,13 @@ pub const DEFAULT_MAX_INFLIGHT: usize = 128;
 pub const DEFAULT_SYS_INTERVAL: Duration = Duration::from_secs(10);
 /// Default largest MQTT packet accepted or sent (1 MiB), see [`BrokerConfig::max_packet_size`].
 pub const DEFAULT_MAX_PACKET_SIZE: u32 = 1024 * 1024;
+/// Default most levels in a topic name or filter, see [`BrokerConfig::max_topic_levels`].
+pub const DEFAULT_MAX_TOPIC_LEVELS: usize = 64;
+/// Default longest topic name or filter in bytes, see [`BrokerConfig::max_topic_length`].
+pub const DEFAULT_MAX_TOPIC_LENGTH: usize = 1024;
+/// Highest `max_topic_levels` accepted: far below the ~10 000 levels at which the engine's
+/// per-level recursion overflows a worker stack (and below where debug builds do).
+pub const MAX_TOPIC_LEVELS_LIMIT: usize = 512;
 
 /// Everything the embedded broker needs to start.
 ///
@@ -54,6 +61,15 @@ pub struct BrokerConfig {
     pub sys_interval: Duration,
     /// Largest MQTT packet accepted from or sent to a client, in bytes (default 1 MiB).
     pub max_packet_size: u32,
+    /// Most levels (`/`-separated parts) in a topic name or filter a client sends (default
+    /// [`DEFAULT_MAX_TOPIC_LEVELS`] = 64, at most [`MAX_TOPIC_LEVELS_LIMIT`]). An ISA-95 UNS
+    /// topic (`uns/v1/enterprise/site/area/line/cell/class/...`) has about 10. A PUBLISH or
+    /// Will beyond it is refused and the client disconnected; a SUBSCRIBE filter beyond it gets
+    /// SUBACK 0x8F (v5) / 0x80 (3.1.1) and the client is disconnected.
+    pub max_topic_levels: usize,
+    /// Longest topic name or filter in bytes (default [`DEFAULT_MAX_TOPIC_LENGTH`] = 1024,
+    /// 16..=65535); refused like [`BrokerConfig::max_topic_levels`].
+    pub max_topic_length: usize,
 }
 
 impl Default for BrokerConfig {
@@ -68,6 +84,8 @@ impl Default for BrokerConfig {
             max_inflight: DEFAULT_MAX_INFLIGHT,
             sys_interval: DEFAULT_SYS_INTERVAL,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            max_topic_levels: DEFAULT_MAX_TOPIC_LEVELS,
+            max_topic_length: DEFAULT_MAX_TOPIC_LENGTH,
         }
     }
 }
@@ -189,6 +207,20 @@ impl BrokerConfig {
             268_435_455,
             "1024..=268435455 bytes",
         )?;
+        check_range(
+            "max_topic_levels",
+            self.max_topic_levels as u64,
+            1,
+            MAX_TOPIC_LEVELS_LIMIT as u64,
+            "1..=512",
+        )?;
+        check_range(
+            "max_topic_length",
+            self.max_topic_length as u64,
+            16,
+            65_535,
+            "16..=65535 bytes",
+        )?;
         let mut seen = std::collections::HashSet::new();
         for user in &self.users {
             let bad = |reason: &str| ConfigError::BadUser {
@@ -216,6 +248,14 @@ impl BrokerConfig {
             }
         }
         Ok(())
+    }
+
+    /// The topic limits the hooks enforce.
+    pub(crate) fn topic_limits(&self) -> crate::limits::TopicLimits {
+        crate::limits::TopicLimits {
+            max_levels: self.max_topic_levels,
+            max_length: self.max_topic_length,
+        }
     }
 
     /// Whether a client without username may connect.

@@ -48,6 +48,7 @@
 
 mod config;
 mod engine;
+mod limits;
 mod rmqtt_engine;
 mod store;
 
@@ -55,7 +56,8 @@ use std::net::SocketAddr;
 
 pub use config::{
     BrokerConfig, ConfigError, DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_PACKET_SIZE, DEFAULT_MAX_QUEUE,
-    DEFAULT_SYS_INTERVAL, Secret, User,
+    DEFAULT_MAX_TOPIC_LENGTH, DEFAULT_MAX_TOPIC_LEVELS, DEFAULT_SYS_INTERVAL,
+    MAX_TOPIC_LEVELS_LIMIT, Secret, User,
 };
 pub use store::StoreError;
 

@@ -10,17 +10,24 @@
 //! |---|---|---|
 //! | `State/Code` | Int32 | PackML state code: 6 Execute, 5 Suspended, 11 Held, 2 Stopped, 4 Idle (table in [`plant`]) |
 //! | `State/Name` | String | the PackML state name |
-//! | `Count/Good`, `Count/Reject` | UInt64 | monotonic since the start of the run |
+//! | `Count/Good`, `Count/Reject` | UInt64 | monotonic; retentive across restarts, like a PLC's (see below) |
 //! | `Process/Temperature` | Float | °C, DBIRTH property `engUnit` = `"CEL"` (String) |
 //! | `Process/Pressure` | Double | bar, DBIRTH property `engUnit` = `"BAR"` |
 //! | `Speed` | Double | parts per minute, 0 when not running |
 //! | `Sim/Signal/{k}` | Double | only with `extra_metrics`/`scale`: a random walk that changes at every sample |
 //!
 //! **Store and forward.** While the broker is unreachable (or the configured primary host is offline),
-//! each node buffers its samples in `data_dir/sim.redb` (one write transaction per period) and, after
+//! each node buffers its samples in `data_dir/sim.redb` (a `uns-store` file; one write transaction per period) and, after
 //! the reconnect and rebirth, publishes them oldest first as historical DATA (`is_historical = true`,
 //! original timestamps), then deletes them. Publishes that were queued for a connection that died are
 //! taken back and buffered too. Details in `node.rs` and `store.rs`.
+//!
+//! **Retentive counters.** As a PLC keeps its counters in retentive memory, each device's `Count/Good`
+//! and `Count/Reject` survive a restart in `sim.redb` (table `counters_v1`): a stopped simulator saves
+//! them exactly, and while running each node reserves ahead, saving (before any value beyond it is
+//! published) the counts plus at most about one second of production at the ideal rate. A restart after
+//! a clean stop continues from the last value; after a crash (SIGKILL) it continues from the reserve,
+//! so a counter may jump forward by that margin but never goes back.
 //!
 //! **Time.** Sampling runs on tokio time (`rate_hz` samples per second and device; paused-time tests
 //! work); each sample advances its model by `speed / rate_hz` simulated seconds. Each device samples at
@@ -184,21 +191,17 @@ pub enum SimError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The store-and-forward file could not be opened (corrupt, or in use by another `uns sim`).
-    #[error("opening the store-and-forward buffer {path}: {source}")]
-    StoreOpen {
+    /// The simulator's file (`sim.redb`: buffer and counters) could not be opened, read or written
+    /// (in use by another `uns sim`, damaged, full disk); the message says which and what to do.
+    #[error(transparent)]
+    Store(#[from] uns_store::StoreError),
+    /// A buffer file from before uns-store could not be moved to its layout.
+    #[error("moving the store-and-forward buffer {path} to the uns-store layout: {message}")]
+    Migrate {
         /// The file.
         path: PathBuf,
-        /// The redb error.
-        source: Box<redb::DatabaseError>,
-    },
-    /// A store-and-forward read or write failed.
-    #[error("store-and-forward buffer: {operation}: {source}")]
-    Store {
-        /// What was being done.
-        operation: &'static str,
-        /// The redb error.
-        source: Box<redb::Error>,
+        /// What redb said.
+        message: String,
     },
     /// A sample could not be encoded for the buffer (a bug).
     #[error("encoding a buffered sample: {0}")]
@@ -289,27 +292,60 @@ pub async fn run_with_stats(
     stats: SimStats,
 ) -> Result<(), SimError> {
     config.validate()?;
-    let specs = config.nodes();
-    let n_devices = specs.iter().map(|spec| spec.cells.len()).sum();
-    let mut first_device_idx = 0;
-    let mut nodes = Vec::with_capacity(specs.len());
-    for spec in &specs {
-        nodes.push(node::SimNode::new(
-            &config,
-            spec,
-            first_device_idx,
-            n_devices,
-        )?);
-        first_device_idx += spec.cells.len();
-    }
     std::fs::create_dir_all(&data_dir).map_err(|source| SimError::DataDir {
         path: data_dir.clone(),
         source,
     })?;
     let path = data_dir.join("sim.redb");
-    let buffer = tokio::task::spawn_blocking(move || store::Buffer::open(&path))
+    let specs = config.nodes();
+    let (buffer, saved) = tokio::task::spawn_blocking({
+        let edges: Vec<String> = specs.iter().map(|spec| spec.edge.clone()).collect();
+        move || {
+            let buffer = store::Buffer::open(&path)?;
+            let saved = edges
+                .iter()
+                .map(|edge| buffer.counters(edge))
+                .collect::<Result<Vec<_>, SimError>>()?;
+            Ok::<_, SimError>((buffer, saved))
+        }
+    })
+    .await
+    .map_err(|error| SimError::InvalidConfig(format!("opening the buffer: {error}")))??;
+    let n_devices = specs.iter().map(|spec| spec.cells.len()).sum();
+    let mut first_device_idx = 0;
+    let mut nodes = Vec::with_capacity(specs.len());
+    for (spec, saved) in specs.iter().zip(saved) {
+        nodes.push(node::SimNode::new(
+            &config,
+            spec,
+            first_device_idx,
+            n_devices,
+            &saved,
+        )?);
+        first_device_idx += spec.cells.len();
+    }
+    // Before any node connects or samples: the first round's counts are covered by what is saved.
+    let dt_s = config.speed / config.rate_hz;
+    let reservations: Vec<_> = nodes
+        .iter()
+        .map(|node| node.reservation(dt_s, config.speed))
+        .collect();
+    let rows: Vec<(String, String, store::Counters)> = nodes
+        .iter()
+        .zip(&reservations)
+        .flat_map(|(node, (updates, _))| {
+            updates
+                .iter()
+                .map(|(device, counters)| (node.edge_id().to_owned(), device.clone(), *counters))
+        })
+        .collect();
+    let saving = buffer.clone();
+    tokio::task::spawn_blocking(move || saving.save_counters_blocking(&rows))
         .await
-        .map_err(|error| SimError::InvalidConfig(format!("opening the buffer: {error}")))??;
+        .map_err(|error| SimError::InvalidConfig(format!("saving the counters: {error}")))??;
+    for (node, (_, saved)) in nodes.iter_mut().zip(reservations) {
+        node.set_saved(saved);
+    }
     let shared = node::Shared {
         config: Arc::new(config),
         connect,
@@ -329,6 +365,12 @@ pub async fn run_with_stats(
     }
     tasks.close();
     tasks.wait().await;
+    // Commit what is queued and release the file, so a new run in this process can open it.
+    let buffer = shared.buffer.clone();
+    drop(shared);
+    if let Err(error) = tokio::task::spawn_blocking(move || buffer.close()).await {
+        tracing::error!(%error, "closing the store failed");
+    }
     tracing::info!("simulated plant stopped");
     Ok(())
 }

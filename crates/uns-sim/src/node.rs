@@ -7,7 +7,7 @@
 //!   never waits on the node task while the node task waits on it.
 //! - the **node** task owns the [`EdgeNode`] session and the models: it samples each device at its own
 //!   phase of the period ([`crate::schedule`]),
-//!   publishes births and DATA with `try_publish` (never blocking on the link), and buffers in redb
+//!   publishes births and DATA with `try_publish` (never blocking on the link), and buffers in its store
 //!   whatever it cannot publish: while disconnected, while the primary host is offline, when the
 //!   request channel is full, and the publishes the link hands back.
 //!
@@ -31,7 +31,7 @@ use uns_sparkplug::{SparkplugTopic, Value, decode};
 use crate::config::{NodeSpec, SimConfig};
 use crate::plant::DeviceModel;
 use crate::schedule::{self, Origin, Schedule};
-use crate::store::{Buffer, Record, Values};
+use crate::store::{Buffer, Counters, Record, Values};
 use crate::{SimConnect, SimError, SimStats};
 
 /// Buffered records forwarded per sample period (and right after a birth).
@@ -78,6 +78,8 @@ pub(crate) struct SimNode {
     models: Vec<(String, DeviceModel)>,
     /// Each device's sampling phase within the period (same order as `models`).
     phases: Vec<Duration>,
+    /// Each device's counters as last saved (same order as `models`): no published count exceeds them.
+    saved: Vec<Counters>,
 }
 
 impl SimNode {
@@ -89,21 +91,30 @@ impl SimNode {
         spec: &NodeSpec,
         first_device_idx: usize,
         n_devices: usize,
+        saved: &HashMap<String, Counters>,
     ) -> Result<SimNode, SimError> {
         let models: Vec<(String, DeviceModel)> = spec
             .cells
             .iter()
             .map(|cell| {
                 let stream = format!("{}/{}", spec.edge, cell.device);
-                let model = DeviceModel::new(
+                let mut model = DeviceModel::new(
                     config.seed,
                     &stream,
                     cell.kind,
                     cell.ideal_per_hour,
                     cell.extra_metrics,
                 );
+                if let Some(counters) = saved.get(&cell.device) {
+                    model.restore_counters(counters.good, counters.reject);
+                }
                 (cell.device.clone(), model)
             })
+            .collect();
+        let saved = spec
+            .cells
+            .iter()
+            .map(|cell| saved.get(&cell.device).copied().unwrap_or_default())
             .collect();
         let devices = models
             .iter()
@@ -125,7 +136,74 @@ impl SimNode {
             edge,
             models,
             phases,
+            saved,
         })
+    }
+
+    /// Makes sure the next round cannot publish a count beyond the saved ones: where it could, saves
+    /// the counts plus a reserve of about one second of production (at least one round), in one
+    /// durable write awaited before the round starts. A failed save is logged and tried again next
+    /// round.
+    pub(crate) async fn reserve_counters(&mut self, buffer: &Buffer, dt_s: f64, speed: f64) {
+        let (updates, reserved) = self.reservation(dt_s, speed);
+        self.save_counters(buffer, updates, reserved).await;
+    }
+
+    /// What [`SimNode::reserve_counters`] saves: `(device, counters)` to write, and every device's
+    /// saved counters once written (for [`SimNode::set_saved`]).
+    pub(crate) fn reservation(
+        &self,
+        dt_s: f64,
+        speed: f64,
+    ) -> (Vec<(String, Counters)>, Vec<Counters>) {
+        let reserve_s = dt_s.max(speed);
+        let mut updates = Vec::new();
+        let mut reserved = self.saved.clone();
+        for ((device, model), saved) in self.models.iter().zip(reserved.iter_mut()) {
+            let (good, reject) = model.counters();
+            let next_round = model.max_parts(dt_s);
+            if good + next_round <= saved.good && reject + next_round <= saved.reject {
+                continue;
+            }
+            let reserve = model.max_parts(reserve_s).max(next_round);
+            *saved = Counters {
+                good: good + reserve,
+                reject: reject + reserve,
+            };
+            updates.push((device.clone(), *saved));
+        }
+        (updates, reserved)
+    }
+
+    /// Records what is saved now (after a write of a [`SimNode::reservation`]).
+    pub(crate) fn set_saved(&mut self, saved: Vec<Counters>) {
+        self.saved = saved;
+    }
+
+    /// The edge node id.
+    pub(crate) fn edge_id(&self) -> &str {
+        self.edge.edge()
+    }
+
+    /// Saves `updates` (device, counters); on success `all` becomes what is saved.
+    async fn save_counters(
+        &mut self,
+        buffer: &Buffer,
+        updates: Vec<(String, Counters)>,
+        all: Vec<Counters>,
+    ) {
+        if updates.is_empty() {
+            return;
+        }
+        let edge = self.edge.edge().to_owned();
+        let rows = updates
+            .into_iter()
+            .map(|(device, counters)| (edge.clone(), device, counters))
+            .collect();
+        match buffer.save_counters(rows).await {
+            Ok(()) => self.saved = all,
+            Err(error) => tracing::error!(%edge, %error, "cannot save the counters"),
+        }
     }
 
     /// Runs the node until `shutdown`, then publishes NDEATH (if born) and disconnects.
@@ -226,6 +304,8 @@ impl Session {
                         // The buffer is written and forwarded once per period, not per device.
                         continue;
                     }
+                    let (buffer, speed) = (self.shared.buffer.clone(), self.shared.config.speed);
+                    self.node.reserve_counters(&buffer, dt_s, speed).await;
                     self.forward().await;
                 }
                 event = events.recv() => match event {
@@ -434,20 +514,11 @@ impl Session {
         if !self.online {
             return;
         }
-        let buffer = self.shared.buffer.clone();
         let edge_id = self.node.edge.edge().to_owned();
-        let batch = {
-            let edge_id = edge_id.clone();
-            tokio::task::spawn_blocking(move || buffer.oldest(&edge_id, FORWARD_BATCH)).await
-        };
-        let batch = match batch {
-            Ok(Ok(batch)) => batch,
-            Ok(Err(error)) => {
-                tracing::error!(edge = %edge_id, %error, "cannot read the buffer");
-                return;
-            }
+        let batch = match self.shared.buffer.oldest(&edge_id, FORWARD_BATCH).await {
+            Ok(batch) => batch,
             Err(error) => {
-                tracing::error!(edge = %edge_id, %error, "buffer task failed");
+                tracing::error!(edge = %edge_id, %error, "cannot read the buffer");
                 return;
             }
         };
@@ -496,15 +567,12 @@ impl Session {
             n_forwarded += 1;
             sent.push(key);
         }
-        let buffer = self.shared.buffer.clone();
-        let removed = tokio::task::spawn_blocking(move || buffer.remove(&edge_id, &sent)).await;
-        match removed {
-            Ok(Ok(())) => {
+        match self.shared.buffer.remove(sent).await {
+            Ok(()) => {
                 self.shared.stats.add_forwarded(n_forwarded);
                 self.shared.stats.add_published(n_forwarded);
             }
-            Ok(Err(error)) => tracing::error!(%error, "cannot remove forwarded records"),
-            Err(error) => tracing::error!(%error, "buffer task failed"),
+            Err(error) => tracing::error!(%error, "cannot remove forwarded records"),
         }
     }
 
@@ -565,18 +633,34 @@ impl Session {
         }
         let records = std::mem::take(&mut self.pending);
         let n_records = records.len() as u64;
-        let buffer = self.shared.buffer.clone();
         let edge_id = self.node.edge.edge().to_owned();
-        let appended = tokio::task::spawn_blocking(move || buffer.append(&edge_id, &records)).await;
-        match appended {
-            Ok(Ok(())) => self.shared.stats.add_buffered(n_records),
-            Ok(Err(error)) => tracing::error!(%error, "cannot buffer samples; they are lost"),
-            Err(error) => tracing::error!(%error, "buffer task failed; samples lost"),
+        match self.shared.buffer.append(&edge_id, records).await {
+            Ok(()) => self.shared.stats.add_buffered(n_records),
+            Err(error) => tracing::error!(%error, "cannot buffer samples; they are lost"),
         }
     }
 
     /// NDEATH before the intentional DISCONNECT [tck-id-operational-behavior-edge-node-intentional-disconnect-ndeath].
     async fn finish(&mut self) {
+        // The exact counts, so the next run continues from the last published value.
+        let exact: Vec<Counters> = self
+            .node
+            .models
+            .iter()
+            .map(|(_, model)| {
+                let (good, reject) = model.counters();
+                Counters { good, reject }
+            })
+            .collect();
+        let updates = self
+            .node
+            .models
+            .iter()
+            .map(|(device, _)| device.clone())
+            .zip(exact.iter().copied())
+            .collect();
+        let buffer = self.shared.buffer.clone();
+        self.node.save_counters(&buffer, updates, exact).await;
         if self.link_up {
             if let Ok(ndeath) = self.node.edge.disconnect(now_ms()) {
                 let _ = try_send(&self.client, &ndeath);

@@ -186,6 +186,26 @@ impl DeviceModel {
         self.state
     }
 
+    /// `(Count/Good, Count/Reject)` now.
+    pub fn counters(&self) -> (u64, u64) {
+        (self.good, self.reject)
+    }
+
+    /// Sets the counters (retentive counters after a restart, as a PLC keeps them) without
+    /// reporting them as a change: the next birth carries them.
+    pub fn restore_counters(&mut self, good: u64, reject: u64) {
+        self.good = good;
+        self.reject = reject;
+        self.last = self.values();
+    }
+
+    /// The most parts either counter can grow by in `dt_s` simulated seconds (at the ideal rate,
+    /// plus the part in progress).
+    pub fn max_parts(&self, dt_s: f64) -> u64 {
+        // A small non-negative number (rate × time), so the cast is exact enough.
+        (self.ideal_per_s * dt_s.max(0.0)).ceil() as u64 + 1
+    }
+
     /// The birth definitions: every metric with its datatype, current value and unit property.
     pub fn metric_defs(&self) -> Vec<MetricDef> {
         self.names()

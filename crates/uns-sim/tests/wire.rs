@@ -462,3 +462,102 @@ async fn samples_are_stamped_when_taken_and_devices_are_spread_over_the_period()
         .await
         .unwrap_or_else(|error| panic!("{error}"));
 }
+
+/// `Count/Good` of `device` in a DBIRTH or DDATA payload, by name (birth) or by `alias`.
+fn count_good(payload: &Payload, alias: Option<u64>) -> Option<u64> {
+    payload.metrics.iter().find_map(|metric| {
+        let named = metric.name.as_deref() == Some("Count/Good");
+        let aliased = alias.is_some() && metric.alias == alias;
+        match (&metric.value, named || aliased) {
+            (Some(Value::UInt64(count)), true) => Some(*count),
+            (Some(Value::Untyped(uns_sparkplug::RawValue::Long(count))), true) => Some(*count),
+            _ => None,
+        }
+    })
+}
+
+/// Retentive counters, as a PLC keeps them: the simulator stopped and started again on the same
+/// data directory continues `Count/Good` from where it was, in its first DBIRTH and after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_continue_across_a_sim_restart() {
+    let (broker, _broker_dir) = start_broker(loopback_any_port()).await;
+    let port = broker.mqtt_addr().port();
+    let mut host = Host::connect(port, "test-host").await;
+    let config = SimConfig {
+        // 600 simulated seconds per second: the filler makes about 2000 parts per real second.
+        speed: 600.0,
+        rate_hz: 10.0,
+        ..SimConfig::default()
+    };
+    let data_dir = tempfile::tempdir().unwrap_or_else(|error| panic!("tempdir: {error}"));
+    let run = |config: SimConfig| {
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(uns_sim::run(
+            config,
+            SimConnect::new("127.0.0.1", port),
+            data_dir.path().to_owned(),
+            shutdown.clone(),
+        ));
+        (shutdown, task)
+    };
+
+    let (shutdown, sim) = run(config.clone());
+    let dbirth = payload(&host.next("DBIRTH/line-1/filler").await);
+    let alias = dbirth
+        .metrics
+        .iter()
+        .find(|metric| metric.name.as_deref() == Some("Count/Good"))
+        .and_then(|metric| metric.alias);
+    let mut last_good = 0;
+    // Well past what a fresh run reaches before its birth (same seed, same values).
+    within("Count/Good to pass 2000", async {
+        while last_good <= 2_000 {
+            let data = payload(&host.next("DDATA/line-1/filler").await);
+            if let Some(good) = count_good(&data, alias) {
+                last_good = good;
+            }
+        }
+    })
+    .await;
+    shutdown.cancel();
+    within("run() to return", sim)
+        .await
+        .unwrap_or_else(|error| panic!("join: {error}"))
+        .unwrap_or_else(|error| panic!("run: {error}"));
+    // Whatever the node published before its NDEATH.
+    within("the NDEATH", async {
+        loop {
+            let publish = host.next("").await;
+            if publish.topic.ends_with("NDEATH/line-1") {
+                break;
+            }
+            if publish.topic.ends_with("DDATA/line-1/filler")
+                && let Some(good) = count_good(&payload(&publish), alias)
+            {
+                last_good = good;
+            }
+        }
+    })
+    .await;
+
+    let (shutdown, sim) = run(config);
+    let dbirth = payload(&host.next("DBIRTH/line-1/filler").await);
+    let restarted = count_good(&dbirth, None).unwrap_or_else(|| panic!("Count/Good in DBIRTH"));
+    assert_eq!(
+        restarted, last_good,
+        "after a clean stop the counter continues from its last value"
+    );
+    let data = payload(&host.next("DDATA/line-1/filler").await);
+    if let Some(good) = count_good(&data, alias) {
+        assert!(good >= restarted, "{good} < {restarted}");
+    }
+    shutdown.cancel();
+    within("run() to return", sim)
+        .await
+        .unwrap_or_else(|error| panic!("join: {error}"))
+        .unwrap_or_else(|error| panic!("run: {error}"));
+    broker
+        .shutdown()
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+}

@@ -1,4 +1,5 @@
-//! Our hook handlers on rmqtt: authentication and the counters behind `BrokerStats`.
+//! Our hook handlers on rmqtt: authentication, topic limits and the counters behind
+//! `BrokerStats`.
 //!
 //! rmqtt runs handlers registered per hook type; we register them directly on its hook
 //! manager (no plugin system). They are started by [`crate::start`] and stopped on shutdown.
@@ -7,10 +8,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use rmqtt::codec::error::DecodeError;
+use rmqtt::codec::v5::{PublishAckReason, SubscribeAckReason};
+use rmqtt::context::ServerContext;
 use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
-use rmqtt::types::AuthResult;
+use rmqtt::net::MqttError;
+use rmqtt::types::{
+    AuthResult, ConnectInfo, LastWill, Message, PublishAclResult, PublishResult, Reason,
+    SubscribeAclResult,
+};
 
 use crate::config::{Secret, User};
+use crate::limits::{TopicLimits, TopicRefusal};
 
 /// Message counters, updated by [`CountingHandler`] and read by `BrokerHandle::stats`.
 #[derive(Debug, Default)]
@@ -48,17 +57,25 @@ impl Handler for CountingHandler {
     }
 }
 
-/// Checks CONNECT username/password against the configured users.
+/// Checks every CONNECT: its Will topic against the topic limits, then username/password
+/// against the configured users.
 ///
-/// rmqtt calls this only for clients that send a username, or for every client when anonymous
-/// access is off. A client without username is left to the listener's `allow_anonymous`.
+/// rmqtt calls this for every client because the listeners' own `allow_anonymous` is off; the
+/// anonymous decision is ours ([`crate::BrokerConfig::anonymous_allowed`]). With no users
+/// configured, any username is accepted (there is nothing to check it against).
 pub(crate) struct AuthHandler {
     users: Vec<User>,
+    anonymous: bool,
+    limits: TopicLimits,
 }
 
 impl AuthHandler {
-    pub(crate) fn new(users: Vec<User>) -> Self {
-        AuthHandler { users }
+    pub(crate) fn new(users: Vec<User>, anonymous: bool, limits: TopicLimits) -> Self {
+        AuthHandler {
+            users,
+            anonymous,
+            limits,
+        }
     }
 
     fn verify(&self, username: &str, password: &[u8]) -> bool {
@@ -94,10 +111,31 @@ impl Handler for AuthHandler {
         let Parameter::ClientAuthenticate(connect_info) = param else {
             return (true, acc);
         };
+        if let Some(refusal) = will_refusal(connect_info, &self.limits) {
+            tracing::info!(client_id = %connect_info.id().client_id, %refusal, "refused connect: Will topic");
+            // CONNACK 0x87 (v5) / 0x05 (3.1.1). MQTT 5 has 0x90 (Topic Name invalid) for this,
+            // but rmqtt 0.24 passes no connect info to its CONNACK hook on a refused handshake
+            // (`refused_ack(.., None, ..)` in v5.rs), so the code cannot be changed from here.
+            return (
+                false,
+                Some(HookResult::AuthResult(AuthResult::NotAuthorized)),
+            );
+        }
         let Some(username) = connect_info.username() else {
             // Anonymous and anonymous is off: NotFound makes rmqtt refuse with "not authorized".
-            return (false, Some(HookResult::AuthResult(AuthResult::NotFound)));
+            let result = if self.anonymous {
+                AuthResult::Allow(false, None)
+            } else {
+                AuthResult::NotFound
+            };
+            return (false, Some(HookResult::AuthResult(result)));
         };
+        if self.users.is_empty() {
+            return (
+                false,
+                Some(HookResult::AuthResult(AuthResult::Allow(false, None))),
+            );
+        }
         let password = connect_info
             .password()
             .map(|p| p.as_ref())
@@ -112,15 +150,86 @@ impl Handler for AuthHandler {
     }
 }
 
+/// Why `connect_info`'s Will topic is refused, if it is.
+fn will_refusal(connect_info: &ConnectInfo, limits: &TopicLimits) -> Option<TopicRefusal> {
+    let topic = match connect_info.last_will()? {
+        LastWill::V3(will) => &will.topic,
+        LastWill::V5(will) => &will.topic,
+    };
+    limits.check_name(topic).err()
+}
+
+/// Refuses PUBLISH topic names and SUBSCRIBE filters beyond the topic limits, before the
+/// engine parses them into its trees (whose insert and drop recurse once per level).
+///
+/// PUBLISH: PUBACK/PUBREC 0x90 (Topic Name invalid) and the connection is closed, for every
+/// QoS (rmqtt's `disconnect` flag). SUBSCRIBE: SUBACK 0x8F (Topic Filter invalid; 0x80 for
+/// 3.1.1) and the connection is closed.
+pub(crate) struct TopicGuard {
+    pub(crate) scx: ServerContext,
+    pub(crate) limits: TopicLimits,
+}
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait]
+impl Handler for TopicGuard {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        match param {
+            Parameter::MessagePublishCheckAcl(session, publish) => {
+                let Err(refusal) = self.limits.check_name(&publish.topic) else {
+                    return (true, acc);
+                };
+                tracing::info!(client_id = %session.id.client_id, %refusal, "refused PUBLISH; disconnecting");
+                let result = PublishAclResult(PublishResult::reason_code(
+                    PublishAckReason::TopicNameInvalid,
+                    Some(refusal.to_string().into()),
+                    true,
+                ));
+                (false, Some(HookResult::PublishAclResult(result)))
+            }
+            Parameter::ClientSubscribeCheckAcl(session, subscribe) => {
+                let Err(refusal) = self.limits.check_filter(&subscribe.topic_filter) else {
+                    return (true, acc);
+                };
+                tracing::info!(client_id = %session.id.client_id, %refusal, "refused SUBSCRIBE; disconnecting");
+                // The SUBACK goes out first: this message is read after the SUBSCRIBE is done.
+                if let Some(tx) = self
+                    .scx
+                    .extends
+                    .shared()
+                    .await
+                    .entry(session.id.clone())
+                    .tx()
+                {
+                    let reason =
+                        Reason::MqttError(MqttError::Decode(DecodeError::InvalidTopicFilter));
+                    let _ = tx.unbounded_send(Message::Closed(reason));
+                }
+                let result =
+                    SubscribeAclResult::new_failure(SubscribeAckReason::TopicFilterInvalid);
+                (false, Some(HookResult::SubscribeAclResult(result)))
+            }
+            _ => (true, acc),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn check_verify(secret: Secret, username: &str, password: &str, expected: bool) {
-        let handler = AuthHandler::new(vec![User {
-            username: "scada".into(),
-            secret,
-        }]);
+        let handler = AuthHandler::new(
+            vec![User {
+                username: "scada".into(),
+                secret,
+            }],
+            false,
+            TopicLimits {
+                max_levels: 64,
+                max_length: 1024,
+            },
+        );
         assert_eq!(
             handler.verify(username, password.as_bytes()),
             expected,

@@ -42,7 +42,7 @@ use crate::engine::Engine;
 use crate::store::RetainedStore;
 use crate::{BrokerError, BrokerStats};
 
-use hooks::{AuthHandler, Counters, CountingHandler};
+use hooks::{AuthHandler, Counters, CountingHandler, TopicGuard};
 use retain::RetainAdapter;
 
 /// How long shutdown waits for sessions to wind down (Wills published) before closing the
@@ -83,7 +83,9 @@ fn listener_builder(config: &BrokerConfig, name: &str, addr: SocketAddr) -> Buil
         .nodelay(true)
         // A restarted broker must rebind its port while old connections sit in TIME_WAIT.
         .reuseaddr(Some(true))
-        .allow_anonymous(config.anonymous_allowed())
+        // Off so that rmqtt runs our authentication hook for every CONNECT (it checks the Will
+        // topic); the hook applies `anonymous_allowed` itself.
+        .allow_anonymous(false)
         .allow_zero_keepalive(true)
         .max_inflight(max_inflight)
         .max_mqueue_len(config.max_queue)
@@ -140,11 +142,25 @@ pub(crate) async fn start(config: BrokerConfig) -> Result<RmqttEngine, BrokerErr
             .add(typ, Box::new(CountingHandler(counters.clone())))
             .await;
     }
-    if !config.users.is_empty() {
+    let limits = config.topic_limits();
+    register
+        .add(
+            Type::ClientAuthenticate,
+            Box::new(AuthHandler::new(
+                config.users.clone(),
+                config.anonymous_allowed(),
+                limits,
+            )),
+        )
+        .await;
+    for typ in [Type::MessagePublishCheckAcl, Type::ClientSubscribeCheckAcl] {
         register
             .add(
-                Type::ClientAuthenticate,
-                Box::new(AuthHandler::new(config.users.clone())),
+                typ,
+                Box::new(TopicGuard {
+                    scx: scx.clone(),
+                    limits,
+                }),
             )
             .await;
     }
@@ -351,16 +367,8 @@ mod tests {
         assert_eq!(builder.reuseaddr, Some(true));
         assert!(builder.allow_zero_keepalive);
         assert!(
-            builder.allow_anonymous,
-            "no users: anonymous (validate limits it to loopback)"
+            !builder.allow_anonymous,
+            "rmqtt's anonymous shortcut is off: our authentication hook sees every CONNECT"
         );
-        let with_users = BrokerConfig {
-            users: vec![crate::User {
-                username: "u".into(),
-                secret: crate::Secret::Password("p".into()),
-            }],
-            ..BrokerConfig::default()
-        };
-        assert!(!listener_builder(&with_users, "t", config.listen).allow_anonymous);
     }
 }
