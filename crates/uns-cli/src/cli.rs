@@ -49,6 +49,9 @@ pub(crate) enum Command {
     /// Talk to a running ERP bridge (dead letters).
     #[command(subcommand)]
     Erp(crate::erp::ErpCommand),
+    /// Trace a lot through the genealogy service's HTTP API: what went into it (backward, the
+    /// default) or, with --forward, every lot made from it (docs/GENEALOGY.md).
+    Trace(TraceArgs),
     /// Print the default configuration file (every setting with its default and a comment).
     GenerateConfig,
     /// Exit 0 when a running instance's /healthz answers 200, else 1 (for container
@@ -186,7 +189,7 @@ pub(crate) struct WoArgs {
     /// `uns workorders`).
     #[arg(
         long,
-        env = "UNS_URL",
+        env = "UNS_HTTP_URL",
         default_value = "http://127.0.0.1:8080",
         global = true
     )]
@@ -239,6 +242,39 @@ pub(crate) enum WoCommand {
         /// The work order id.
         id: String,
     },
+}
+
+/// `uns trace LOT`.
+#[derive(Debug, Args)]
+pub(crate) struct TraceArgs {
+    /// The lot id.
+    pub(crate) lot: String,
+    /// Walk forward (what the lot went into) instead of backward.
+    #[arg(long)]
+    pub(crate) forward: bool,
+    /// At most this many edges from the lot.
+    #[arg(long)]
+    pub(crate) depth: Option<u32>,
+    /// The graph as it stood at this RFC 3339 time (before later corrections).
+    #[arg(long = "as-of")]
+    pub(crate) as_of: Option<String>,
+    /// Output: a table of lots, the trace as JSON, or the recall sheet (CSV).
+    #[arg(long, value_enum, default_value = "table")]
+    pub(crate) format: TraceFormat,
+    /// The HTTP endpoint of the process running the genealogy service.
+    #[arg(long, env = "UNS_HTTP_URL", default_value = "http://127.0.0.1:8080")]
+    pub(crate) url: String,
+}
+
+/// Output of `uns trace`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum TraceFormat {
+    /// One line per lot, and the transforms off balance.
+    Table,
+    /// The trace as the API returns it.
+    Json,
+    /// The recall sheet: one row per affected lot.
+    Csv,
 }
 
 #[derive(Debug, Subcommand)]
@@ -476,6 +512,38 @@ mod tests {
             vec![("seed", "7".to_owned()), ("scale.nodes", "2".to_owned())]
         );
         assert!(parse_from(["uns", "up", "--demo"]).is_ok());
+    }
+
+    #[test]
+    fn trace_takes_its_options() {
+        let parsed = parse_from([
+            "uns",
+            "trace",
+            "pallet-1",
+            "--forward",
+            "--depth",
+            "3",
+            "--as-of",
+            "2026-03-04T06:45:00Z",
+            "--format",
+            "csv",
+        ])
+        .unwrap();
+        let Parsed::Builtin(Command::Trace(args)) = parsed.command else {
+            panic!("trace expected");
+        };
+        assert_eq!(args.lot, "pallet-1");
+        assert!(args.forward);
+        assert_eq!(args.depth, Some(3));
+        assert_eq!(args.as_of.as_deref(), Some("2026-03-04T06:45:00Z"));
+        assert_eq!(args.format, TraceFormat::Csv);
+        let parsed = parse_from(["uns", "trace", "pallet-1"]).unwrap();
+        let Parsed::Builtin(Command::Trace(args)) = parsed.command else {
+            panic!("trace expected");
+        };
+        assert!(!args.forward);
+        assert_eq!(args.format, TraceFormat::Table);
+        assert!(parse_from(["uns", "trace", "x", "--format", "xml"]).is_err());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use anyhow::Context;
 use uns_model::topic::UnsTopic;
 use uns_sparkplug::topic::SparkplugTopic;
 
-use crate::cli::{Command, Parsed, SchemasArgs, TopicCommand};
+use crate::cli::{Command, Parsed, SchemasArgs, TopicCommand, TraceArgs, TraceFormat};
 use crate::config::{DEFAULT_CONFIG, Settings};
 use crate::signal::shutdown_on_signal;
 use crate::up::App;
@@ -45,6 +45,7 @@ pub(crate) async fn run(parsed: Parsed) -> anyhow::Result<()> {
         Command::Healthcheck { url } => healthcheck(&url).await,
         Command::Wo(args) => crate::wo::run(args).await,
         Command::Erp(command) => crate::erp::run(command).await,
+        Command::Trace(args) => trace(args).await,
         Command::GenerateConfig => {
             write!(std::io::stdout(), "{DEFAULT_CONFIG}")?;
             Ok(())
@@ -254,4 +255,101 @@ async fn healthcheck(url: &str) -> anyhow::Result<()> {
     } else {
         anyhow::bail!("unhealthy: HTTP {status}")
     }
+}
+
+/// `uns trace`: a trace from the genealogy service's HTTP API, as a table, JSON or the recall CSV.
+async fn trace(args: TraceArgs) -> anyhow::Result<()> {
+    fn encode(text: &str) -> String {
+        text.bytes()
+            .map(|byte| {
+                if byte.is_ascii_alphanumeric() || b"-._~:".contains(&byte) {
+                    char::from(byte).to_string()
+                } else {
+                    format!("%{byte:02X}")
+                }
+            })
+            .collect()
+    }
+    let mut url = format!(
+        "{}/api/v1/trace/{}?direction={}",
+        args.url.trim_end_matches('/'),
+        encode(&args.lot),
+        if args.forward { "forward" } else { "backward" }
+    );
+    if let Some(depth) = args.depth {
+        url.push_str(&format!("&depth={depth}"));
+    }
+    if let Some(as_of) = &args.as_of {
+        url.push_str(&format!("&as_of={}", encode(as_of)));
+    }
+    if args.format == TraceFormat::Csv {
+        url.push_str("&format=csv");
+    }
+    let (status, body) = tokio::task::spawn_blocking(move || -> anyhow::Result<(u16, String)> {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(30)))
+            .build()
+            .into();
+        let mut response = agent
+            .get(&url)
+            .call()
+            .with_context(|| format!("GET {url}"))?;
+        let status = response.status().as_u16();
+        Ok((
+            status,
+            response.body_mut().read_to_string().unwrap_or_default(),
+        ))
+    })
+    .await??;
+    if status != 200 {
+        anyhow::bail!("the genealogy service answered HTTP {status}: {body}");
+    }
+    let mut out = std::io::stdout();
+    match args.format {
+        TraceFormat::Json | TraceFormat::Csv => writeln!(out, "{body}")?,
+        TraceFormat::Table => {
+            let trace: serde_json::Value = serde_json::from_str(&body)?;
+            let text = |value: &serde_json::Value| match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => "-".to_owned(),
+                other => other.to_string(),
+            };
+            writeln!(
+                out,
+                "{:<5} {:<24} {:<20} {:>12} {:<4} {:<11} {:<12} location",
+                "depth", "lot", "material", "quantity", "uom", "status", "produced_by"
+            )?;
+            for lot in trace["lots"].as_array().into_iter().flatten() {
+                writeln!(
+                    out,
+                    "{:<5} {:<24} {:<20} {:>12} {:<4} {:<11} {:<12} {}",
+                    text(&lot["depth"]),
+                    text(&lot["lot_id"]),
+                    text(&lot["lot"]["material"]),
+                    text(&lot["lot"]["quantity"]["qty"]),
+                    text(&lot["lot"]["quantity"]["uom"]),
+                    text(&lot["lot"]["status"]),
+                    text(&lot["lot"]["produced_by"]),
+                    text(&lot["lot"]["location"]),
+                )?;
+            }
+            for transform in trace["transforms"].as_array().into_iter().flatten() {
+                if transform["status"] == "off" {
+                    writeln!(
+                        out,
+                        "mass balance off: event {} (work order {}): deviation {} beyond tolerance {}",
+                        text(&transform["event_id"]),
+                        text(&transform["wo_id"]),
+                        text(&transform["deviation"]),
+                        text(&transform["tolerance"]),
+                    )?;
+                }
+            }
+            if trace["truncated"] == true {
+                writeln!(out, "(cut at depth {})", text(&trace["query"]["depth"]))?;
+            }
+        }
+    }
+    Ok(())
 }

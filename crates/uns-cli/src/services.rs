@@ -20,7 +20,8 @@ pub(crate) struct Listed {
 }
 
 /// Every service, in start order; `uns up` stops them in reverse, so the simulator (last) stops
-/// before the bridge and the bridge still sees the nodes' NDEATH and marks their tags stale.
+/// before the bridge and the bridge still sees the nodes' NDEATH and marks their tags stale, and
+/// genealogy and OEE start before the work orders whose events they consume (and stop after).
 pub(crate) const SERVICES: &[Listed] = &[
     Listed {
         entry: entry::<uns_meta::Meta>(),
@@ -31,15 +32,23 @@ pub(crate) const SERVICES: &[Listed] = &[
         in_up: InUp::Always,
     },
     Listed {
-<<<<<<< HEAD
+        entry: entry::<uns_genealogy::Genealogy>(),
+        in_up: InUp::Always,
+    },
+    Listed {
+        entry: entry::<uns_oee::Oee>(),
+        in_up: InUp::Always,
+    },
+    Listed {
         entry: entry::<uns_workorders::WorkOrders>(),
         in_up: InUp::Always,
     },
     Listed {
         entry: entry::<uns_erp_bridge::ErpBridge>(),
-=======
+        in_up: InUp::Always,
+    },
+    Listed {
         entry: entry::<uns_console::Console>(),
->>>>>>> console
         in_up: InUp::Always,
     },
     Listed {

@@ -630,6 +630,21 @@ fn every_payload_type_matches_its_schema() {
         },
         vec![remove("move without destination", &["to"])],
     );
+    check(
+        GenealogyEvent {
+            schema: SchemaTag::default(),
+            header: header(10),
+            kind: GenealogyKind::Ship {
+                lot: output.clone(),
+                customer: Some("Getränke Müller GmbH".to_owned()),
+                to: Some(loc("acme/berlin/dock-2")),
+            },
+        },
+        vec![
+            remove("ship without lot", &["lot"]),
+            remove("shipped lot without quantity", &["lot", "quantity"]),
+        ],
+    );
 
     covered.insert(check(
         OeeResult {

@@ -49,6 +49,8 @@ pub enum LotStatus {
     Consumed,
     /// Scrapped.
     Scrapped,
+    /// Fully shipped to a customer or another site.
+    Shipped,
 }
 
 /// A genealogy event. Type `correct` voids the event named in `corrects` (which is then mandatory); a
@@ -120,6 +122,17 @@ pub enum GenealogyKind {
     Scrap {
         /// The lot and the quantity scrapped.
         lot: LotQuantity,
+    },
+    /// (Part of) a lot left the site: to a customer or another location.
+    Ship {
+        /// The lot and the quantity shipped.
+        lot: LotQuantity,
+        /// The customer it went to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        customer: Option<String>,
+        /// Where it went.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<Location>,
     },
     /// Voids the event in `corrects`.
     Correct,

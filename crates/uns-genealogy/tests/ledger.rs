@@ -1,0 +1,503 @@
+//! The ledger on a real redb file: rules, idempotency across a restart, tamper detection, trace.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::*;
+use uns_genealogy::{
+    BalanceStatus, Decision, Ledger, LedgerError, Outcome, Refusal, StatusChangeRequest, TraceQuery,
+};
+use uns_model::payload::{GenealogyKind, LotStatus};
+use uuid::Uuid;
+
+fn open(dir: &tempfile::TempDir) -> Ledger {
+    Ledger::open(&dir.path().join("genealogy.redb"), tolerances()).expect("opens")
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn lots_of(trace: &uns_genealogy::Trace) -> BTreeSet<String> {
+    trace.lot_ids().into_iter().map(str::to_owned).collect()
+}
+
+async fn qty(ledger: &Ledger, lot: &str) -> f64 {
+    ledger
+        .lot(&id(lot))
+        .await
+        .expect("reads")
+        .unwrap_or_else(|| panic!("lot {lot} exists"))
+        .lot
+        .quantity
+        .qty
+}
+
+fn refusal(result: Result<Outcome, LedgerError>) -> Refusal {
+    match result {
+        Err(LedgerError::Refused(refusal)) => refusal,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn trace_answers_the_recall_scenario() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ledger = open(&dir);
+    build(&ledger).await;
+
+    // Forward from a raw lot: every lot made from flour-1.
+    let forward = ledger
+        .trace(TraceQuery::forward(id("flour-1")))
+        .await?
+        .expect("known lot");
+    assert_eq!(
+        lots_of(&forward),
+        set(&[
+            "flour-1",
+            "dough-1",
+            "dough-1.a",
+            "dough-1.b",
+            "bread-1",
+            "bread-2",
+            "pallet-1"
+        ])
+    );
+    assert!(!forward.truncated);
+    // Backward from the finished lot: the corrected flour-3, never flour-2.
+    let backward = ledger
+        .trace(TraceQuery::backward(id("pallet-1")))
+        .await?
+        .expect("known lot");
+    assert_eq!(
+        lots_of(&backward),
+        set(&[
+            "pallet-1",
+            "bread-1",
+            "bread-2",
+            "dough-1.a",
+            "dough-1.b",
+            "dough-1",
+            "flour-1",
+            "sugar-1",
+            "flour-3"
+        ])
+    );
+    // The rework loop is one self edge, walked once.
+    let self_edges = backward
+        .edges
+        .iter()
+        .filter(|e| e.from == e.to && e.from.as_str() == "pallet-1")
+        .count();
+    assert_eq!(self_edges, 1);
+    // Mass balance: wo-2 loses 25 % against bread's 15 %: flagged; the others are within.
+    let flagged: Vec<_> = backward
+        .flagged()
+        .map(|t| t.wo_id.as_ref().map(|w| w.as_str().to_owned()))
+        .collect();
+    assert_eq!(flagged, vec![Some("wo-2".to_owned())]);
+    let wo1 = backward
+        .transforms
+        .iter()
+        .find(|t| t.wo_id.as_ref().is_some_and(|w| w.as_str() == "wo-1"))
+        .expect("wo-1 in the trace");
+    assert_eq!(wo1.status, BalanceStatus::Ok);
+    assert!(
+        (wo1.tolerance - 0.02).abs() < 1e-12,
+        "dough uses the default"
+    );
+    // Depth 1 backward: the pallet's direct inputs only.
+    let shallow = ledger
+        .trace(TraceQuery {
+            depth: Some(1),
+            ..TraceQuery::backward(id("pallet-1"))
+        })
+        .await?
+        .expect("known lot");
+    assert_eq!(lots_of(&shallow), set(&["pallet-1", "bread-1", "bread-2"]));
+    assert!(shallow.truncated);
+    let depth2 = ledger
+        .trace(TraceQuery {
+            depth: Some(2),
+            ..TraceQuery::backward(id("pallet-1"))
+        })
+        .await?
+        .expect("known lot");
+    assert_eq!(
+        lots_of(&depth2),
+        set(&[
+            "pallet-1",
+            "bread-1",
+            "bread-2",
+            "dough-1.a",
+            "dough-1.b",
+            "flour-3"
+        ])
+    );
+    // Quantities, statuses, shipment.
+    assert_eq!(
+        qty(&ledger, "flour-2").await,
+        100.0,
+        "the wrong scan was undone"
+    );
+    assert_eq!(qty(&ledger, "flour-3").await, 90.0);
+    let pallet = ledger.lot(&id("pallet-1")).await?.expect("exists");
+    assert_eq!(pallet.lot.status, LotStatus::Shipped);
+    assert_eq!(pallet.lot.quantity.qty, 0.0);
+    assert_eq!(pallet.shipments[0].customer.as_deref(), Some("Kunde Nord"));
+    let dough = ledger.lot(&id("dough-1")).await?.expect("exists");
+    assert_eq!(dough.lot.status, LotStatus::Consumed);
+    let raw = ledger.lot(&id("flour-1")).await?.expect("exists");
+    assert_eq!(raw.lot.erp_ref.as_deref(), Some("MUEHLE-77"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn as_of_shows_the_graph_before_the_correction() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ledger = open(&dir);
+    build(&ledger).await;
+    let forward_flour2 = |as_of| TraceQuery {
+        as_of,
+        ..TraceQuery::forward(id("flour-2"))
+    };
+    // Now: flour-2 went nowhere (the wo-3 scan was corrected).
+    let now = ledger.trace(forward_flour2(None)).await?.expect("known");
+    assert_eq!(lots_of(&now), set(&["flour-2"]));
+    // At minute 45, before the correction at 50: flour-2 was in bread-2, the merge had not happened.
+    let before = ledger
+        .trace(forward_flour2(Some(at(45))))
+        .await?
+        .expect("known");
+    assert_eq!(lots_of(&before), set(&["flour-2", "bread-2"]));
+    // After the correction (minute 55): as now.
+    let after = ledger
+        .trace(forward_flour2(Some(at(55))))
+        .await?
+        .expect("known");
+    assert_eq!(lots_of(&after), set(&["flour-2"]));
+    // flour-3 the other way round.
+    let flour3_before = ledger
+        .trace(TraceQuery {
+            as_of: Some(at(45)),
+            ..TraceQuery::forward(id("flour-3"))
+        })
+        .await?
+        .expect("known");
+    assert_eq!(lots_of(&flour3_before), set(&["flour-3"]));
+    let flour3_now = ledger
+        .trace(TraceQuery::forward(id("flour-3")))
+        .await?
+        .expect("known");
+    assert_eq!(
+        lots_of(&flour3_now),
+        set(&["flour-3", "bread-2", "pallet-1"])
+    );
+    // The original stays in the log, and so does its correction.
+    let log = ledger.log(1, 100).await?;
+    assert_eq!(log.len(), 12);
+    Ok(())
+}
+
+#[tokio::test]
+async fn each_rule_is_refused_with_a_reason_and_changes_nothing() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ledger = open(&dir);
+    let scenario = build(&ledger).await;
+    ledger
+        .apply(
+            site(),
+            receive(90, "yeast-1", "yeast", 5.0, "HEFE-1"),
+            now(90),
+        )
+        .await?;
+    ledger
+        .decide(
+            StatusChangeRequest {
+                event_id: Uuid::now_v7(),
+                lot: id("yeast-1"),
+                decision: Decision::Quarantine,
+                reason: Some("supplier CoA missing".to_owned()),
+                by: Some("qa-anna".to_owned()),
+            },
+            now(91),
+        )
+        .await?;
+    let records_before = ledger.n_records().await?;
+    let lots_before = ledger.lots(None, 1000).await?;
+
+    let mut refusals = Vec::new();
+    // A quarantined lot cannot be consumed ...
+    refusals.push(refusal(
+        ledger
+            .apply(
+                site(),
+                transform(
+                    92,
+                    "wo-9",
+                    vec![kg("yeast-1", 1.0)],
+                    vec![new_kg("dough-9", "dough", 1.0)],
+                ),
+                now(92),
+            )
+            .await,
+    ));
+    // ... nor shipped.
+    refusals.push(refusal(
+        ledger
+            .apply(
+                site(),
+                event(
+                    93,
+                    GenealogyKind::Ship {
+                        lot: kg("yeast-1", 1.0),
+                        customer: None,
+                        to: None,
+                    },
+                ),
+                now(93),
+            )
+            .await,
+    ));
+    // Quantities never go negative.
+    refusals.push(refusal(
+        ledger
+            .apply(
+                site(),
+                transform(
+                    94,
+                    "wo-9",
+                    vec![kg("flour-1", 41.0)],
+                    vec![new_kg("dough-9", "dough", 41.0)],
+                ),
+                now(94),
+            )
+            .await,
+    ));
+    // Unknown input lots are refused, not invented.
+    refusals.push(refusal(
+        ledger
+            .apply(
+                site(),
+                transform(
+                    95,
+                    "wo-9",
+                    vec![kg("flour-1", 1.0), kg("salt-404", 1.0)],
+                    vec![new_kg("dough-9", "dough", 2.0)],
+                ),
+                now(95),
+            )
+            .await,
+    ));
+    // A new output lot needs its material.
+    refusals.push(refusal(
+        ledger
+            .apply(
+                site(),
+                transform(
+                    96,
+                    "wo-9",
+                    vec![kg("flour-1", 1.0)],
+                    vec![kg("dough-9", 1.0)],
+                ),
+                now(96),
+            )
+            .await,
+    ));
+    // A correction of an unknown event, and a second correction of the same one.
+    let mut unknown = receive(97, "flour-9", "flour", 1.0, "X");
+    unknown.header = unknown
+        .header
+        .correcting(Uuid::now_v7(), "typo in the quantity");
+    refusals.push(refusal(ledger.apply(site(), unknown, now(97)).await));
+    let mut again = scenario.corrected_t3.clone();
+    again.header.event_id = Uuid::now_v7();
+    refusals.push(refusal(ledger.apply(site(), again, now(98)).await));
+    // Undoing the shipment's source event would take back bread that left: refused.
+    let mut undo_merge = event(99, GenealogyKind::Correct);
+    let merge_id = ledger
+        .log(1, 100)
+        .await?
+        .into_iter()
+        .find_map(|r| match r.entry {
+            uns_genealogy::LogEntry::Event { event, .. }
+                if matches!(event.kind, GenealogyKind::Merge { .. }) =>
+            {
+                Some(event.header.event_id)
+            }
+            _ => None,
+        })
+        .expect("the merge is logged");
+    undo_merge.header = undo_merge.header.correcting(merge_id, "wrong pallet");
+    refusals.push(refusal(ledger.apply(site(), undo_merge, now(99)).await));
+    // A receive of an existing lot.
+    refusals.push(refusal(
+        ledger
+            .apply(site(), receive(100, "flour-1", "flour", 1.0, "X"), now(100))
+            .await,
+    ));
+    // Release of a lot that is not in quarantine; reject without reason.
+    let decision = |lot: &str, decision, reason: Option<&str>| StatusChangeRequest {
+        event_id: Uuid::now_v7(),
+        lot: id(lot),
+        decision,
+        reason: reason.map(str::to_owned),
+        by: None,
+    };
+    for request in [
+        decision("flour-1", Decision::Release, None),
+        decision("flour-1", Decision::Reject, None),
+    ] {
+        match ledger.decide(request, now(101)).await {
+            Err(LedgerError::Refused(r)) => refusals.push(r),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    let kinds: Vec<String> = refusals
+        .iter()
+        .map(|r| {
+            format!("{r:?}")
+                .split([' ', '(', '{'])
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "NotUsable",
+            "NotUsable",
+            "Negative",
+            "UnknownLot",
+            "MissingMaterial",
+            "UnknownEvent",
+            "AlreadyVoided",
+            "CannotUndo",
+            "LotExists",
+            "BadDecision",
+            "ReasonRequired"
+        ]
+    );
+    let text = refusals[3].to_string();
+    assert!(text.contains("salt-404"), "{text}");
+    assert!(
+        refusals[0].to_string().contains("Quarantine"),
+        "{}",
+        refusals[0]
+    );
+    assert!(refusals[2].to_string().contains("40"), "{}", refusals[2]);
+
+    assert_eq!(ledger.n_records().await?, records_before, "nothing logged");
+    assert_eq!(
+        ledger.lots(None, 1000).await?,
+        lots_before,
+        "no lot changed"
+    );
+    assert!(
+        ledger.lot(&id("dough-9")).await?.is_none(),
+        "no lot invented"
+    );
+    // Released, the yeast can be used.
+    ledger
+        .decide(decision("yeast-1", Decision::Release, None), now(102))
+        .await?;
+    ledger
+        .apply(
+            site(),
+            transform(
+                103,
+                "wo-9",
+                vec![kg("yeast-1", 1.0)],
+                vec![new_kg("dough-9", "dough", 1.0)],
+            ),
+            now(103),
+        )
+        .await?;
+    assert_eq!(qty(&ledger, "yeast-1").await, 4.0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_duplicate_event_id_is_applied_once_across_a_restart() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let event = transform(
+        10,
+        "wo-1",
+        vec![kg("flour-1", 10.0)],
+        vec![new_kg("dough-1", "dough", 10.0)],
+    );
+    {
+        let ledger = open(&dir);
+        ledger
+            .apply(site(), receive(1, "flour-1", "flour", 100.0, "M"), now(1))
+            .await?;
+        let first = ledger.apply(site(), event.clone(), now(10)).await?;
+        assert!(
+            matches!(first, Outcome::Applied { seq: 2, .. }),
+            "{first:?}"
+        );
+        let again = ledger.apply(site(), event.clone(), now(11)).await?;
+        assert_eq!(again, Outcome::Duplicate);
+        ledger.close();
+    }
+    let ledger = open(&dir);
+    let after_restart = ledger.apply(site(), event.clone(), now(12)).await?;
+    assert_eq!(after_restart, Outcome::Duplicate);
+    assert_eq!(qty(&ledger, "flour-1").await, 90.0);
+    assert_eq!(qty(&ledger, "dough-1").await, 10.0);
+    assert_eq!(ledger.n_records().await?, 2);
+    // Same trace after the restart as before it.
+    let trace = ledger
+        .trace(TraceQuery::backward(id("dough-1")))
+        .await?
+        .expect("known");
+    assert_eq!(lots_of(&trace), set(&["dough-1", "flour-1"]));
+    Ok(())
+}
+
+/// Flips one byte of chain record `seq`'s stored value in the redb file, behind the ledger's back.
+fn tamper(path: &std::path::Path, seq: u64, byte_idx: usize) -> anyhow::Result<()> {
+    use redb::ReadableTable;
+    let db = redb::Database::create(path)?;
+    let txn = db.begin_write()?;
+    {
+        let name = format!("chain.{}.records_v1", uns_genealogy::CHAIN);
+        let mut table = txn.open_table(redb::TableDefinition::<&[u8], &[u8]>::new(&name))?;
+        let key = seq.to_be_bytes();
+        let mut value = table
+            .get(key.as_slice())?
+            .map(|v| v.value().to_vec())
+            .ok_or_else(|| anyhow::anyhow!("no record {seq}"))?;
+        let idx = byte_idx.min(value.len() - 1);
+        value[idx] ^= 0x01;
+        table.insert(key.as_slice(), value.as_slice())?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn verify_names_exactly_the_altered_record() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("genealogy.redb");
+    let ledger = open(&dir);
+    build(&ledger).await;
+    let report = ledger.verify().await?;
+    assert_eq!(report.n_records, 12);
+    assert_eq!(report.first_bad, None);
+    ledger.close();
+    drop(ledger);
+
+    // Byte 100 is inside record 7's JSON payload (after version, time and two hashes: 73 bytes).
+    tamper(&path, 7, 100)?;
+    let ledger = open(&dir);
+    let report = ledger.verify().await?;
+    let bad = report.first_bad.expect("tampering detected");
+    assert_eq!(bad.seq, 7, "{bad:?}");
+    assert_eq!(report.n_records, 6);
+    assert!(bad.reason.contains("hashes to"), "{}", bad.reason);
+    Ok(())
+}
