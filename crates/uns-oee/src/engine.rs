@@ -578,13 +578,14 @@ impl Engine {
                     ),
                     None => (now, None),
                 };
-                // The same order re-published (e.g. quantities changed) does not start a new run.
+                // The same order re-published (e.g. quantities changed) does not start a new run, and
+                // "none" before any order is nothing new.
                 let current = log
                     .orders
                     .range(..=at)
                     .next_back()
-                    .map(|(_, value)| value.clone());
-                if current.as_ref() == Some(&value) {
+                    .and_then(|(_, value)| value.clone());
+                if current == value {
                     return (location, false, String::new());
                 }
                 let what = format!("late work-order change at {}", ts(at));

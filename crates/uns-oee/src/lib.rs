@@ -7,6 +7,8 @@
 //! - [`iso22400`]: the arithmetic (buckets, KPIs, six big losses), free of I/O and clocks.
 //! - [`engine`]: the event-time model: per-asset logs, scopes (cell, line, work order, site), periods,
 //!   closing after a grace, and corrections (`version` n+1) of closed periods.
+//! - [`input`]: a received topic and payload to an engine input.
+//! - [`Oee`]: the service (subscribe → decode → apply → store → publish; `GET /api/v1/oee`).
 #![deny(missing_docs)]
 
 pub mod calendar;
@@ -14,3 +16,6 @@ pub mod config;
 pub mod engine;
 pub mod input;
 pub mod iso22400;
+mod service;
+
+pub use service::{Oee, OeeError, filters};

@@ -3,4 +3,5 @@
 //! to 4 decimals.
 
 mod scenarios;
+mod service;
 mod support;
