@@ -31,6 +31,10 @@ pub(crate) const SERVICES: &[Listed] = &[
         in_up: InUp::Always,
     },
     Listed {
+        entry: entry::<uns_oee::Oee>(),
+        in_up: InUp::Always,
+    },
+    Listed {
         entry: entry::<uns_sim::Sim>(),
         in_up: InUp::DemoOnly,
     },

@@ -153,8 +153,24 @@ impl Default for OeeConfig {
             default_calendar: "demo".to_owned(),
             default_time_zone: "UTC".to_owned(),
             calendars: [("demo".to_owned(), demo)].into(),
-            sites: Vec::new(),
-            lines: Vec::new(),
+            // The demo plant: its site in Berlin time, its two lines.
+            sites: vec![SiteConfig {
+                path: "acme/berlin".to_owned(),
+                time_zone: "Europe/Berlin".to_owned(),
+                calendar: "demo".to_owned(),
+            }],
+            lines: vec![
+                LineConfig {
+                    path: "acme/berlin/packaging/line-1".to_owned(),
+                    counting_cell: "labeler".to_owned(),
+                    bottleneck_cell: "capper".to_owned(),
+                },
+                LineConfig {
+                    path: "acme/berlin/packaging/line-2".to_owned(),
+                    counting_cell: "case-packer".to_owned(),
+                    bottleneck_cell: "case-packer".to_owned(),
+                },
+            ],
             state_maps: Vec::new(),
         }
     }

@@ -25,6 +25,8 @@ use crate::support::{FILLER, close4, count_doc, loc, meta_doc, min, reclass_even
 const DEADLINE: Duration = Duration::from_secs(15);
 
 const CONFIG: &str = r#"
+sites = []
+lines = []
 publish_interval_s = 1
 grace_s = 60
 default_calendar = "day"

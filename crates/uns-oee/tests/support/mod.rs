@@ -72,7 +72,14 @@ fn ts(at: i64) -> Timestamp {
 }
 
 pub(crate) fn settings(toml_text: &str) -> Settings {
-    let config: OeeConfig = toml::from_str(toml_text).expect("config parses");
+    // No demo sites or lines unless the scenario names its own.
+    let mut config: OeeConfig = toml::from_str(toml_text).expect("config parses");
+    if !toml_text.contains("[[sites]]") {
+        config.sites.clear();
+    }
+    if !toml_text.contains("[[lines]]") {
+        config.lines.clear();
+    }
     Settings::try_from(&config).expect("config is valid")
 }
 
