@@ -36,7 +36,7 @@ pub use common::{EventHeader, Quantity, Timestamp, Uom, UomError};
 pub use count::{CountChange, CountDoc, CountEvent};
 pub use genealogy::{GenealogyEvent, GenealogyKind, Lot, LotQuantity, LotStatus};
 pub use meta::{IdealRate, NodeMeta};
-pub use oee::{Loss, MinorStopPolicy, OeeCounts, OeePeriod, OeeResult, TimeBuckets};
+pub use oee::{Loss, MinorStopPolicy, OeeCounts, OeePeriod, OeeResult, SixBigLosses, TimeBuckets};
 pub use order::{
     ActivityTimes, GoodsMovement, MaterialActual, MaterialRequirement, MaterialUse, MovementKind,
     Operation, Parameter, ProductionOrder, WorkOrder, WorkOrderEvent, WorkOrderEventKind,

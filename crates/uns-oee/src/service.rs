@@ -1,0 +1,334 @@
+//! [`Oee`], the service: subscribe → decode → [`Engine::apply`] → store → publish, in one loop.
+//!
+//! Durability: every input that changed the engine is appended to `oee_inputs_v1` in `data_dir/oee.redb`
+//! (as topic and payload) before anything it caused is published. On start the log is replayed through a
+//! fresh engine, which, being a function of its input sequence, comes back to exactly where it was:
+//! same accumulated time and counts, same closed periods and versions. Retained inputs the broker sends
+//! again after a (re)connect are duplicates and apply once.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use tracing::{info, warn};
+use uns_client::{ClientError, UnsClient};
+use uns_model::payload::{ErrorReport, OeeResult, SchemaTag, Timestamp};
+use uns_model::topic::{Class, CountKind, Id, OeePeriodKind, TopicFilter, UnsTopic};
+use uns_service::{ConfigEnv, ConfigError, Context, Service};
+use uns_store::{Bytes, ReadableTx, Store, StoreError, Table, U64};
+
+use crate::config::{OeeConfig, Settings};
+use crate::engine::{Engine, Publication, Rejected, parse_location};
+use crate::input;
+
+/// Every input that changed the engine, in arrival order: sequence → `topic \n payload`.
+const INPUTS: Table<U64, Bytes> = Table::new("oee_inputs_v1");
+
+/// The OEE service.
+pub struct Oee {
+    settings: Settings,
+}
+
+/// Why the service loop stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum OeeError {
+    /// The broker client failed.
+    #[error("mqtt: {0}")]
+    Client(#[from] ClientError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The HTTP routes could not be mounted.
+    #[error("http: {0}")]
+    Http(String),
+}
+
+impl Service for Oee {
+    const NAME: &'static str = "oee";
+    const SECTION: &'static str = "oee";
+    const ABOUT: &'static str =
+        "ISO 22400-2 OEE per cell, line, site, hour, shift, day and work order, from event time";
+    type Config = OeeConfig;
+    type Error = OeeError;
+
+    fn configure(config: OeeConfig, _env: &ConfigEnv) -> Result<Self, ConfigError> {
+        let settings =
+            Settings::try_from(&config).map_err(|err| ConfigError::new(err.key, err.message))?;
+        Ok(Self { settings })
+    }
+
+    async fn run(&self, mut ctx: Context) -> Result<(), OeeError> {
+        let store = Store::open(&ctx.data_dir.join("oee.redb"))?;
+        let engine = Arc::new(Mutex::new(Engine::new(self.settings.clone())));
+        let mut seq = replay(&store, &engine).await?;
+        ctx.http
+            .mount(router(engine.clone()))
+            .map_err(|err| OeeError::Http(err.to_string()))?;
+        for filter in filters() {
+            ctx.client.subscribe(&filter).await?;
+        }
+        // Closed periods are retained: put them back in case the broker lost them.
+        let closed = lock(&engine).all_closed();
+        publish(&ctx.client, closed).await?;
+        info!(n_inputs = seq, "oee started");
+        let interval = Duration::from_millis(
+            u64::try_from(self.settings.publish_interval_ms).unwrap_or(5_000),
+        );
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut changed = true;
+        loop {
+            let trigger = tokio::select! {
+                () = ctx.shutdown.cancelled() => break,
+                message = ctx.inbox.recv() => match message {
+                    Some(message) => Trigger::Message(message),
+                    None => break,
+                },
+                _ = ticker.tick() => Trigger::Tick,
+            };
+            match trigger {
+                Trigger::Tick => {
+                    if changed {
+                        let now = chrono::Utc::now().timestamp_millis();
+                        let current = lock(&engine).current(Some(now));
+                        publish(&ctx.client, current).await?;
+                        changed = false;
+                    }
+                }
+                Trigger::Message(message) => {
+                    if handle(&ctx.client, &store, &engine, &mut seq, &message).await? {
+                        changed = true;
+                    }
+                }
+            }
+        }
+        info!("oee stopped");
+        Ok(())
+    }
+}
+
+/// One trigger of the loop.
+enum Trigger {
+    Message(uns_client::Message),
+    Tick,
+}
+
+/// What the service subscribes to: `_state`, `_count/*`, `_count/events`, `_wo/_active` and `_meta` at
+/// any location.
+pub fn filters() -> Vec<TopicFilter> {
+    // `_count/produced` is not read: PQ is good + scrap + rework.
+    let classes = [
+        Class::State,
+        Class::Count(CountKind::Good),
+        Class::Count(CountKind::Scrap),
+        Class::Count(CountKind::Rework),
+        Class::CountEvents,
+        Class::WorkOrderActive,
+        Class::Meta,
+    ];
+    classes
+        .iter()
+        .flat_map(TopicFilter::at_any_location)
+        .collect()
+}
+
+fn lock(engine: &Mutex<Engine>) -> std::sync::MutexGuard<'_, Engine> {
+    // A panic while holding the lock leaves the engine as it was before the call (inputs apply whole or
+    // not at all), so a poisoned lock is still usable.
+    engine
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+async fn replay(store: &Store, engine: &Arc<Mutex<Engine>>) -> Result<u64, OeeError> {
+    let rows = store.read(|tx| tx.iter(&INPUTS)).await?;
+    let mut next = 0;
+    let mut engine = lock(engine);
+    for (seq, bytes) in rows {
+        next = seq + 1;
+        let Some((topic, payload)) = split_record(&bytes) else {
+            continue;
+        };
+        // Only inputs that decoded and applied were stored, so these succeed again.
+        if let Ok(topic) = topic.parse::<UnsTopic>()
+            && let Ok(Some(input)) = input::decode(&topic, payload)
+        {
+            let _ = engine.apply(input);
+        }
+    }
+    Ok(next)
+}
+
+fn split_record(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let idx = bytes.iter().position(|b| *b == b'\n')?;
+    Some((std::str::from_utf8(&bytes[..idx]).ok()?, &bytes[idx + 1..]))
+}
+
+/// Handles one message; true when the engine changed.
+async fn handle(
+    client: &UnsClient,
+    store: &Store,
+    engine: &Arc<Mutex<Engine>>,
+    seq: &mut u64,
+    message: &uns_client::Message,
+) -> Result<bool, OeeError> {
+    let Ok(topic) = message.topic.parse::<UnsTopic>() else {
+        return Ok(false);
+    };
+    let decoded = match input::decode(&topic, &message.payload) {
+        Ok(Some(decoded)) => decoded,
+        Ok(None) => return Ok(false),
+        Err(err) => {
+            reject(client, &topic, message, "bad_payload", err.to_string()).await?;
+            return Ok(false);
+        }
+    };
+    let applied = lock(engine).apply(decoded);
+    let applied = match applied {
+        Ok(applied) => applied,
+        Err(err @ (Rejected::TooLate { .. } | Rejected::BadTime)) => {
+            reject(client, &topic, message, "too_late", err.to_string()).await?;
+            return Ok(false);
+        }
+    };
+    if applied.duplicate {
+        return Ok(false);
+    }
+    let mut record = message.topic.clone().into_bytes();
+    record.push(b'\n');
+    record.extend_from_slice(&message.payload);
+    let key = *seq;
+    store
+        .write(move |tx| tx.insert(&INPUTS, &key, &record))
+        .await?;
+    *seq += 1;
+    publish(client, applied.publications).await?;
+    Ok(true)
+}
+
+async fn reject(
+    client: &UnsClient,
+    topic: &UnsTopic,
+    message: &uns_client::Message,
+    kind: &str,
+    reason: String,
+) -> Result<(), ClientError> {
+    let Some(location) = topic.location() else {
+        return Ok(());
+    };
+    warn!(topic = %message.topic, %reason, "rejected input");
+    let excerpt: String = String::from_utf8_lossy(&message.payload)
+        .chars()
+        .take(200)
+        .collect();
+    let report = ErrorReport {
+        schema: SchemaTag::default(),
+        service: Id::new(Oee::NAME).unwrap_or_else(|_| uns_model::topic::slug(Oee::NAME)),
+        topic: Some(message.topic.clone()),
+        reason,
+        payload_excerpt: Some(excerpt),
+        payload_sha256: None,
+        occurred_at: Timestamp::from(chrono::Utc::now()),
+    };
+    client
+        .report_error(
+            &UnsTopic::located(location.clone(), Class::Errors),
+            kind,
+            &report,
+        )
+        .await
+}
+
+async fn publish(client: &UnsClient, publications: Vec<Publication>) -> Result<(), ClientError> {
+    for publication in publications {
+        let topic = UnsTopic::located(publication.location, publication.class);
+        client.publish(&topic, &publication.result).await?;
+    }
+    Ok(())
+}
+
+/// `GET /api/v1/oee?scope=PATH&period=hour|shift|day|wo[&id=ID]`: a closed period with `id`, the open one
+/// without.
+fn router(engine: Arc<Mutex<Engine>>) -> axum::Router {
+    axum::Router::new()
+        .route("/api/v1/oee", get(report))
+        .with_state(engine)
+}
+
+#[derive(Serialize)]
+struct ApiError {
+    error: String,
+}
+
+fn api_error(status: StatusCode, error: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ApiError {
+            error: error.into(),
+        }),
+    )
+        .into_response()
+}
+
+async fn report(State(engine): State<Arc<Mutex<Engine>>>, RawQuery(query): RawQuery) -> Response {
+    let query = query.unwrap_or_default();
+    let mut scope = None;
+    let mut period = None;
+    let mut id = None;
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match key.as_ref() {
+            "scope" => scope = Some(value.into_owned()),
+            "period" => period = Some(value.into_owned()),
+            "id" => id = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let Some(location) = scope.as_deref().and_then(parse_location) else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            "scope=PATH is required, e.g. acme/berlin/packaging/line-1",
+        );
+    };
+    let kind = match period.as_deref() {
+        Some("hour") => OeePeriodKind::Hour,
+        Some("shift") => OeePeriodKind::Shift,
+        Some("day") => OeePeriodKind::Day,
+        Some("wo") => OeePeriodKind::Wo,
+        _ => {
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "period=hour|shift|day|wo is required",
+            );
+        }
+    };
+    let engine = lock(&engine);
+    let found: Option<OeeResult> = match id.as_deref() {
+        Some(id) => engine.closed(&location, kind, id).cloned(),
+        None => {
+            let now = chrono::Utc::now().timestamp_millis();
+            let scope = engine.scope_of(&location);
+            let as_of = engine.watermark().map_or(now, |w| w.max(now));
+            engine
+                .current_of(&scope, as_of)
+                .into_iter()
+                .find(|p| p.class == Class::OeeCurrent(kind))
+                .map(|p| p.result)
+        }
+    };
+    match found {
+        Some(result) => Json(result).into_response(),
+        None => api_error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no {} result at {location}{}",
+                kind.as_str(),
+                id.map(|id| format!(" for {id}")).unwrap_or_default()
+            ),
+        ),
+    }
+}

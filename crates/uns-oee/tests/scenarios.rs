@@ -1,0 +1,567 @@
+//! The scenarios of issue 12, each with its arithmetic.
+
+use proptest::prelude::*;
+use uns_model::payload::{MinorStopPolicy, StateCategory::*};
+use uns_model::topic::{CountKind::*, OeePeriodKind::*, UnsTopic};
+use uns_oee::engine::Engine;
+use uns_oee::input;
+use uuid::Uuid;
+
+use crate::support::*;
+
+const SHIFT: &str = "2026-03-02.early";
+
+/// Eight hours of shift with a 30-minute break, running throughout at 60/h ideal, 400 good parts.
+#[test]
+fn full_shift_with_a_break() {
+    let mut plant = Plant::new(ONE_SHIFT);
+    plant.rate(FILLER, 60.0);
+    plant.zero_counts(FILLER, at("06:00"));
+    plant.state(FILLER, at("06:00"), Running, "Execute");
+    plant.count(FILLER, Good, 150.0, at("09:00"));
+    plant.count(FILLER, Good, 400.0, at("13:59"));
+    plant.tick(at("14:00:59"));
+    assert!(
+        plant.versions(FILLER, Shift, SHIFT).is_empty(),
+        "closed before the grace passed"
+    );
+    plant.tick(at("14:01"));
+
+    let shift = plant.closed(FILLER, Shift, SHIFT);
+    let (pot, pdt) = (min(480.0), min(30.0));
+    let pbt = pot - pdt;
+    let apt = pbt;
+    let ideal = 400.0 * min(1.0);
+    assert_eq!(shift.times.pot_ms as f64, pot);
+    assert_eq!(shift.times.pdt_ms as f64, pdt);
+    assert_eq!(shift.times.apt_ms as f64, apt);
+    close4(shift.availability, apt / pbt);
+    close4(shift.performance, ideal / apt); // 0.8889
+    close4(shift.quality, 400.0 / 400.0);
+    close4(shift.oee, (apt / pbt) * (ideal / apt) * 1.0);
+    close4(shift.utilisation, pbt / min(480.0)); // the shift window is 8 h of calendar time
+    assert!(shift.is_final);
+    assert_eq!(shift.version, 1);
+    assert_eq!(shift.minor_stop_policy, MinorStopPolicy::Iso);
+    assert_eq!(shift.calendar.as_deref(), Some("one@UTC"));
+    check_invariants(&shift);
+    // Hours: 10:00-11:00 holds the break.
+    let hour = plant.closed(FILLER, Hour, "2026-03-02t10");
+    assert_eq!(hour.times.pdt_ms as f64, min(30.0));
+    close4(hour.availability, 1.0);
+    assert_eq!(
+        plant.versions(FILLER, Shift, SHIFT).len(),
+        1,
+        "published once"
+    );
+}
+
+/// A changeover, a jam, a starved stretch, scrap and rework.
+#[test]
+fn changeover_jam_scrap_and_rework() {
+    let mut plant = Plant::new(ONE_SHIFT);
+    plant.rate(FILLER, 60.0);
+    plant.zero_counts(FILLER, at("06:00"));
+    plant.state(FILLER, at("06:00"), Setup, "changeover A to B");
+    plant.state(FILLER, at("06:45"), Running, "Execute");
+    plant.state(FILLER, at("09:00"), UnplannedDown, "Jam at infeed");
+    plant.state(FILLER, at("09:20"), Running, "Execute");
+    plant.state(FILLER, at("11:00"), Starved, "No bottles");
+    plant.state(FILLER, at("11:10"), Running, "Execute");
+    plant.count(FILLER, Scrap, 10.0, at("12:00"));
+    plant.count(FILLER, Rework, 5.0, at("12:30"));
+    plant.count(FILLER, Good, 300.0, at("13:00"));
+    plant.count(FILLER, Good, 350.0, at("13:59"));
+    plant.tick(at("14:01"));
+
+    let r = plant.closed(FILLER, Shift, SHIFT);
+    let pbt = min(480.0 - 30.0);
+    let (asut, adet, adot) = (min(45.0), min(20.0), min(10.0));
+    // Running: 06:45-09:00 (135) + 09:20-11:00 minus the break (70) + 11:10-14:00 (170) = 375 min.
+    let apt = min(135.0 + 70.0 + 170.0);
+    assert_eq!(apt, pbt - asut - adet - adot);
+    let (gq, pq) = (350.0, 350.0 + 10.0 + 5.0);
+    let ideal = pq * min(1.0);
+    assert_eq!(r.times.asut_ms as f64, asut);
+    assert_eq!(r.times.adet_ms as f64, adet);
+    assert_eq!(r.times.adot_ms as f64, adot);
+    assert_eq!(r.times.apt_ms as f64, apt);
+    close4(r.availability, apt / pbt); // 0.8333
+    close4(r.performance, ideal / apt); // 0.9733
+    close4(r.quality, gq / pq); // 0.9589
+    close4(r.oee, (apt / pbt) * (ideal / apt) * (gq / pq)); // = 350 min / 450 min = 0.7778
+    close4(r.scrap_ratio, 10.0 / pq);
+    close4(r.rework_ratio, 5.0 / pq);
+    close4(r.setup_ratio, asut / pbt);
+    close4(r.technical_efficiency, apt / (apt + adet));
+    close4(r.nee, apt / (pbt - asut) * (ideal / apt) * (gq / pq));
+    assert_eq!(r.counts.produced.qty, pq);
+    let big = r.six_big_losses;
+    assert_eq!(big.setup_ms as f64, asut);
+    assert_eq!(big.breakdowns_ms as f64, adet);
+    assert_eq!(big.speed_ms, apt - ideal);
+    assert_eq!(big.defects_ms, 15.0 * min(1.0));
+    // Losses by reason, largest first.
+    let reasons: Vec<(&str, u64, u32)> = r
+        .losses
+        .iter()
+        .map(|l| (l.reason.as_str(), l.duration_ms, l.occurrences))
+        .collect();
+    assert_eq!(
+        reasons,
+        vec![
+            ("changeover A to B", min(45.0) as u64, 1),
+            ("Jam at infeed", min(20.0) as u64, 1),
+            ("No bottles", min(10.0) as u64, 1),
+        ]
+    );
+    check_invariants(&r);
+}
+
+/// Ten 1-minute jams (below the 2-minute threshold) and one 5-minute breakdown, under both policies:
+/// the minor stops move between availability and performance, OEE stays the same.
+#[test]
+fn minor_stops_under_both_policies() {
+    let run = |policy: &str| {
+        let mut plant = Plant::new(&format!("minor_stop_policy = \"{policy}\"\n{ONE_SHIFT}"));
+        plant.rate(FILLER, 60.0);
+        plant.zero_counts(FILLER, at("06:00"));
+        plant.state(FILLER, at("06:00"), Running, "Execute");
+        for n in 0..10 {
+            let hour = 7 + n / 5;
+            let minute = (n % 5) * 10;
+            plant.state(
+                FILLER,
+                at(&format!("{hour:02}:{minute:02}")),
+                UnplannedDown,
+                "micro-jam",
+            );
+            plant.state(
+                FILLER,
+                at(&format!("{hour:02}:{:02}", minute + 1)),
+                Running,
+                "Execute",
+            );
+        }
+        plant.state(FILLER, at("12:00"), UnplannedDown, "Motor trip");
+        plant.state(FILLER, at("12:05"), Running, "Execute");
+        plant.count(FILLER, Good, 420.0, at("13:59"));
+        plant.tick(at("14:01"));
+        plant.closed(FILLER, Shift, SHIFT)
+    };
+    let pbt = min(450.0);
+    let ideal = 420.0 * min(1.0);
+    let (minor, breakdown) = (min(10.0), min(5.0));
+
+    let iso = run("iso22400");
+    let apt_iso = pbt - minor - breakdown;
+    assert_eq!(iso.minor_stop_policy, MinorStopPolicy::Iso);
+    assert_eq!(iso.times.minor_stop_ms as f64, minor);
+    assert_eq!(iso.times.adet_ms as f64, minor + breakdown);
+    close4(iso.availability, apt_iso / pbt); // 0.9667
+    close4(iso.performance, ideal / apt_iso); // 0.9655
+
+    let tpm = run("tpm");
+    let apt_tpm = pbt - breakdown;
+    assert_eq!(tpm.minor_stop_policy, MinorStopPolicy::Tpm);
+    assert_eq!(tpm.times.adet_ms as f64, breakdown);
+    close4(tpm.availability, apt_tpm / pbt); // 0.9889
+    close4(tpm.performance, ideal / apt_tpm); // 0.9438
+
+    close4(iso.oee, ideal / pbt);
+    close4(tpm.oee, ideal / pbt);
+    for r in [&iso, &tpm] {
+        assert_eq!(r.six_big_losses.minor_stops_ms as f64, minor);
+        assert_eq!(r.six_big_losses.breakdowns_ms as f64, breakdown);
+        let micro = r
+            .losses
+            .iter()
+            .find(|l| l.reason == "micro-jam")
+            .expect("listed");
+        assert_eq!((micro.occurrences, micro.category), (10, MinorStop));
+        check_invariants(r);
+    }
+}
+
+/// A counter that drops is a reset: it counts again from zero, nothing is lost or subtracted.
+#[test]
+fn counter_reset() {
+    let mut plant = Plant::new(ONE_SHIFT);
+    plant.rate(FILLER, 60.0);
+    plant.zero_counts(FILLER, at("06:00"));
+    plant.state(FILLER, at("06:00"), Running, "Execute");
+    plant.count(FILLER, Good, 200.0, at("09:00"));
+    plant.count(FILLER, Good, 50.0, at("10:40")); // reset: 50 since the restart
+    plant.count(FILLER, Good, 150.0, at("13:00"));
+    // The same sample again (at-least-once delivery) applies once.
+    assert!(plant.count(FILLER, Good, 150.0, at("13:00")).duplicate);
+    plant.tick(at("14:01"));
+    let r = plant.closed(FILLER, Shift, SHIFT);
+    assert_eq!(r.counts.good.qty, 200.0 + 50.0 + (150.0 - 50.0));
+    close4(r.performance, 350.0 * min(1.0) / min(450.0));
+    check_invariants(&r);
+}
+
+/// A reclassification good → scrap that occurred in a closed shift and arrives late gives version 2.
+#[test]
+fn late_reclassification_publishes_version_2() {
+    let mut plant = Plant::new(ONE_SHIFT);
+    plant.rate(FILLER, 60.0);
+    plant.zero_counts(FILLER, at("06:00"));
+    plant.state(FILLER, at("06:00"), Running, "Execute");
+    plant.count(FILLER, Good, 400.0, at("13:59"));
+    plant.tick(at("14:30"));
+    let v1 = plant.closed(FILLER, Shift, SHIFT);
+    close4(v1.quality, 400.0 / 400.0);
+
+    let event_id = Uuid::now_v7();
+    let applied = plant.reclass(FILLER, at("13:30"), Good, Scrap, 20.0, event_id);
+    let v2 = applied
+        .publications
+        .iter()
+        .find(|p| p.result.period.id.as_str() == SHIFT && p.location == loc(FILLER))
+        .expect("shift corrected")
+        .result
+        .clone();
+    assert_eq!(v2.version, 2);
+    assert_eq!(v2.corrects, Some(1));
+    let reason = v2.reason.as_deref().expect("reason");
+    assert!(reason.contains(&event_id.to_string()), "{reason}");
+    close4(v2.quality, (400.0 - 20.0) / 400.0);
+    assert_eq!(v2.counts.scrap.qty, 20.0);
+    assert_eq!(v2.counts.produced.qty, 400.0);
+    close4(v2.performance, v1.performance.expect("v1"));
+    check_invariants(&v2);
+    // The same event again changes nothing.
+    assert!(
+        plant
+            .reclass(FILLER, at("13:30"), Good, Scrap, 20.0, event_id)
+            .duplicate
+    );
+    assert_eq!(
+        plant
+            .versions(FILLER, Shift, SHIFT)
+            .iter()
+            .map(|r| r.version)
+            .collect::<Vec<_>>(),
+        [1, 2]
+    );
+    // A late event that changes nothing in a closed period publishes nothing.
+    plant.state("acme/clock/ticks/tick", at("12:00"), Running, "Execute");
+    assert_eq!(plant.versions(FILLER, Shift, SHIFT).len(), 2);
+}
+
+/// A shift in planned downtime throughout, and one not scheduled: every ratio null, with a reason.
+#[test]
+fn no_production_gives_nulls_with_reasons() {
+    let mut plant = Plant::new(ONE_SHIFT);
+    plant.zero_counts(FILLER, at("06:00"));
+    plant.state(FILLER, at("06:00"), PlannedDown, "planned maintenance");
+    plant.tick(at("14:01"));
+    let r = plant.closed(FILLER, Shift, SHIFT);
+    assert_eq!(r.times.pot_ms as f64, min(480.0));
+    assert_eq!(r.times.pdt_ms as f64, min(480.0));
+    assert_eq!(r.times.pbt_ms, 0);
+    for field in [
+        "availability",
+        "performance",
+        "quality",
+        "oee",
+        "scrap_ratio",
+        "setup_ratio",
+    ] {
+        assert!(
+            r.null_reasons.contains_key(field),
+            "{field}: {:?}",
+            r.null_reasons
+        );
+    }
+    assert_eq!(
+        (r.availability, r.performance, r.quality, r.oee),
+        (None, None, None, None)
+    );
+    assert!(r.null_reasons["availability"].contains("PBT is 0"));
+    assert!(r.null_reasons["quality"].contains("PQ is 0"));
+    let json = serde_json::to_value(&r).expect("json");
+    assert!(json["availability"].is_null() && json["oee"].is_null());
+
+    let mut plant = Plant::new(ONE_SHIFT);
+    plant.state(FILLER, at("05:00"), NotScheduled, "no orders");
+    plant.tick(at("14:01"));
+    let r = plant.closed(FILLER, Shift, SHIFT);
+    assert_eq!(r.times.pot_ms, 0);
+    assert!(r.null_reasons["availability"].contains("PBT is 0"));
+    check_invariants(&r);
+}
+
+/// Produced without an ideal rate: performance (and OEE) null, naming the missing rate.
+#[test]
+fn missing_ideal_rate_is_null_with_reason() {
+    let mut plant = Plant::new(ONE_SHIFT);
+    plant.zero_counts(FILLER, at("06:00"));
+    plant.state(FILLER, at("06:00"), Running, "Execute");
+    plant.count(FILLER, Good, 10.0, at("07:00"));
+    plant.tick(at("14:01"));
+    let r = plant.closed(FILLER, Shift, SHIFT);
+    assert!(r.performance.is_none() && r.oee.is_none());
+    assert!(
+        r.null_reasons["performance"].contains("no ideal rate"),
+        "{:?}",
+        r.null_reasons
+    );
+    close4(r.availability, 1.0);
+}
+
+const LINE: &str = "acme/berlin/packaging/line-1";
+const CAPPER: &str = "acme/berlin/packaging/line-1/capper";
+const LABELER: &str = "acme/berlin/packaging/line-1/labeler";
+
+/// A line of three cells: the line's times come from the bottleneck (capper), its counts from the
+/// counting cell (labeler); its OEE is not the mean of the cells' OEE.
+#[test]
+fn three_cell_line_is_not_the_mean_of_its_cells() {
+    let config = format!(
+        "{ONE_SHIFT}\n[[lines]]\npath = \"{LINE}\"\ncounting_cell = \"labeler\"\nbottleneck_cell = \"capper\"\n"
+    );
+    let mut plant = Plant::new(&config);
+    for cell in [FILLER, CAPPER, LABELER] {
+        plant.rate(cell, 75.0); // ideal cycle 48 s
+        plant.zero_counts(cell, at("06:00"));
+        plant.state(cell, at("06:00"), Running, "Execute");
+    }
+    plant.rate(LINE, 75.0);
+    plant.state(CAPPER, at("08:00"), UnplannedDown, "Capper jam");
+    plant.state(CAPPER, at("09:00"), Running, "Execute");
+    plant.state(LABELER, at("11:00"), Starved, "Waiting for caps");
+    plant.state(LABELER, at("11:30"), Running, "Execute");
+    plant.count(FILLER, Good, 500.0, at("13:50"));
+    plant.count(CAPPER, Good, 420.0, at("13:50"));
+    plant.count(LABELER, Good, 400.0, at("13:50"));
+    plant.count(LABELER, Scrap, 10.0, at("13:50"));
+    plant.tick(at("14:01"));
+
+    let cycle = 48_000.0;
+    let pbt = min(450.0);
+    let filler_oee = 1.0 * (500.0 * cycle / pbt) * 1.0;
+    let capper_apt = pbt - min(60.0);
+    let capper_oee = (capper_apt / pbt) * (420.0 * cycle / capper_apt) * 1.0;
+    let labeler_apt = pbt - min(30.0);
+    let labeler_oee = (labeler_apt / pbt) * (410.0 * cycle / labeler_apt) * (400.0 / 410.0);
+    close4(plant.closed(FILLER, Shift, SHIFT).oee, filler_oee); // 0.8889
+    close4(plant.closed(CAPPER, Shift, SHIFT).oee, capper_oee); // 0.7467
+    close4(plant.closed(LABELER, Shift, SHIFT).oee, labeler_oee); // 0.7111
+
+    let line = plant.closed(LINE, Shift, SHIFT);
+    let line_a = capper_apt / pbt; // bottleneck time
+    let line_e = 410.0 * cycle / capper_apt; // counting cell's quantity on the bottleneck's APT
+    let line_q = 400.0 / 410.0;
+    close4(line.availability, line_a); // 0.8667
+    close4(line.performance, line_e); // 0.8410
+    close4(line.quality, line_q); // 0.9756
+    close4(line.oee, line_a * line_e * line_q); // 0.7111
+    let mean = (filler_oee + capper_oee + labeler_oee) / 3.0; // 0.7822
+    assert!((line.oee.expect("line") - mean).abs() > 0.05);
+    check_invariants(&line);
+    // The site rolls up its line (cells inside a line are not counted twice).
+    let site = plant.closed("acme/berlin", Shift, SHIFT);
+    close4(site.oee, line_a * line_e * line_q);
+}
+
+/// A night shift 22:00-06:00 crossing midnight, with a break at 02:00.
+#[test]
+fn night_shift_crossing_midnight() {
+    let config = r#"
+grace_s = 60
+default_calendar = "night"
+[calendars.night]
+shifts = [{ name = "night", start = "22:00", end = "06:00", breaks = [{ start = "02:00", end = "02:30" }] }]
+"#;
+    let mut plant = Plant::new(config);
+    plant.rate(FILLER, 60.0);
+    plant.zero_counts(FILLER, at("21:00"));
+    plant.state(FILLER, at("21:00"), Running, "Execute");
+    plant.count(FILLER, Good, 100.0, at("23:59"));
+    plant.count(FILLER, Good, 420.0, at_in("UTC", "2026-03-03 05:59"));
+    plant.tick(at_in("UTC", "2026-03-03 06:01"));
+    let r = plant.closed(FILLER, Shift, "2026-03-02.night");
+    assert_eq!(r.start.unix_ms(), at("22:00"));
+    assert_eq!(r.end.unix_ms(), at_in("UTC", "2026-03-03 06:00"));
+    assert_eq!(r.times.pot_ms as f64, min(480.0));
+    assert_eq!(r.times.pdt_ms as f64, min(30.0));
+    close4(r.performance, 420.0 * min(1.0) / min(450.0));
+    // The day 2026-03-02 holds 22:00-24:00 of it, and 00:00-06:00 of the night shift before, when no
+    // state had been received yet (unknown, in ADOT, flagged), with its break at 02:00.
+    let day = plant.closed(FILLER, Day, "2026-03-02");
+    assert_eq!(day.times.pot_ms as f64, min(120.0 + 360.0));
+    assert_eq!(day.times.unknown_ms as f64, min(360.0 - 30.0));
+    assert_eq!(day.times.apt_ms as f64, min(120.0));
+    assert_eq!(day.counts.good.qty, 100.0);
+    check_invariants(&day);
+}
+
+/// Night shifts on the two DST changes in Europe/Berlin: 9 hours in October, 7 in March; the break stays
+/// 30 minutes.
+#[test]
+fn night_shift_across_dst_changes() {
+    let config = r#"
+grace_s = 60
+default_calendar = "night"
+default_time_zone = "Europe/Berlin"
+[calendars.night]
+shifts = [{ name = "night", start = "22:00", end = "06:00", breaks = [{ start = "02:00", end = "02:30" }] }]
+"#;
+    for (day, next, hours) in [
+        ("2026-10-24", "2026-10-25", 9.0),
+        ("2026-03-28", "2026-03-29", 7.0),
+    ] {
+        let berlin = |text: &str| at_in("Europe/Berlin", text);
+        let mut plant = Plant::new(config);
+        plant.rate(FILLER, 60.0);
+        plant.zero_counts(FILLER, berlin(&format!("{day} 21:00")));
+        plant.state(FILLER, berlin(&format!("{day} 21:00")), Running, "Execute");
+        plant.count(FILLER, Good, 300.0, berlin(&format!("{next} 05:00")));
+        plant.tick(berlin(&format!("{next} 06:01")));
+        let r = plant.closed(FILLER, Shift, &format!("{day}.night"));
+        let pot = min(hours * 60.0);
+        assert_eq!(r.times.pot_ms as f64, pot, "{day}");
+        assert_eq!(r.times.pdt_ms as f64, min(30.0), "{day}");
+        close4(r.availability, 1.0);
+        close4(r.performance, 300.0 * min(1.0) / (pot - min(30.0)));
+        assert_eq!(r.calendar.as_deref(), Some("night@Europe/Berlin"));
+    }
+    // The repeated hour of the autumn change has its own id.
+    let mut plant = Plant::new(config);
+    plant.state(FILLER, at_in("UTC", "2026-10-24 23:00"), Running, "Execute");
+    plant.tick(at_in("UTC", "2026-10-25 04:00"));
+    let first = plant.closed(FILLER, Hour, "2026-10-25t02");
+    let second = plant.closed(FILLER, Hour, "2026-10-25t02.2");
+    assert_eq!(second.start.unix_ms() - first.start.unix_ms(), 3_600_000);
+}
+
+/// A work order's period runs from the order's start until another order replaces it.
+#[test]
+fn work_order_period() {
+    let mut plant = Plant::new(ONE_SHIFT);
+    plant.rate(FILLER, 60.0);
+    plant.zero_counts(FILLER, at("06:00"));
+    plant.state(FILLER, at("06:00"), Running, "Execute");
+    plant.order(FILLER, Some(work_order("wo-1", "m-1", FILLER, at("06:00"))));
+    plant.count(FILLER, Good, 100.0, at("08:00"));
+    plant.order(FILLER, Some(work_order("wo-2", "m-2", FILLER, at("09:00"))));
+    plant.count(FILLER, Good, 150.0, at("10:00"));
+    plant.tick(at("09:02"));
+    let wo = plant.closed(FILLER, Wo, "wo-1");
+    assert_eq!(
+        (wo.start.unix_ms(), wo.end.unix_ms()),
+        (at("06:00"), at("09:00"))
+    );
+    assert_eq!(wo.counts.good.qty, 100.0);
+    close4(wo.performance, 100.0 * min(1.0) / min(180.0));
+    let current = plant.engine.current(None);
+    let wo2 = current
+        .iter()
+        .find(|p| p.location == loc(FILLER) && p.result.period.id.as_str() == "wo-2")
+        .expect("current wo-2");
+    assert!(!wo2.result.is_final);
+    assert_eq!(wo2.result.counts.good.qty, 50.0);
+}
+
+/// PackML states map by name, never by number.
+#[test]
+fn packml_by_name() {
+    let config =
+        format!("{ONE_SHIFT}\n[[state_maps]]\npath = \"{FILLER}\"\nstate_map = \"packml\"\n");
+    let mut plant = Plant::new(&config);
+    plant.rate(FILLER, 60.0);
+    // Published categories are wrong on purpose: the names decide.
+    plant.state(FILLER, at("06:00"), Unknown, "Execute");
+    plant.state(FILLER, at("07:00"), Unknown, "Held");
+    plant.state(FILLER, at("07:30"), Unknown, "SUSPENDED");
+    plant.state(FILLER, at("08:00"), Unknown, "Execute");
+    plant.tick(at("14:01"));
+    let r = plant.closed(FILLER, Shift, SHIFT);
+    assert_eq!(r.times.adet_ms as f64, min(30.0));
+    assert_eq!(r.times.adot_ms as f64, min(30.0));
+    assert_eq!(r.times.unknown_ms, 0);
+}
+
+/// The recorded messages of a shift, replayed from their bytes at 1000× (clock calls 1000× sparser and
+/// with a compressed clock), give the same closed periods and the same current figures.
+#[test]
+fn replay_at_1000x_gives_identical_results() {
+    let mut live = Plant::new(ONE_SHIFT);
+    live.rate(FILLER, 60.0);
+    live.zero_counts(FILLER, at("06:00"));
+    let mut total = 0.0;
+    for minute in 0..(8 * 60 + 5) {
+        let t = at("06:00") + minute * 60_000;
+        match minute % 37 {
+            0 => live.state(FILLER, t, UnplannedDown, "Jam"),
+            3 => live.state(FILLER, t, Running, "Execute"),
+            _ => {
+                total += 1.0;
+                live.count(FILLER, Good, total, t)
+            }
+        };
+        if minute % 97 == 0 {
+            live.reclass(FILLER, t, Good, Scrap, 1.0, Uuid::now_v7());
+        }
+    }
+    let live_current = live.engine.current(Some(at("14:05") + 500));
+
+    let mut replay = Engine::new(settings(ONE_SHIFT));
+    let mut replay_finals = Vec::new();
+    let start = at("06:00");
+    for (idx, (topic, bytes)) in live.recorded.iter().enumerate() {
+        let topic: UnsTopic = topic.parse().expect("recorded topic");
+        let input = input::decode(&topic, bytes)
+            .expect("decodes")
+            .expect("used");
+        let applied = replay.apply(input).expect("accepted");
+        replay_finals.extend(applied.publications);
+        if idx % 1000 == 0 {
+            let compressed_clock = start + (idx as i64) * 60;
+            let _ = replay.current(Some(compressed_clock));
+        }
+    }
+    assert_eq!(replay_finals, live.published);
+    assert!(!replay_finals.is_empty());
+    assert_eq!(
+        replay.current(Some(start)),
+        live.engine.current(Some(start))
+    );
+    assert_eq!(replay.current(Some(at("14:05") + 500)), live_current);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Random states and counts over a day of the demo calendar: every closed period keeps
+    /// Σ buckets = POT, PBT = POT − PDT, A × E × Q = OEE to 1e-9 and the six big losses add up.
+    #[test]
+    fn buckets_and_factors_stay_consistent(
+        steps in proptest::collection::vec((1_i64..5_400, 0_usize..9, 0_u32..40, 0_u32..3), 1..120),
+        tpm in any::<bool>(),
+    ) {
+        let policy = if tpm { "tpm" } else { "iso22400" };
+        let mut plant = Plant::new(&format!("minor_stop_policy = \"{policy}\"\nstartup_window_s = 900\n"));
+        plant.rate(FILLER, 120.0);
+        let categories = [Running, MinorStop, UnplannedDown, Setup, PlannedDown, Starved, Blocked, NotScheduled, Unknown];
+        let mut t = at("00:00");
+        plant.zero_counts(FILLER, t);
+        let mut totals = [0.0_f64; 3];
+        for (gap_s, category, parts, kind) in steps {
+            t += gap_s * 1000;
+            plant.state(FILLER, t, categories[category], "random");
+            let kind_idx = kind as usize;
+            totals[kind_idx] += f64::from(parts);
+            let count_kind = [Good, Scrap, Rework][kind_idx];
+            plant.count(FILLER, count_kind, totals[kind_idx], t + 500);
+        }
+        plant.tick(t + 3 * 86_400_000);
+        prop_assert!(!plant.published.is_empty());
+        for publication in &plant.published {
+            check_invariants(&publication.result);
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The service through the real broker, real sockets, a real redb file and real HTTP: `_state` and
+//! `_count` documents in, `_oee/...` out with the expected figures; a restart on the same data directory
+//! loses nothing (including a non-retained reclassification and the counter history that only the store
+//! has, since the broker retains just the latest total).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use uns_client::{BrokerUrl, ClientMetrics, ClientOptions, Inbox, Metrics, UnsClient};
+use uns_model::payload::{OeeResult, StateCategory, decode};
+use uns_model::topic::{Class, CountKind, Id, OeePeriodKind, TopicFilter, UnsTopic};
+use uns_oee::Oee;
+use uns_oee::config::OeeConfig;
+use uns_service::{
+    BrokerEndpoint, ConfigEnv, Configured, Health, HttpServer, RestartPolicy, Routes, Runtime,
+    RuntimeOptions, Service,
+};
+use uuid::Uuid;
+
+use crate::support::{FILLER, close4, count_doc, loc, meta_doc, min, reclass_event, state_doc};
+
+const DEADLINE: Duration = Duration::from_secs(15);
+
+const CONFIG: &str = r#"
+sites = []
+lines = []
+publish_interval_s = 1
+grace_s = 60
+default_calendar = "day"
+[calendars.day]
+shifts = [{ name = "day", start = "00:00", end = "00:00" }]
+"#;
+
+struct Running {
+    runtime: Runtime,
+    http: SocketAddr,
+    stop: CancellationToken,
+}
+
+async fn start_oee(data_dir: &Path, url: &BrokerUrl) -> anyhow::Result<Running> {
+    let config: OeeConfig = toml::from_str(CONFIG)?;
+    let env = ConfigEnv {
+        demo: false,
+        data_dir: data_dir.to_owned(),
+        http_listen: "127.0.0.1:0".parse()?,
+    };
+    let oee = Oee::configure(config, &env).map_err(|err| anyhow::anyhow!("{err}"))?;
+    let stop = CancellationToken::new();
+    let (health, metrics, routes) = (Health::default(), Metrics::new(), Routes::default());
+    let http = HttpServer::start(
+        "127.0.0.1:0".parse()?,
+        health.clone(),
+        metrics.clone(),
+        routes.clone(),
+        stop.clone(),
+    )
+    .await?;
+    let runtime = Runtime::start(
+        RuntimeOptions {
+            broker: BrokerEndpoint {
+                url: url.clone(),
+                credentials: None,
+            },
+            data_dir: data_dir.to_owned(),
+            restart: RestartPolicy::Exit,
+            stop_grace: Duration::from_secs(2),
+            health,
+            metrics,
+            routes,
+        },
+        vec![Configured::new(oee)],
+    )
+    .await?;
+    Ok(Running {
+        runtime,
+        http: http.local_addr(),
+        stop,
+    })
+}
+
+impl Running {
+    async fn stop(self) {
+        self.runtime.stop().await;
+        self.stop.cancel();
+    }
+}
+
+/// The next `OeeResult` on `topic` that satisfies `accept`.
+async fn next_result(
+    inbox: &mut Inbox,
+    topic: &UnsTopic,
+    accept: impl Fn(&OeeResult) -> bool,
+) -> anyhow::Result<OeeResult> {
+    let topic = topic.to_string();
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let message = inbox.recv().await.context("inbox closed")?;
+            if message.topic != topic {
+                continue;
+            }
+            let result: OeeResult = decode(&message.payload)?;
+            if accept(&result) {
+                return Ok(result);
+            }
+        }
+    })
+    .await
+    .with_context(|| format!("no matching result on {topic} within {DEADLINE:?}"))?
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let url = format!("http://{addr}{path}");
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent.get(&url).call()?;
+        let status = response.status().as_u16();
+        Ok((status, response.body_mut().read_to_string()?))
+    })
+    .await?
+}
+
+/// GETs `path` until it answers 200 (the service mounts its routes when its loop starts).
+async fn http_get_ok(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (status, body) = http_get(addr, path).await?;
+        if status == 200 {
+            return Ok(body);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{path}: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn figures_through_the_broker_and_no_loss_across_a_restart() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let broker = uns_broker::start(uns_broker::BrokerConfig {
+        listen: "127.0.0.1:0".parse()?,
+        ws_listen: None,
+        data_dir: dir.path().join("broker"),
+        ..Default::default()
+    })
+    .await?;
+    let url = BrokerUrl::new("127.0.0.1", broker.mqtt_addr().port());
+    let stop = CancellationToken::new();
+    let (plc, mut inbox, _) = UnsClient::start(
+        ClientOptions::new(url.clone(), "plc")?,
+        ClientMetrics::register(&Metrics::new()),
+        stop.clone(),
+    );
+    plc.wait_connected(DEADLINE).await?;
+    let filler = loc(FILLER);
+    plc.subscribe(&TopicFilter::under(&filler)).await?;
+
+    let data_dir = dir.path().join("oee");
+    let running = start_oee(&data_dir, &url).await?;
+
+    // Yesterday (UTC) in full: running, one hour of jam at noon, 1200 good at 60/h ideal.
+    let now = chrono::Utc::now().timestamp_millis();
+    let today = now - now.rem_euclid(86_400_000);
+    let t0 = today - 86_400_000;
+    let hour = 3_600_000;
+    let at = |topic: Class| UnsTopic::located(filler.clone(), topic);
+    plc.publish(&at(Class::Meta), &meta_doc(60.0)).await?;
+    plc.publish(
+        &at(Class::State),
+        &state_doc(t0, StateCategory::Running, "Execute"),
+    )
+    .await?;
+    plc.publish(
+        &at(Class::Count(CountKind::Good)),
+        &count_doc(CountKind::Good, 0.0, t0),
+    )
+    .await?;
+    // The service is subscribed once its first current figures for the filler appear (these two
+    // documents are retained, so it gets them either way; the later ones are not all retained).
+    let current_topic = at(Class::OeeCurrent(OeePeriodKind::Shift));
+    next_result(&mut inbox, &current_topic, |_| true).await?;
+    plc.publish(
+        &at(Class::Count(CountKind::Good)),
+        &count_doc(CountKind::Good, 600.0, t0 + 12 * hour),
+    )
+    .await?;
+    plc.publish(
+        &at(Class::State),
+        &state_doc(t0 + 12 * hour, StateCategory::UnplannedDown, "Jam"),
+    )
+    .await?;
+    plc.publish(
+        &at(Class::State),
+        &state_doc(t0 + 13 * hour, StateCategory::Running, "Execute"),
+    )
+    .await?;
+    plc.publish(
+        &at(Class::Count(CountKind::Good)),
+        &count_doc(CountKind::Good, 1200.0, t0 + 24 * hour - 1),
+    )
+    .await?;
+    // Today: 10 more, 2 of them reclassified to scrap by a (non-retained) count event.
+    let t1 = today + 2 * 60_000;
+    plc.publish(
+        &at(Class::Count(CountKind::Good)),
+        &count_doc(CountKind::Good, 1210.0, t1),
+    )
+    .await?;
+    plc.publish(
+        &at(Class::CountEvents),
+        &reclass_event(t1, CountKind::Good, CountKind::Scrap, 2.0, Uuid::now_v7()),
+    )
+    .await?;
+
+    let yesterday_id = format!(
+        "{}.day",
+        chrono::DateTime::from_timestamp_millis(t0)
+            .context("t0")?
+            .format("%Y-%m-%d")
+    );
+    let closed_topic = at(Class::Oee(OeePeriodKind::Shift, Id::new(&yesterday_id)?));
+    let closed = next_result(&mut inbox, &closed_topic, |r| r.is_final).await?;
+    let (pbt, apt) = (min(24.0 * 60.0), min(23.0 * 60.0));
+    assert_eq!(closed.times.pbt_ms as f64, pbt);
+    assert_eq!(closed.times.adet_ms as f64, min(60.0));
+    close4(closed.availability, apt / pbt); // 0.9583
+    close4(closed.performance, 1200.0 * min(1.0) / apt); // 0.8696
+    close4(closed.quality, 1.0);
+    close4(closed.oee, 1200.0 * min(1.0) / pbt);
+
+    let current = next_result(&mut inbox, &current_topic, |r| r.counts.scrap.qty == 2.0).await?;
+    assert_eq!(current.counts.good.qty, 8.0);
+    assert!(!current.is_final);
+
+    // The HTTP API returns the same closed document.
+    let (status, body) = http_get(
+        running.http,
+        &format!("/api/v1/oee?scope={FILLER}&period=shift&id={yesterday_id}"),
+    )
+    .await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<OeeResult>(&body)?, closed);
+    let (status, _) = http_get(
+        running.http,
+        "/api/v1/oee?scope=acme/nowhere/x&period=shift&id=nope",
+    )
+    .await?;
+    assert_eq!(status, 404);
+
+    // Restart on the same data directory: the broker only has the latest total (1210) and not the count
+    // event, so the figures can only come back from the store.
+    running.stop().await;
+    let running = start_oee(&data_dir, &url).await?;
+    let body = http_get_ok(
+        running.http,
+        &format!("/api/v1/oee?scope={FILLER}&period=shift"),
+    )
+    .await?;
+    let after: OeeResult = serde_json::from_str(&body)?;
+    assert_eq!((after.counts.good.qty, after.counts.scrap.qty), (8.0, 2.0));
+    let (_, body) = http_get(
+        running.http,
+        &format!("/api/v1/oee?scope={FILLER}&period=shift&id={yesterday_id}"),
+    )
+    .await?;
+    assert_eq!(
+        serde_json::from_str::<OeeResult>(&body)?,
+        closed,
+        "closed period unchanged, still version 1"
+    );
+    running.stop().await;
+    stop.cancel();
+    Ok(())
+}
