@@ -361,6 +361,7 @@ async fn mqtt5_properties_schema_checks_and_live_events_show() -> anyhow::Result
         unit: None,
         context: None,
         src: None,
+        historical: false,
     };
     harness
         .publisher

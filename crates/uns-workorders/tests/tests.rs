@@ -264,12 +264,7 @@ impl Harness {
     }
 
     async fn publish_count(&self, kind: CountKind, total: f64) -> anyhow::Result<()> {
-        let doc = CountDoc {
-            schema: SchemaTag::default(),
-            kind,
-            total: Quantity::new(total, Uom::EA),
-            timestamp_ms: now().unix_ms(),
-        };
+        let doc = CountDoc::new(kind, Quantity::new(total, Uom::EA), now().unix_ms());
         let topic = UnsTopic::located(filler(), Class::Count(kind));
         Ok(self.observer.publish(&topic, &doc).await?)
     }

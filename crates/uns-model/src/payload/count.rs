@@ -35,6 +35,24 @@ pub struct CountDoc {
 }
 document!(CountDoc, "count", 1);
 
+impl CountDoc {
+    /// A total as a publisher without a machine counter behind it states it (no raw value, no
+    /// resets or rollovers so far).
+    #[must_use]
+    pub fn new(kind: CountKind, total: Quantity, timestamp_ms: i64) -> Self {
+        Self {
+            schema: SchemaTag::default(),
+            kind,
+            total,
+            timestamp_ms,
+            raw: None,
+            resets: 0,
+            rollovers: 0,
+            last_reset_ms: None,
+        }
+    }
+}
+
 /// A count change at a location.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CountEvent {

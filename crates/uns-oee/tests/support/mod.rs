@@ -98,12 +98,7 @@ pub(crate) fn state_doc(at: i64, category: StateCategory, name: &str) -> StateDo
 }
 
 pub(crate) fn count_doc(kind: CountKind, total: f64, at: i64) -> CountDoc {
-    CountDoc {
-        schema: SchemaTag::default(),
-        kind,
-        total: ea(total),
-        timestamp_ms: at,
-    }
+    CountDoc::new(kind, ea(total), at)
 }
 
 pub(crate) fn reclass_event(

@@ -65,12 +65,7 @@ fn engine(config: EngineConfig) -> Engine {
 }
 
 fn count_doc(kind: CountKind, total: f64, at_ms: i64) -> CountDoc {
-    CountDoc {
-        schema: SchemaTag::default(),
-        kind,
-        total: Quantity::new(total, Uom::EA),
-        timestamp_ms: ts(at_ms).unix_ms(),
-    }
+    CountDoc::new(kind, Quantity::new(total, Uom::EA), ts(at_ms).unix_ms())
 }
 
 fn events(outcome: &Outcome) -> Vec<WorkOrderEvent> {
