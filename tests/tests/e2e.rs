@@ -601,10 +601,31 @@ async fn uns_wo_follows_a_demo_order_through_its_lifecycle() -> anyhow::Result<(
         }
     };
     let list = || wo(vec!["list".to_owned()]);
+    // The demo's own ERP orders (from the ERP bridge's demo adapter) run on line 1 too and would
+    // keep po-e2e waiting for minutes: an operator's rush order, so the others on line 1 are
+    // cancelled with `uns wo cancel` until po-e2e is the one running.
+    let line_1: uns_model::topic::Location = "acme/berlin/packaging/line-1".parse()?;
     eventually(
         "po-e2e running in `uns wo list`",
         Duration::from_secs(30),
         || async {
+            let (status, body) = http_get(uns.addrs.http, "/api/v1/work-orders").await.ok()?;
+            let orders: Vec<uns_model::payload::WorkOrder> =
+                (status == 200).then(|| serde_json::from_str(&body).ok())??;
+            for other in orders.iter().filter(|o| {
+                o.id.as_str() != "po-e2e"
+                    && o.hierarchy_scope == line_1
+                    && matches!(
+                        o.status,
+                        uns_model::payload::WorkOrderStatus::Planned
+                            | uns_model::payload::WorkOrderStatus::Released
+                            | uns_model::payload::WorkOrderStatus::Running
+                    )
+            }) {
+                wo(vec!["cancel".to_owned(), other.id.as_str().to_owned()])
+                    .await
+                    .ok()?;
+            }
             let (ok, out, _) = list().await.ok()?;
             (ok && out
                 .lines()
