@@ -105,6 +105,9 @@ pub struct BrokerStats {
     pub retained_store_degraded: bool,
     /// Retained-store commits that failed for a disk reason since start.
     pub retained_store_failed_writes: u64,
+    /// Retained changes acknowledged (PUBACK) but not yet committed: what a crash right now
+    /// would lose. Changes commit in batches, so this is normally 0 within one commit time.
+    pub retained_store_uncommitted: u64,
 }
 
 /// Validates `config`, opens the retained store, binds the listeners and returns once they

@@ -34,7 +34,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -147,6 +147,16 @@ pub(crate) struct RetainedStore {
     writer: parking_mutex::Mutex<Option<std::thread::JoinHandle<()>>>,
     /// The file; closed by [`RetainedStore::close`] after the last batch.
     store: Store,
+    /// Changes enqueued and changes committed (or dropped for a non-disk error) so far; the
+    /// difference is what a crash right now would lose.
+    progress: Arc<Progress>,
+}
+
+/// Counts of retained changes, shared with the batching thread.
+#[derive(Default)]
+struct Progress {
+    enqueued: std::sync::atomic::AtomicU64,
+    settled: std::sync::atomic::AtomicU64,
 }
 
 /// `std::sync::Mutex` that shrugs off poisoning: the guarded values stay valid whatever a
@@ -180,14 +190,17 @@ impl RetainedStore {
         let messages = load_all(&store)?;
         let (ops_tx, ops_rx) = mpsc::channel();
         let batch_store = store.clone();
+        let progress = Arc::new(Progress::default());
+        let batch_progress = Arc::clone(&progress);
         let writer = std::thread::Builder::new()
             .name("uns-broker-retained".to_owned())
-            .spawn(move || write_loop(&batch_store, &ops_rx))
+            .spawn(move || write_loop(&batch_store, &ops_rx, &batch_progress))
             .map_err(|e| StoreError::Flush(format!("starting the retained-store thread: {e}")))?;
         let store = RetainedStore {
             ops: parking_mutex::Mutex::new(Some(ops_tx)),
             writer: parking_mutex::Mutex::new(Some(writer)),
             store,
+            progress,
         };
         Ok((store, messages))
     }
@@ -203,6 +216,11 @@ impl RetainedStore {
     }
 
     fn send(&self, op: Op) {
+        if !matches!(op, Op::Flush(_)) {
+            self.progress
+                .enqueued
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         if let Some(ops) = self.ops.lock().as_ref()
             && ops.send(op).is_err()
         {
@@ -264,6 +282,21 @@ impl RetainedStore {
             Ok(Err(message)) => Err(StoreError::Flush(message)),
             Err(_) => Err(StoreError::WriterGone),
         }
+    }
+
+    /// Retained changes acknowledged to their publishers but not yet committed: what a crash
+    /// (SIGKILL, power loss) right now would lose. Normally 0 within one commit time.
+    pub(crate) fn n_uncommitted(&self) -> u64 {
+        // `settled` first: it never passes `enqueued`, so the difference cannot underflow.
+        let settled = self
+            .progress
+            .settled
+            .load(std::sync::atomic::Ordering::SeqCst);
+        let enqueued = self
+            .progress
+            .enqueued
+            .load(std::sync::atomic::Ordering::SeqCst);
+        enqueued.saturating_sub(settled)
     }
 
     /// Writes that failed for a disk reason since the store was opened.
@@ -380,10 +413,12 @@ fn load_all(store: &Store) -> Result<Vec<(String, RetainedMessage)>, StoreError>
 
 /// The batching thread: folds queued changes into one write per batch; keeps a batch that
 /// failed for a disk reason and retries it every [`RETRY_INTERVAL`], merged with later changes.
-fn write_loop(store: &Store, ops: &mpsc::Receiver<Op>) {
+fn write_loop(store: &Store, ops: &mpsc::Receiver<Op>, progress: &Progress) {
     // Changes not yet durable, latest per topic (`None` = delete). Bounded by the number of
     // retained topics, which the engine holds in memory anyway.
     let mut pending: BTreeMap<String, Option<Vec<u8>>> = BTreeMap::new();
+    // Changes folded into `pending` since it was last cleared.
+    let mut n_folded: u64 = 0;
     let mut open = true;
     while open {
         let first = if pending.is_empty() {
@@ -407,9 +442,11 @@ fn write_loop(store: &Store, ops: &mpsc::Receiver<Op>) {
             match op {
                 Op::Put(topic, value) => {
                     pending.insert(topic, Some(value));
+                    n_folded += 1;
                 }
                 Op::Remove(topic) => {
                     pending.insert(topic, None);
+                    n_folded += 1;
                 }
                 Op::Flush(reply) => waiters.push(reply),
             }
@@ -420,7 +457,13 @@ fn write_loop(store: &Store, ops: &mpsc::Receiver<Op>) {
             write_batch(store, &pending)
         };
         match &result {
-            Ok(()) => pending.clear(),
+            Ok(()) => {
+                pending.clear();
+                progress.settled.fetch_add(
+                    std::mem::take(&mut n_folded),
+                    std::sync::atomic::Ordering::SeqCst,
+                );
+            }
             Err(e) if e.is_io() => {
                 // uns-store logs the transition to degraded once; the batch waits for space.
                 tracing::debug!(cause = %e, n_pending = pending.len(), "retained batch kept for retry");
@@ -428,6 +471,10 @@ fn write_loop(store: &Store, ops: &mpsc::Receiver<Op>) {
             Err(e) => {
                 tracing::error!(cause = %e, n_dropped = pending.len(), "retained store write failed; batch dropped");
                 pending.clear();
+                progress.settled.fetch_add(
+                    std::mem::take(&mut n_folded),
+                    std::sync::atomic::Ordering::SeqCst,
+                );
             }
         }
         for reply in waiters {

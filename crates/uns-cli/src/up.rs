@@ -283,6 +283,18 @@ fn spawn_broker_stats(
     let retained = Gauge::<i64>::default();
     let store_degraded = Gauge::<i64>::default();
     let store_failed_writes = Gauge::<i64>::default();
+    let store_uncommitted = Gauge::<i64>::default();
+    let sampled_at = Gauge::<i64>::default();
+    metrics.register(
+        "broker_retained_store_uncommitted",
+        "Retained changes acknowledged but not yet committed (a crash now would lose them); normally 0",
+        store_uncommitted.clone(),
+    );
+    metrics.register(
+        "broker_stats_sampled_at_ms",
+        "When the broker_* gauges were last sampled (Unix ms; they are sampled every second)",
+        sampled_at.clone(),
+    );
     metrics.register(
         "broker_retained_store_degraded",
         "1 while the retained store cannot write (full disk, I/O error), else 0",
@@ -326,6 +338,11 @@ fn spawn_broker_stats(
                 () = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
+            let sampled_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| {
+                    saturating_i64(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+                });
             let now = broker.stats();
             clients.set(saturating_i64(now.clients_connected as u64));
             received.set(saturating_i64(now.messages_received));
@@ -334,6 +351,8 @@ fn spawn_broker_stats(
             retained.set(saturating_i64(now.retained_messages as u64));
             store_degraded.set(i64::from(now.retained_store_degraded));
             store_failed_writes.set(saturating_i64(now.retained_store_failed_writes));
+            store_uncommitted.set(saturating_i64(now.retained_store_uncommitted));
+            sampled_at.set(sampled_ms);
         }
     })
 }

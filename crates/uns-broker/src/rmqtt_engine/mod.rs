@@ -332,6 +332,7 @@ impl Engine for RmqttEngine {
             retained_messages: self.retained.len(),
             retained_store_degraded: self.store.degraded().is_some(),
             retained_store_failed_writes: self.store.n_failed_writes(),
+            retained_store_uncommitted: self.store.n_uncommitted(),
         }
     }
 
