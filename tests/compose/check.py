@@ -21,6 +21,8 @@ against the broker published on the host, and checks its report:
 - `--settle SECONDS`: stay subscribed at least that long, so `--save` gets every retained
   message rather than the first ones to arrive;
 - `--retained TOPIC=PAYLOAD`: that retained message is present;
+- `--present TOPIC`: some retained message is on that topic (its JSON is in the summary's
+  `present`, for the caller to check fields);
 - `--sys`: some `$SYS/...` topic arrives;
 - `--ws-port PORT`: a paho client over websockets (path `/mqtt`, as browsers and MQTT
   Explorer use it) receives the retained `uns/v1/_services/...` documents too.
@@ -51,7 +53,8 @@ def is_live(topic):
     if topic.startswith(SERVICES) or topic.startswith("spBv1.0/STATE/"):
         return True
     segments = topic.split("/")
-    return any(seg in ("_tag", "_state", "_count") for seg in segments)
+    # Work orders, OEE results and lots move on too (status, quantities, rolling KPIs).
+    return any(seg in ("_tag", "_state", "_count", "_wo", "_oee", "_lot") for seg in segments)
 
 
 def bridged_tag(topic, payload, nodes):
@@ -281,6 +284,9 @@ def evaluate(args, report, nodes, statuses, new_instance, baseline, retained_wan
             before, after = count_total(payload), count_total(retained[topic])
             if before is not None and (after is None or after < before):
                 problems.append("%s went back from %s to %s" % (topic, before, after))
+    for topic in args.present:
+        if topic not in retained:
+            problems.append("no retained " + topic)
     for topic, payload in retained_wanted.items():
         if retained.get(topic) != payload:
             problems.append("retained %s is %r, want %r" % (topic, retained.get(topic), payload))
@@ -288,6 +294,13 @@ def evaluate(args, report, nodes, statuses, new_instance, baseline, retained_wan
     if tags < args.min_retained_tags:
         problems.append("%d retained _tag documents on plant nodes, want at least %d" % (tags, args.min_retained_tags))
     return problems, retained
+
+
+def parse_json(payload):
+    try:
+        return json.loads(payload)
+    except (TypeError, ValueError):
+        return None
 
 
 def count_total(payload):
@@ -313,6 +326,7 @@ def main():
     parser.add_argument("--new-instance", action="append", default=[])
     parser.add_argument("--retained", action="append", default=[])
     parser.add_argument("--publish", action="append", default=[])
+    parser.add_argument("--present", action="append", default=[])
     parser.add_argument("--baseline")
     parser.add_argument("--save")
     parser.add_argument("--sys", action="store_true")
@@ -337,7 +351,7 @@ def main():
             baseline = json.load(handle)["retained"]
     expect = {"uns/v1/%s/_meta" % path for path in nodes}
     expect |= {SERVICES + name for name in set(statuses) | set(new_instance)}
-    expect |= set(baseline) | set(retained_wanted)
+    expect |= set(baseline) | set(retained_wanted) | set(args.present)
 
     start = time.monotonic()
     attempts = 0
@@ -381,6 +395,7 @@ def main():
         "sys_topics": len({m["topic"] for m in report.get("messages", []) if m["topic"].startswith("$SYS/")}),
         "health": {name: {"status": doc.get("status"), "started_at": doc.get("started_at")} for name, doc in health.items()},
         "live": live and {"fresh_tag": live["fresh_tag"], "state": live["state"]},
+        "present": {topic: parse_json(retained.get(topic)) for topic in args.present},
         "problems": problems[:20],
     }
     if args.save and not problems:

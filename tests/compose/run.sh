@@ -4,12 +4,17 @@
 # plugin or Debian's docker-compose) and root for the base image (debootstrap). Steps:
 #
 #   1. base image (deploy/make-base-image.sh, skipped when present), app image, `config`
-#   2. `--profile demo up -d` (broker, meta, scada-bridge and the simulated plant `sim`), wait
-#      until every container is healthy (deadline, polled)
+#   2. `--profile demo up -d` (broker, meta, scada-bridge, workorders, erp-bridge, oee,
+#      genealogy and the simulated plant `sim`), wait until every container is healthy
+#      (deadline, polled)
 #   3. from the host, paho (MQTT 3.1.1, `#` + `$SYS/#`, tests/peers/mqtt_explorer.py) sees
 #      every service's retained health `running`, the `_meta` tree, the schemas, `$SYS`, and
 #      the sim's Sparkplug metrics through the bridge: `_tag` values and `_state` documents on
 #      the plant's cells
+#      the MES half: an order for a material not in the master is refused naming it; with the
+#      master loaded, `uns erp post` (inside erp-bridge) makes it a `_wo` on line 1, which
+#      `uns wo release/start` (inside workorders) runs and which counts the sim's production;
+#      `_oee/current/hour` of line 1 is retained
 #   4. `restart broker`: every retained document is back, the services reconnect by themselves,
 #      `_tag` values flow again (timestamps after the restart)
 #   5. `kill -s KILL meta`: its Will says `stopped`; `up -d meta`: a new instance, nothing lost
@@ -60,13 +65,18 @@ secret() { python3 -c 'import secrets; print(secrets.token_urlsafe(12))'; }
 export UNS_META_PASSWORD; UNS_META_PASSWORD=$(secret)
 export UNS_SCADA_BRIDGE_PASSWORD; UNS_SCADA_BRIDGE_PASSWORD=$(secret)
 export UNS_SIM_PASSWORD; UNS_SIM_PASSWORD=$(secret)
+export UNS_WORKORDERS_PASSWORD; UNS_WORKORDERS_PASSWORD=$(secret)
+export UNS_ERP_BRIDGE_PASSWORD; UNS_ERP_BRIDGE_PASSWORD=$(secret)
+export UNS_OEE_PASSWORD; UNS_OEE_PASSWORD=$(secret)
+export UNS_GENEALOGY_PASSWORD; UNS_GENEALOGY_PASSWORD=$(secret)
 export UNS_ENGINEER_USER=engineer
 export UNS_ENGINEER_PASSWORD; UNS_ENGINEER_PASSWORD=$(secret)
 # Every command with the demo profile, so `sim` is started, counted, stopped and removed too.
 compose_plain() { "${compose_cmd[@]}" -p "$project" -f "$repo/docker-compose.yml" --project-directory "$repo" "$@"; }
 compose() { compose_plain --profile demo "$@"; }
-services=(broker meta scada-bridge sim)
-clients=(meta scada-bridge sim)  # the services that connect to the broker as MQTT clients
+services=(broker meta scada-bridge workorders erp-bridge oee genealogy sim)
+# The services that connect to the broker as MQTT clients.
+clients=(meta scada-bridge workorders erp-bridge oee genealogy sim)
 work=$(mktemp -d /tmp/uns-compose-test.XXXXXX)
 
 cleanup() {
@@ -125,7 +135,7 @@ json_field() { python3 -c 'import json, sys; d = json.load(sys.stdin); print(eva
 say "compose tool: ${compose_cmd[*]} ($("${compose_cmd[@]}" version --short 2>/dev/null || echo '?'))"
 compose config -q || fail "docker-compose.yml does not pass '${compose_cmd[*]} config'"
 demo_services=$(compose config --services | sort | tr '\n' ' ')
-[ "$demo_services" = "broker meta scada-bridge sim " ] || fail "with --profile demo: $demo_services"
+[ "$demo_services" = "broker erp-bridge genealogy meta oee scada-bridge sim workorders " ] || fail "with --profile demo: $demo_services"
 [ "$(compose_plain config --profiles)" = demo ] || fail "profiles: $(compose_plain config --profiles)"
 say "config: services $demo_services(sim only in the profile 'demo')"
 step=$(now)
@@ -161,6 +171,37 @@ say "paho sees: $out"
 tags_initial=$(json_field '["retained_tags"]' <<<"$out")
 meta_started=$(json_field '["health"]["meta"]["started_at"]' <<<"$out")
 retained_count=$(json_field '["retained_topics"]' <<<"$out")
+
+# The MES half: a production order posted to the erp-bridge as an ERP does (from inside its
+# container: its API serves loopback only while it has no tokens) becomes a work order on line
+# 1, which `uns wo` (inside the workorders container) releases and starts; it then counts the
+# simulated filler's production, and OEE results for the line are retained.
+order_id="po-compose-$$"
+order_json=$(python3 -c 'import json, sys; print(json.dumps({"id": sys.argv[1], "material": "BOTTLE-1L", "quantity": {"qty": 100000, "uom": "EA"}, "equipment": "WC-4711"}))' "$order_id")
+# The material master first (an order for an unknown material is refused).
+step=$(now)
+compose exec -T erp-bridge uns healthcheck >/dev/null || fail "erp-bridge not answering"
+posted=$(compose exec -T erp-bridge uns erp post - <<<"$order_json" 2>&1) && fail "an order for a material not in the master was accepted: $posted"
+grep -q "BOTTLE-1L" <<<"$posted" || fail "the refusal does not name the unknown material: $posted"
+compose exec -T erp-bridge uns erp materials --merge - <<<'[{"id": "BOTTLE-1L", "description": "Bottle 1 l", "uom": "EA"}]' >/dev/null \
+  || fail "loading the material master"
+posted=$(compose exec -T erp-bridge uns erp post - <<<"$order_json" 2>&1) || fail "posting a production order: $posted"
+wo_topic="uns/v1/acme/berlin/packaging/line-1/_wo/$order_id"
+out=$(check --label "work order from the ERP" --present "$wo_topic" --deadline 60) || fail "no $wo_topic: $out"
+compose exec -T workorders uns wo release "$order_id" >/dev/null || fail "uns wo release"
+compose exec -T workorders uns wo start "$order_id" >/dev/null || fail "uns wo start"
+end=$(( $(date +%s) + 60 ))
+while out=$(check --label "work order counts" --present "$wo_topic" --deadline 20); \
+      good=$(json_field "['present']['$wo_topic']['quantities']['good']['qty']" <<<"$out" 2>/dev/null || echo 0); \
+      status=$(json_field "['present']['$wo_topic']['status']" <<<"$out" 2>/dev/null || echo none); \
+      [ "$status" != running ] || ! python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) > 0 else 1)' "$good"; do
+  [ "$(date +%s)" -lt "$end" ] || fail "$order_id did not run and count (status $status, good $good): $out"
+  sleep 0.5  # polling interval
+done
+oee_topic="uns/v1/acme/berlin/packaging/line-1/_oee/current/hour"
+out=$(check --label "oee" --present "$oee_topic" --deadline 60) || fail "no $oee_topic: $out"
+availability=$(json_field "['present']['$oee_topic'].get('availability')" <<<"$out")
+say "ERP order → $wo_topic running, $good good counted, in $(since "$step")s; OEE on line 1 retained (availability $availability)"
 
 # Auth is on: a wrong password and an anonymous client are refused with a CONNACK reason.
 refused() {
