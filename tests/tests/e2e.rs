@@ -624,28 +624,11 @@ async fn uns_wo_follows_a_demo_order_through_its_lifecycle() -> anyhow::Result<(
     // The demo's own ERP orders (from the ERP bridge's demo adapter) run on line 1 too and would
     // keep po-e2e waiting for minutes: an operator's rush order, so the others on line 1 are
     // cancelled with `uns wo cancel` until po-e2e is the one running.
-    let line_1: uns_model::topic::Location = "acme/berlin/packaging/line-1".parse()?;
+    cancel_others_until_running(&uns, "po-e2e").await?;
     eventually(
         "po-e2e running in `uns wo list`",
         Duration::from_secs(30),
         || async {
-            let (status, body) = http_get(uns.addrs.http, "/api/v1/work-orders").await.ok()?;
-            let orders: Vec<uns_model::payload::WorkOrder> =
-                (status == 200).then(|| serde_json::from_str(&body).ok())??;
-            for other in orders.iter().filter(|o| {
-                o.id.as_str() != "po-e2e"
-                    && o.hierarchy_scope == line_1
-                    && matches!(
-                        o.status,
-                        uns_model::payload::WorkOrderStatus::Planned
-                            | uns_model::payload::WorkOrderStatus::Released
-                            | uns_model::payload::WorkOrderStatus::Running
-                    )
-            }) {
-                wo(vec!["cancel".to_owned(), other.id.as_str().to_owned()])
-                    .await
-                    .ok()?;
-            }
             let (ok, out, _) = list().await.ok()?;
             (ok && out
                 .lines()
@@ -865,4 +848,153 @@ async fn uns_erp_post_refuses_an_unknown_material_and_accepts_it_once_in_the_mas
     .with_context(|| uns.log_tail())?;
     uns.terminate()?;
     Ok(())
+}
+
+/// The console's work-order view in a real browser against `uns up --demo` with one order (published
+/// as the ERP bridge does, large enough to keep running): its row shows it running, the detail's good
+/// count grows live from the retained `_wo` document, Hold (posted to the workorders API from the
+/// page) shows held once the new document arrives over MQTT, a refused Start shows the server's
+/// reason, Resume runs it again. Screenshots in target/screenshots.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_work_order_view_follows_an_order_and_holds_it_through_the_api()
+-> anyhow::Result<()> {
+    use uns_model::payload::{ProductionOrder, Quantity, SchemaTag, Timestamp, Uom};
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+    for program in [CHROMIUM, CHROMEDRIVER] {
+        anyhow::ensure!(
+            std::path::Path::new(program).is_file(),
+            "{program} is missing: apt-get install chromium chromium-driver (.ci/run does)"
+        );
+    }
+    let python = python_peer("browser", "requirements-browser.txt")?;
+    let dir = tempfile::tempdir()?;
+    let uns = UnsProcess::start("up", dir.path(), &["--demo"]).await?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (client, _inbox, _) = UnsClient::start(
+        ClientOptions::new(
+            BrokerUrl::new("127.0.0.1", uns.mqtt().port()),
+            "erp-stand-in",
+        )?,
+        ClientMetrics::register(&Metrics::new()),
+        stop.clone(),
+    );
+    client.wait_connected(Duration::from_secs(10)).await?;
+    let order = ProductionOrder {
+        schema: SchemaTag::default(),
+        id: uns_model::topic::Id::new("po-console")?,
+        erp_ref: "PO CONSOLE".to_owned(),
+        revision: 1,
+        material: "BOTTLE-1L".to_owned(),
+        description: None,
+        quantity: Quantity::new(1_000_000.0, Uom::EA),
+        earliest_start_time: None,
+        latest_end_time: None,
+        hierarchy_scope: "acme/berlin/packaging/line-1".parse()?,
+        equipment: Some("WC-4711".to_owned()),
+        priority: None,
+        parameters: Vec::new(),
+        operations: Vec::new(),
+        components: Vec::new(),
+        received_at: Timestamp::from(chrono::Utc::now()),
+    };
+    let topic = UnsTopic::located(
+        "acme/berlin".parse()?,
+        Class::ErpProductionOrder(order.id.clone()),
+    );
+    client.publish(&topic, &order).await?;
+    // The demo's own ERP orders run on line 1 too: cancel them (as an operator makes room for a
+    // rush order) until po-console is the one running, so the page has a running order to show.
+    cancel_others_until_running(&uns, "po-console").await?;
+    let screenshots = uns_e2e::target_dir().join("screenshots");
+    let args: Vec<String> = [
+        "--url",
+        &format!("http://{}/", uns.addrs.http),
+        "--order",
+        "po-console",
+        "--screenshots",
+        &screenshots.display().to_string(),
+        "--chromium",
+        CHROMIUM,
+        "--chromedriver",
+        CHROMEDRIVER,
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    let (ok, stdout, stderr) = run_peer(&python, "console_orders.py", &args).await?;
+    assert!(
+        ok,
+        "the browser test failed (screenshots in {}): {stdout}\n{stderr}\n{}",
+        screenshots.display(),
+        uns.log_tail()
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    assert_eq!(seen["list_status"], "running", "{seen}");
+    assert_ne!(seen["good_before"], seen["good_after"], "{seen}");
+    assert!(
+        seen["events"]
+            .as_array()
+            .is_some_and(|events| events.iter().any(|e| e == "status_changed")),
+        "{seen}"
+    );
+    assert_eq!(seen["after_hold"], "held", "{seen}");
+    assert_eq!(seen["hold_answer"], "hold: accepted", "{seen}");
+    assert!(
+        seen["start_answer"]
+            .as_str()
+            .is_some_and(|answer| answer.contains("cannot start an order that is held")),
+        "the server's refusal: {seen}"
+    );
+    assert_eq!(seen["after_resume"], "running", "{seen}");
+    assert_eq!(seen["list_status_after"], "running", "{seen}");
+    // The workorders service agrees with what the page showed.
+    let (status, body) = http_get(uns.addrs.http, "/api/v1/work-orders/po-console").await?;
+    assert_eq!(status, 200, "{body}");
+    let shown: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(shown["status"], "running", "{shown}");
+    stop.cancel();
+    uns.terminate()?;
+    Ok(())
+}
+
+/// Cancels every other planned, released or running order on `id`'s line (with `uns wo cancel`)
+/// until the workorders service of `uns` runs `id` (the demo runs one order per line in turn).
+async fn cancel_others_until_running(uns: &UnsProcess, id: &str) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use uns_model::payload::{WorkOrder, WorkOrderStatus};
+
+    let url = format!("http://{}", uns.addrs.http);
+    eventually(
+        &format!("{id} running"),
+        Duration::from_secs(60),
+        || async {
+            let (status, body) = http_get(uns.addrs.http, "/api/v1/work-orders").await.ok()?;
+            let orders: Vec<WorkOrder> =
+                (status == 200).then(|| serde_json::from_str(&body).ok())??;
+            let ours = orders.iter().find(|o| o.id.as_str() == id)?;
+            if ours.status == WorkOrderStatus::Running {
+                return Some(());
+            }
+            for other in orders.iter().filter(|o| {
+                o.id.as_str() != id
+                    && o.hierarchy_scope == ours.hierarchy_scope
+                    && matches!(
+                        o.status,
+                        WorkOrderStatus::Planned
+                            | WorkOrderStatus::Released
+                            | WorkOrderStatus::Running
+                    )
+            }) {
+                tokio::process::Command::new(uns_e2e::uns_binary().ok()?)
+                    .args(["wo", "cancel", other.id.as_str(), "--url", &url])
+                    .output()
+                    .await
+                    .ok()?;
+            }
+            None
+        },
+    )
+    .await
+    .with_context(|| uns.log_tail())
 }

@@ -4,8 +4,9 @@
 
 import { Live } from './api.js';
 import { topicsView } from './topics.js';
+import { ordersView } from './orders.js';
 
-const VIEWS = [topicsView];
+const VIEWS = [topicsView, ordersView];
 
 const live = new Live(document.getElementById('live'));
 let current = null;

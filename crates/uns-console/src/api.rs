@@ -10,6 +10,7 @@
 //! | `GET /api/v1/console/search?q=&match=&limit=` | topic names containing `q` or matching the MQTT filter `match` |
 //! | `GET /api/v1/console/stats` | sizes: topics, messages, history points and bytes, births |
 //! | `GET /api/v1/console/events?watch=T&watch=U` | SSE: `topic` (a watched topic changed), `tree` (anything changed; at most 1/s), `resync` (events were skipped) |
+//! | `GET /api/v1/console/work-orders`, `.../work-order?topic=` | the work-order view's data ([`crate::views`]) |
 //!
 //! Every route answers loopback peers only ([`loopback_only`]).
 
@@ -48,6 +49,7 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("topics.js", JS, include_str!("../assets/topics.js")),
     ("chart.js", JS, include_str!("../assets/chart.js")),
     ("csv.js", JS, include_str!("../assets/csv.js")),
+    ("orders.js", JS, include_str!("../assets/orders.js")),
     (
         "style.css",
         "text/css; charset=utf-8",
@@ -68,6 +70,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .route("/api/v1/console/search", get(search))
         .route("/api/v1/console/stats", get(stats))
         .route("/api/v1/console/events", get(events))
+        .route(
+            "/api/v1/console/work-orders",
+            get(crate::views::work_orders),
+        )
+        .route("/api/v1/console/work-order", get(crate::views::work_order))
         .with_state(shared)
         .layer(middleware::from_fn(loopback_only))
 }
@@ -89,7 +96,7 @@ async fn loopback_only(request: Request, next: Next) -> Response {
     }
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(json!({ "error": message }))).into_response()
 }
 
@@ -119,7 +126,7 @@ async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Respon
 }
 
 /// The query's pairs, in order (repeated keys kept).
-fn params(raw: Option<String>) -> Vec<(String, String)> {
+pub(crate) fn params(raw: Option<String>) -> Vec<(String, String)> {
     raw.map(|raw| {
         url::form_urlencoded::parse(raw.as_bytes())
             .into_owned()
@@ -128,7 +135,7 @@ fn params(raw: Option<String>) -> Vec<(String, String)> {
     .unwrap_or_default()
 }
 
-fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(crate) fn param<'a>(params: &'a [(String, String)], key: &str) -> Option<&'a str> {
     params
         .iter()
         .find(|(name, _)| name == key)

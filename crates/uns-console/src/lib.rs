@@ -31,6 +31,7 @@ pub mod api;
 pub mod schema;
 pub mod sparkplug;
 pub mod tree;
+pub mod views;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -200,6 +201,8 @@ pub struct Shared {
 struct Inner {
     tree: TopicTree,
     births: BirthCache,
+    /// The UNS topics the plant views read, found by parsing each new topic name once.
+    index: views::Index,
 }
 
 impl Shared {
@@ -210,6 +213,7 @@ impl Shared {
             inner: Mutex::new(Inner {
                 tree: TopicTree::new(limits),
                 births: BirthCache::default(),
+                index: views::Index::default(),
             }),
             schemas,
             updates,
@@ -233,7 +237,7 @@ impl Shared {
                 .births
                 .decode(&message.topic, &message.payload)
                 .map(Arc::new);
-            inner.tree.insert(
+            let inserted = inner.tree.insert(
                 &message.topic,
                 Sample {
                     payload: message.payload,
@@ -243,7 +247,11 @@ impl Shared {
                     arrival_ms,
                     decoded,
                 },
-            )
+            );
+            if inserted == Inserted::NewTopic {
+                inner.index.add(&message.topic);
+            }
+            inserted
         };
         self.version.fetch_add(1, Ordering::Relaxed);
         // No receiver (no page open) is fine.

@@ -6,7 +6,10 @@ use uns_meta::{PlantConfig, PlantModel};
 
 #[test]
 fn the_compose_plant_file_is_the_demo_plant() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/compose/meta.toml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/compose/meta.toml"
+    );
     let text = std::fs::read_to_string(path).expect("deploy/compose/meta.toml");
     #[derive(serde::Deserialize)]
     struct File {

@@ -1,0 +1,132 @@
+// The work-order view: every `_wo/{id}` document the console holds (status, quantities, where it
+// runs), newest change first; a selected order's detail with its lifecycle events and the
+// lifecycle actions, posted to the workorders service's API (which decides and answers; the new
+// status then arrives over MQTT like any other change). Re-read on the server's `tree` event.
+
+import { el, formatTime, getJson } from './api.js';
+
+const VERBS = ['release', 'start', 'hold', 'resume', 'complete', 'close', 'cancel'];
+
+export const ordersView = {
+  id: 'orders',
+  title: 'Work orders',
+  mount(container, live) {
+    const view = new OrdersView(container, live);
+    return { unmount: () => view.unmount() };
+  },
+};
+
+function qty(quantity) {
+  return quantity ? `${quantity.qty} ${quantity.uom}` : '';
+}
+
+class OrdersView {
+  constructor(container, live) {
+    this.selected = null;
+    this.busy = false;
+    this.list = el('section', { id: 'orders-list', class: 'pane' }, el('p', { class: 'hint' }, 'Loading…'));
+    this.detail = el('section', { id: 'order-detail', class: 'pane' },
+      el('p', { class: 'hint' }, 'Select a work order.'));
+    container.append(el('div', { class: 'orders' }, this.list, this.detail));
+    this.unsubscribe = [live.on('tree', () => this.refresh()), live.on('resync', () => this.refresh())];
+    this.refresh();
+  }
+
+  unmount() {
+    for (const off of this.unsubscribe) off();
+  }
+
+  async refresh() {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      const data = await getJson('work-orders');
+      this.renderList(data);
+      if (this.selected) await this.renderDetail(this.selected);
+    } catch (err) {
+      this.list.replaceChildren(el('p', { class: 'error' }, `Work orders: ${err.message}`));
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  renderList(data) {
+    const rows = data.work_orders.map(({ topic, order }) => el('tr', {
+      class: `order${topic === this.selected ? ' selected' : ''}`, 'data-id': order.id, 'data-topic': topic,
+      onclick: () => { this.selected = topic; this.refresh(); },
+    },
+    el('td', { class: 'order-id' }, order.id),
+    el('td', {}, order.erp_ref || ''),
+    el('td', {}, order.material),
+    el('td', { class: 'status' }, el('span', { class: `status-chip ${order.status}` }, order.status)),
+    el('td', { class: 'good' }, `${order.quantities.good.qty} of ${qty(order.quantities.planned)}`),
+    el('td', {}, qty(order.quantities.scrap)),
+    el('td', { class: 'scope' }, order.hierarchy_scope),
+    el('td', {}, order.updated_at)));
+    const invalid = data.invalid.map((bad) => el('li', { class: 'error' }, `${bad.topic}: ${bad.error}`));
+    this.list.replaceChildren(...[
+      el('div', { class: 'bar' }, el('h2', {}, 'Work orders'),
+        el('span', { class: 'hint' }, `${data.work_orders.length} from retained _wo topics`)),
+      rows.length === 0 ? el('p', { class: 'hint' }, 'No work order on the broker yet.')
+        : el('table', { id: 'orders-table' },
+          el('thead', {}, el('tr', {}, ['Order', 'ERP', 'Material', 'Status', 'Good', 'Scrap', 'Where', 'Updated']
+            .map((name) => el('th', {}, name)))),
+          el('tbody', {}, rows)),
+      invalid.length ? el('ul', {}, invalid) : null].filter(Boolean));
+  }
+
+  async renderDetail(topic) {
+    let data;
+    try {
+      data = await getJson('work-order', { topic });
+    } catch (err) {
+      this.detail.replaceChildren(el('p', { class: 'error' }, `${topic}: ${err.message}`));
+      return;
+    }
+    const { order } = data;
+    const q = order.quantities;
+    this.message = this.message || el('p', { id: 'order-action-result', class: 'hint' });
+    const actions = el('div', { class: 'bar actions' }, VERBS.map((verb) => el('button', {
+      'data-verb': verb, onclick: () => this.act(order.id, verb),
+    }, verb)));
+    const events = data.events.map((item) => {
+      if (item.error) return el('tr', { class: 'error' }, el('td', {}, formatTime(item.arrival_ms)), el('td', { colspan: 2 }, item.error));
+      const event = item.event;
+      let what = '';
+      if (event.type === 'status_changed') what = `${event.from} → ${event.to}`;
+      else if (event.type === 'confirmation_requested') what = `${event.final ? 'final' : 'partial'} #${event.sequence}: good ${qty(event.good)}, scrap ${qty(event.scrap)}`;
+      else if (event.type === 'confirmation_failed') what = `${event.error} (attempt ${event.attempts}${event.dead_lettered ? ', dead-lettered' : ''})`;
+      else if (event.type === 'confirmation_posted') what = event.erp_document || '';
+      return el('tr', { class: 'event', 'data-type': event.type },
+        el('td', {}, event.occurred_at || formatTime(item.arrival_ms)), el('td', {}, event.type), el('td', {}, what));
+    });
+    const lots = (order.lots || []).map((lot) => el('tr', {},
+      el('td', {}, lot.lot), el('td', {}, lot.material), el('td', {}, qty(lot.quantity)), el('td', {}, lot.material_use)));
+    this.detail.replaceChildren(...[
+      el('h2', { id: 'order-title' }, `${order.id}`, el('span', { id: 'order-status', class: `status-chip ${order.status}` }, order.status)),
+      el('table', { class: 'props' }, el('tbody', {},
+        [['Topic', data.topic], ['ERP reference', order.erp_ref || ''], ['Material', order.material],
+          ['Where', order.hierarchy_scope], ['Planned', qty(q.planned)], ['Good', qty(q.good)],
+          ['Scrap', qty(q.scrap)], ['Rework', qty(q.rework)], ['Updated', order.updated_at]]
+          .map(([name, value]) => el('tr', {}, el('th', {}, name), el('td', { 'data-field': name }, value))))),
+      el('h3', {}, 'Actions'), actions, this.message,
+      lots.length ? el('h3', {}, 'Lots') : null,
+      lots.length ? el('table', {}, el('tbody', {}, lots)) : null,
+      el('h3', {}, `Events (${data.events.length} in the console's history of ${data.events_topic})`),
+      el('table', { id: 'order-events' }, el('tbody', {}, events))].filter(Boolean));
+  }
+
+  async act(id, verb) {
+    this.message.className = 'hint';
+    this.message.textContent = `${verb}…`;
+    try {
+      const response = await fetch(`/api/v1/work-orders/${encodeURIComponent(id)}/${verb}`, { method: 'POST' });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+      this.message.textContent = `${verb}: accepted`;
+    } catch (err) {
+      this.message.className = 'error';
+      this.message.textContent = `${verb}: ${err.message}`;
+    }
+  }
+}

@@ -1,0 +1,84 @@
+"""Drives the console's work-order view in a real browser (Debian's headless Chromium through
+chromedriver, with selenium) against `uns up --demo` with one running order: the order's row
+shows it running, its detail's good count grows live, Hold (posted to the workorders API)
+turns it held on the page once the new `_wo` document arrives over MQTT, Resume turns it
+running again. Screenshots go to --screenshots. Prints one JSON object with what it saw; exit
+code 0 when every step passed, else 1 with the reason on stderr.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+from console_browser import Failed, wait_for
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--order", required=True, help="the id of a running work order")
+    parser.add_argument("--screenshots", required=True)
+    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
+    args = parser.parse_args()
+    os.makedirs(args.screenshots, exist_ok=True)
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = args.chromium
+    for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 "--window-size=1500,1000"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=args.chromedriver), options=options)
+    seen = {}
+    try:
+        driver.get(args.url + "#/orders")
+        row = lambda: driver.find_element(By.CSS_SELECTOR, f'#orders-table tr.order[data-id="{args.order}"]')
+        wait_for(f"{args.order} running in the list",
+                 lambda: row().find_element(By.CSS_SELECTOR, "td.status").text == "running", timeout=60)
+        seen["list_status"] = row().find_element(By.CSS_SELECTOR, "td.status").text
+        row().click()
+        status = lambda: driver.find_element(By.ID, "order-status").text
+        good = lambda: driver.find_element(By.CSS_SELECTOR, '#order-detail td[data-field="Good"]').text
+        wait_for("the order's detail", lambda: status() == "running")
+        before = good()
+        wait_for("the good count to grow on the page", lambda: good() != before, timeout=60)
+        seen["good_before"], seen["good_after"] = before, good()
+        seen["events"] = [r.get_attribute("data-type") for r in
+                          driver.find_elements(By.CSS_SELECTOR, "#order-events tr.event")]
+        driver.save_screenshot(os.path.join(args.screenshots, "console-work-order.png"))
+
+        driver.find_element(By.CSS_SELECTOR, 'button[data-verb="hold"]').click()
+        wait_for("held on the page", lambda: status() == "held", timeout=30)
+        seen["after_hold"] = status()
+        seen["hold_answer"] = driver.find_element(By.ID, "order-action-result").text
+        driver.save_screenshot(os.path.join(args.screenshots, "console-work-order-held.png"))
+        driver.find_element(By.CSS_SELECTOR, 'button[data-verb="start"]').click()
+        wait_for("the refusal of start", lambda: "start:" in driver.find_element(By.ID, "order-action-result").text
+                 and "accepted" not in driver.find_element(By.ID, "order-action-result").text)
+        seen["start_answer"] = driver.find_element(By.ID, "order-action-result").text
+        driver.find_element(By.CSS_SELECTOR, 'button[data-verb="resume"]').click()
+        wait_for("running again on the page", lambda: status() == "running", timeout=30)
+        seen["after_resume"] = status()
+        seen["list_status_after"] = row().find_element(By.CSS_SELECTOR, "td.status").text
+    except Failed as err:
+        try:
+            driver.save_screenshot(os.path.join(args.screenshots, "console-work-order-failure.png"))
+        except WebDriverException:
+            pass
+        print(json.dumps(seen))
+        print(f"console work-order test failed: {err}", file=sys.stderr)
+        return 1
+    finally:
+        driver.quit()
+    print(json.dumps(seen))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
