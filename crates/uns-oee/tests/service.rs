@@ -279,3 +279,107 @@ async fn figures_through_the_broker_and_no_loss_across_a_restart() -> anyhow::Re
     stop.cancel();
     Ok(())
 }
+
+/// The next `ErrorReport` on `errors`.
+async fn next_error(
+    inbox: &mut Inbox,
+    errors: &UnsTopic,
+) -> anyhow::Result<uns_model::payload::ErrorReport> {
+    let errors = errors.to_string();
+    tokio::time::timeout(DEADLINE, async {
+        loop {
+            let message = inbox.recv().await.context("inbox closed")?;
+            if message.topic == errors {
+                return anyhow::Ok(decode(&message.payload)?);
+            }
+        }
+    })
+    .await
+    .with_context(|| format!("no report on {errors} within {DEADLINE:?}"))?
+}
+
+/// Bad input never stops the service: a `_state` that does not decode and a count older than the
+/// retention each get a typed `ErrorReport` on the asset's `_errors` (kinds `bad_payload` and
+/// `too_late`), are counted in `/metrics`, and the next valid input still moves the figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_and_too_late_input_is_reported_counted_and_survived() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let broker = uns_broker::start(uns_broker::BrokerConfig {
+        listen: "127.0.0.1:0".parse()?,
+        ws_listen: None,
+        data_dir: dir.path().join("broker"),
+        ..Default::default()
+    })
+    .await?;
+    let url = BrokerUrl::new("127.0.0.1", broker.mqtt_addr().port());
+    let stop = CancellationToken::new();
+    let (plc, mut inbox, _) = UnsClient::start(
+        ClientOptions::new(url.clone(), "plc")?,
+        ClientMetrics::register(&Metrics::new()),
+        stop.clone(),
+    );
+    plc.wait_connected(DEADLINE).await?;
+    let filler = loc(FILLER);
+    plc.subscribe(&TopicFilter::under(&filler)).await?;
+    let running = start_oee(&dir.path().join("oee"), &url).await?;
+    let at = |class: Class| UnsTopic::located(filler.clone(), class);
+    let now = chrono::Utc::now().timestamp_millis();
+    plc.publish(&at(Class::Meta), &meta_doc(60.0)).await?;
+    plc.publish(
+        &at(Class::State),
+        &state_doc(now, StateCategory::Running, "Execute"),
+    )
+    .await?;
+    let current = at(Class::OeeCurrent(OeePeriodKind::Shift));
+    next_result(&mut inbox, &current, |_| true).await?;
+
+    let errors = at(Class::Errors);
+    plc.publish_bytes(&at(Class::State), bytes::Bytes::from_static(b"{not json"))
+        .await?;
+    let report = next_error(&mut inbox, &errors).await?;
+    assert_eq!(report.service.as_str(), "oee");
+    assert_eq!(
+        report.topic.as_deref(),
+        Some(at(Class::State).to_string().as_str())
+    );
+    assert_eq!(report.payload_excerpt.as_deref(), Some("{not json"));
+
+    // 49 h before the newest event time: beyond retain_h (48 h by default).
+    let old = now - 49 * 3_600_000;
+    plc.publish(
+        &at(Class::Count(CountKind::Good)),
+        &count_doc(CountKind::Good, 5.0, old),
+    )
+    .await?;
+    let report = next_error(&mut inbox, &errors).await?;
+    assert!(
+        report.reason.contains("older than the retention"),
+        "{report:?}"
+    );
+
+    let body = http_get_ok(running.http, "/metrics").await?;
+    for kind in ["bad_payload", "too_late"] {
+        assert!(
+            body.lines().any(|line| line.contains("rejected_input")
+                && line.contains(&format!("kind=\"{kind}\""))
+                && line.trim_end().ends_with(" 1")),
+            "{kind} not counted once:\n{body}"
+        );
+    }
+
+    // Still working: a valid count moves the current figures.
+    plc.publish(
+        &at(Class::Count(CountKind::Good)),
+        &count_doc(CountKind::Good, 0.0, now + 1_000),
+    )
+    .await?;
+    plc.publish(
+        &at(Class::Count(CountKind::Good)),
+        &count_doc(CountKind::Good, 3.0, now + 2_000),
+    )
+    .await?;
+    next_result(&mut inbox, &current, |result| result.counts.good.qty == 3.0).await?;
+    running.stop().await;
+    stop.cancel();
+    Ok(())
+}
