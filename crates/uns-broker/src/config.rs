@@ -118,6 +118,10 @@ pub struct User {
     /// How the password is checked.
     #[serde(flatten)]
     pub secret: Secret,
+    /// What the account may publish and subscribe to, first match wins (see [`crate::AclRule`]).
+    /// Empty: everything. Not empty: what no rule allows is refused.
+    #[serde(default)]
+    pub acl: Vec<crate::AclRule>,
 }
 
 /// A user's password, in clear or as a hash.
@@ -264,6 +268,9 @@ impl BrokerConfig {
             if !seen.insert(user.username.as_str()) {
                 return Err(bad("configured twice"));
             }
+            if let Some(problem) = user.acl.iter().find_map(crate::acl::rule_problem) {
+                return Err(bad(&problem));
+            }
             match &user.secret {
                 Secret::Password(password) if password.is_empty() => {
                     return Err(bad("the password is empty"));
@@ -380,6 +387,7 @@ mod tests {
         User {
             username: username.to_owned(),
             secret,
+            acl: Vec::new(),
         }
     }
 

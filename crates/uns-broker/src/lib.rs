@@ -46,6 +46,7 @@
 
 #![deny(missing_docs)]
 
+mod acl;
 mod config;
 mod engine;
 mod limits;
@@ -54,6 +55,7 @@ mod store;
 
 use std::net::SocketAddr;
 
+pub use acl::{Access, AclRule, Permission};
 pub use config::{
     BrokerConfig, ConfigError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_INFLIGHT,
     DEFAULT_MAX_PACKET_SIZE, DEFAULT_MAX_QUEUE, DEFAULT_MAX_TOPIC_LENGTH, DEFAULT_MAX_TOPIC_LEVELS,
@@ -98,6 +100,8 @@ pub struct BrokerStats {
     pub messages_sent: u64,
     /// Messages discarded for a subscriber (queue full, expired, session gone).
     pub messages_dropped: u64,
+    /// PUBLISH packets and SUBSCRIBE filters refused by an account's access rules since start.
+    pub acl_refused: u64,
     /// Retained messages held (including the broker's own `$SYS` topics).
     pub retained_messages: usize,
     /// True while the retained store cannot write (full disk, I/O error): retained changes

@@ -1109,6 +1109,7 @@ async fn l_username_password_auth_when_users_configured() -> Result {
         c.users = vec![User {
             username: "scada".into(),
             secret: Secret::Password("s3cret".into()),
+            acl: Vec::new(),
         }];
     })
     .await?;

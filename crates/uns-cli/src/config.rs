@@ -248,6 +248,7 @@ impl Settings {
             broker.users.push(User {
                 username: user.username.clone(),
                 secret: Secret::Password(user.password.clone()),
+                acl: Vec::new(),
             });
         }
         broker

@@ -131,6 +131,7 @@ impl App {
                     config.users.push(User {
                         username: user.clone(),
                         secret: Secret::Password(password.clone()),
+                        acl: Vec::new(),
                     });
                     Some((user, password))
                 };

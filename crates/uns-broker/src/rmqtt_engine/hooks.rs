@@ -31,6 +31,8 @@ pub(crate) struct Counters {
     /// Messages the engine discarded for a subscriber: its queue was full, the message expired
     /// before delivery, or the session was gone.
     pub(crate) dropped: AtomicU64,
+    /// PUBLISH packets and SUBSCRIBE filters refused by an account's access rules.
+    pub(crate) acl_refused: AtomicU64,
 }
 
 /// Counts publishes in, deliveries out and drops.
@@ -224,6 +226,7 @@ mod tests {
             vec![User {
                 username: "scada".into(),
                 secret,
+                acl: Vec::new(),
             }],
             false,
             TopicLimits {

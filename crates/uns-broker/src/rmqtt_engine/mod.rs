@@ -15,6 +15,7 @@
 //! internal helper tasks (the lazily created task-exec queues) are never stopped; they idle
 //! until the runtime ends.
 
+mod acl;
 mod connect_timeout;
 mod hooks;
 mod retain;
@@ -174,6 +175,16 @@ pub(crate) async fn start(config: BrokerConfig) -> Result<RmqttEngine, BrokerErr
             )
             .await;
     }
+    let acl_guard = acl::AclGuard::new(&config.users, counters.clone());
+    if acl_guard.is_active() {
+        // After `TopicGuard` (registered first): malformed topics are refused as such.
+        let acl_guard = Arc::new(acl_guard);
+        for typ in [Type::MessagePublishCheckAcl, Type::ClientSubscribeCheckAcl] {
+            register
+                .add(typ, Box::new(acl::Shared(acl_guard.clone())))
+                .await;
+        }
+    }
     let connected = connect_timeout::Connected::default();
     register
         .add(
@@ -329,6 +340,7 @@ impl Engine for RmqttEngine {
             messages_received: self.counters.received.load(Ordering::Relaxed),
             messages_sent: self.counters.sent.load(Ordering::Relaxed),
             messages_dropped: self.counters.dropped.load(Ordering::Relaxed),
+            acl_refused: self.counters.acl_refused.load(Ordering::Relaxed),
             retained_messages: self.retained.len(),
             retained_store_degraded: self.store.degraded().is_some(),
             retained_store_failed_writes: self.store.n_failed_writes(),
