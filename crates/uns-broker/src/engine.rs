@@ -18,6 +18,8 @@ pub(crate) trait Engine: Send + Sync {
     fn ws_addr(&self) -> Option<SocketAddr>;
     /// A snapshot of the counters.
     fn stats(&self) -> BrokerStats;
+    /// Test seam: the retained store's next `n` commits fail as on a full disk.
+    fn inject_retained_disk_full(&self, n: u32);
     /// Stops accepting, disconnects every client, flushes the retained store and returns.
     /// After it returns, the ports are free and the data directory can be opened again.
     fn shutdown(self: Box<Self>) -> Pin<Box<dyn Future<Output = Result<(), BrokerError>> + Send>>;

@@ -155,6 +155,14 @@ impl BrokerHandle {
         self.engine.stats()
     }
 
+    /// Test seam: the retained store's next `n` commits fail with "no space left on device",
+    /// as on a full disk (`u32::MAX`: until called again with 0). For tests of the full-disk
+    /// reporting (health, metrics) of callers, where a real full disk cannot be arranged.
+    #[doc(hidden)]
+    pub fn inject_retained_disk_full(&self, n: u32) {
+        self.engine.inject_retained_disk_full(n);
+    }
+
     /// Stops accepting, disconnects every client (their Wills are published), flushes and
     /// closes the retained store, and returns. Waits at most about 5 s for sessions to end.
     pub async fn shutdown(self) -> Result<(), BrokerError> {

@@ -372,3 +372,155 @@ fn local_url(addr: SocketAddr) -> BrokerUrl {
     };
     BrokerUrl::new(ip.to_string(), addr.port())
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::time::Instant;
+
+    use uns_broker::BrokerConfig;
+    use uns_service::RestartPolicy;
+
+    use super::*;
+
+    /// `GET url` → (status, body), off the async threads.
+    async fn get(url: String) -> (u16, String) {
+        tokio::task::spawn_blocking(move || {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(3)))
+                .build()
+                .into();
+            let mut response = agent.get(&url).call().expect("GET");
+            let status = response.status().as_u16();
+            (status, response.body_mut().read_to_string().expect("body"))
+        })
+        .await
+        .expect("GET task")
+    }
+
+    /// The broker's entry in `/healthz` (status 200 asserted while degraded) and the value of `metric` in
+    /// `/metrics`, polled until `done` holds for them or the deadline passes.
+    async fn await_broker(
+        http: SocketAddr,
+        metric: &str,
+        what: &str,
+        done: impl Fn(&serde_json::Value, f64) -> bool,
+    ) -> (serde_json::Value, f64) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let (status, body) = get(format!("http://{http}/healthz")).await;
+            let report: serde_json::Value = serde_json::from_str(&body).expect("healthz JSON");
+            let broker = report["components"]["broker"].clone();
+            if detail(&broker).contains("degraded") {
+                assert_eq!(
+                    status, 200,
+                    "/healthz stays 200 (degraded is not failed): {body}"
+                );
+            }
+            let (_, metrics) = get(format!("http://{http}/metrics")).await;
+            let value = metrics
+                .lines()
+                .find_map(|line| line.strip_prefix(metric)?.trim().parse::<f64>().ok())
+                .unwrap_or(f64::NAN);
+            if done(&broker, value) {
+                return (broker, value);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: broker health {broker}, {metric} {value}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn detail(broker: &serde_json::Value) -> &str {
+        broker["detail"].as_str().unwrap_or_default()
+    }
+
+    /// Issue 9 item 6: while the retained store cannot write, `uns broker`'s health says
+    /// `degraded` (`/healthz` still 200) and `/metrics` shows it; once writes succeed again,
+    /// `running` and 0, by itself.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_disk_makes_the_broker_degraded_until_space_returns() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        let config = BrokerConfig {
+            listen: loopback,
+            ws_listen: None,
+            data_dir: dir.path().to_path_buf(),
+            ..BrokerConfig::default()
+        };
+        let app = App::start(Settings {
+            backbone: Backbone::Embedded(config),
+            data_dir: dir.path().to_path_buf(),
+            http_listen: loopback,
+            ready_file: None,
+            restart: RestartPolicy::Exit,
+            services: Vec::new(),
+        })
+        .await
+        .expect("uns broker starts");
+        let addresses = app.addresses();
+        let http = addresses.http;
+        let mqtt = addresses.mqtt.expect("embedded broker");
+        let store_metric = "uns_broker_retained_store_degraded";
+
+        let (broker, _) = await_broker(http, store_metric, "running at start", |b, v| {
+            b["ok"] == true && !detail(b).contains("degraded") && v == 0.0
+        })
+        .await;
+        assert!(!detail(&broker).is_empty(), "{broker}");
+
+        let mut options =
+            rumqttc::MqttOptions::new("full-disk-test", mqtt.ip().to_string(), mqtt.port());
+        options.set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 16);
+        let events = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+
+        app.broker
+            .as_ref()
+            .expect("embedded broker")
+            .inject_retained_disk_full(u32::MAX);
+        client
+            .publish(
+                "uns/v1/test/full-disk",
+                rumqttc::QoS::AtLeastOnce,
+                true,
+                "v1",
+            )
+            .await
+            .expect("queue the publish");
+        let (broker, _) = await_broker(http, store_metric, "degraded while full", |b, v| {
+            detail(b).contains("degraded") && v == 1.0
+        })
+        .await;
+        assert!(
+            detail(&broker).contains("retained store cannot write"),
+            "the reason is given: {broker}"
+        );
+        let (_, failed) = await_broker(
+            http,
+            "uns_broker_retained_store_failed_writes",
+            "failed writes counted",
+            |_, v| v >= 1.0,
+        )
+        .await;
+        assert!(failed >= 1.0);
+
+        // Space returns: the kept change commits on a retry, with no new publish.
+        app.broker
+            .as_ref()
+            .expect("embedded broker")
+            .inject_retained_disk_full(0);
+        await_broker(
+            http,
+            store_metric,
+            "running again after space returned",
+            |b, v| b["ok"] == true && !detail(b).contains("degraded") && v == 0.0,
+        )
+        .await;
+
+        events.abort();
+        app.stop().await.expect("clean stop");
+    }
+}

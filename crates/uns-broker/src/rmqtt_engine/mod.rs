@@ -334,6 +334,10 @@ impl Engine for RmqttEngine {
         self.ws_addr
     }
 
+    fn inject_retained_disk_full(&self, n: u32) {
+        self.store.store().inject_disk_full(n);
+    }
+
     fn stats(&self) -> BrokerStats {
         BrokerStats {
             clients_connected: usize::try_from(self.scx.connections.count()).unwrap_or(0),
