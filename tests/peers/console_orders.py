@@ -36,13 +36,22 @@ def main() -> int:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(executable_path=args.chromedriver), options=options)
     seen = {}
+
+    def click(verb):
+        """Clicks the order's `verb` button; the detail re-renders on live updates, so a button
+        found a moment ago may be gone: find it again until the click lands."""
+        def attempt():
+            driver.find_element(By.CSS_SELECTOR, f'button[data-verb="{verb}"]').click()
+            return True
+        wait_for(f"the {verb} button", attempt, timeout=15)
+
     try:
         driver.get(args.url + "#/orders")
         row = lambda: driver.find_element(By.CSS_SELECTOR, f'#orders-table tr.order[data-id="{args.order}"]')
         wait_for(f"{args.order} running in the list",
                  lambda: row().find_element(By.CSS_SELECTOR, "td.status").text == "running", timeout=60)
         seen["list_status"] = row().find_element(By.CSS_SELECTOR, "td.status").text
-        row().click()
+        wait_for("the order row to click", lambda: row().click() or True)
         status = lambda: driver.find_element(By.ID, "order-status").text
         good = lambda: driver.find_element(By.CSS_SELECTOR, '#order-detail td[data-field="Good"]').text
         wait_for("the order's detail", lambda: status() == "running")
@@ -53,16 +62,16 @@ def main() -> int:
                           driver.find_elements(By.CSS_SELECTOR, "#order-events tr.event")]
         driver.save_screenshot(os.path.join(args.screenshots, "console-work-order.png"))
 
-        driver.find_element(By.CSS_SELECTOR, 'button[data-verb="hold"]').click()
+        click("hold")
         wait_for("held on the page", lambda: status() == "held", timeout=30)
         seen["after_hold"] = status()
         seen["hold_answer"] = driver.find_element(By.ID, "order-action-result").text
         driver.save_screenshot(os.path.join(args.screenshots, "console-work-order-held.png"))
-        driver.find_element(By.CSS_SELECTOR, 'button[data-verb="start"]').click()
+        click("start")
         wait_for("the refusal of start", lambda: "start:" in driver.find_element(By.ID, "order-action-result").text
                  and "accepted" not in driver.find_element(By.ID, "order-action-result").text)
         seen["start_answer"] = driver.find_element(By.ID, "order-action-result").text
-        driver.find_element(By.CSS_SELECTOR, 'button[data-verb="resume"]').click()
+        click("resume")
         wait_for("running again on the page", lambda: status() == "running", timeout=30)
         seen["after_resume"] = status()
         seen["list_status_after"] = row().find_element(By.CSS_SELECTOR, "td.status").text

@@ -902,6 +902,19 @@ async fn the_console_work_order_view_follows_an_order_and_holds_it_through_the_a
         "acme/berlin".parse()?,
         Class::ErpProductionOrder(order.id.clone()),
     );
+    // The demo's own ERP orders arrive once the plant model is there; wait for them, so none
+    // arrives after they are cancelled and starts when po-console is held.
+    eventually(
+        "the demo's three orders",
+        Duration::from_secs(30),
+        || async {
+            let (status, body) = http_get(uns.addrs.http, "/api/v1/work-orders").await.ok()?;
+            let orders: Vec<serde_json::Value> =
+                (status == 200).then(|| serde_json::from_str(&body).ok())??;
+            (orders.len() >= 3).then_some(())
+        },
+    )
+    .await?;
     client.publish(&topic, &order).await?;
     // The demo's own ERP orders run on line 1 too: cancel them (as an operator makes room for a
     // rush order) until po-console is the one running, so the page has a running order to show.
@@ -958,7 +971,8 @@ async fn the_console_work_order_view_follows_an_order_and_holds_it_through_the_a
     Ok(())
 }
 
-/// Cancels every other planned, released or running order on `id`'s line (with `uns wo cancel`)
+/// Cancels every other planned, released or running order on `id`'s line (`uns wo hold` and
+/// `uns wo cancel`)
 /// until the workorders service of `uns` runs `id` (the demo runs one order per line in turn).
 async fn cancel_others_until_running(uns: &UnsProcess, id: &str) -> anyhow::Result<()> {
     use anyhow::Context as _;
@@ -986,15 +1000,152 @@ async fn cancel_others_until_running(uns: &UnsProcess, id: &str) -> anyhow::Resu
                             | WorkOrderStatus::Running
                     )
             }) {
-                tokio::process::Command::new(uns_e2e::uns_binary().ok()?)
-                    .args(["wo", "cancel", other.id.as_str(), "--url", &url])
-                    .output()
-                    .await
-                    .ok()?;
+                // A running order is held first (the lifecycle cancels no running order).
+                let verbs: &[&str] = if other.status == WorkOrderStatus::Running {
+                    &["hold", "cancel"]
+                } else {
+                    &["cancel"]
+                };
+                for verb in verbs {
+                    tokio::process::Command::new(uns_e2e::uns_binary().ok()?)
+                        .args(["wo", verb, other.id.as_str(), "--url", &url])
+                        .output()
+                        .await
+                        .ok()?;
+                }
             }
             None
         },
     )
     .await
     .with_context(|| uns.log_tail())
+}
+
+/// `uns up --demo` computes OEE for the demo's line 1 from the simulated plant: the line's open
+/// hour on `_oee/current/hour` decodes as the typed `OeeResult`, its factors lie in 0..=1 (or are
+/// null with a reason when the hour so far has no planned busy time), A × E × Q = OEE, and the
+/// good parts it adds between two documents of the same hour are exactly what the line's
+/// counting cell (`labeler`) added to its `_count/good` total over the same event time.
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_line_oee_matches_the_counting_cell() -> anyhow::Result<()> {
+    use uns_model::payload::{CountDoc, OeeResult};
+    use uns_model::topic::{CountKind, OeePeriodKind};
+
+    let dir = tempfile::tempdir()?;
+    let uns = UnsProcess::start("up", dir.path(), &["--demo"]).await?;
+    let line: uns_model::topic::Location = "acme/berlin/packaging/line-1".parse()?;
+    let cell: uns_model::topic::Location = "acme/berlin/packaging/line-1/labeler".parse()?;
+    let oee_topic = UnsTopic::located(line, Class::OeeCurrent(OeePeriodKind::Hour)).to_string();
+    let good_topic = UnsTopic::located(cell, Class::Count(CountKind::Good)).to_string();
+    let mut subscriber = Subscriber::connect(uns.mqtt(), &[&oee_topic, &good_topic]).await?;
+
+    // (timestamp_ms, total) of every labeler good sample, and the line's hour documents.
+    let mut samples: Vec<(i64, f64)> = Vec::new();
+    let mut first: Option<OeeResult> = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let (earlier, later) = loop {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Ok(Some((topic, payload, _))) =
+            tokio::time::timeout(remaining, subscriber.messages.recv()).await
+        else {
+            anyhow::bail!(
+                "no two line-1 OEE hour documents with more good parts within 90 s\n{}",
+                uns.log_tail()
+            );
+        };
+        if topic == good_topic {
+            let doc = decode::<CountDoc>(&payload)?;
+            samples.push((doc.timestamp_ms, doc.total.qty));
+            continue;
+        }
+        let result = decode::<OeeResult>(&payload)?;
+        let same_hour = first
+            .as_ref()
+            .is_some_and(|earlier| earlier.period.id == result.period.id);
+        let more = first
+            .as_ref()
+            .is_some_and(|earlier| result.counts.good.qty > earlier.counts.good.qty);
+        if same_hour && more {
+            break (first.take().expect("set"), result);
+        }
+        if !same_hour {
+            // A first document, or the hour changed: start again from this one.
+            first = Some(result);
+        }
+    };
+    // Every sample up to the later document's end has arrived once one newer than it has.
+    let end = later.end.unix_ms();
+    while samples.last().is_none_or(|(at, _)| *at < end) {
+        let (topic, payload, _) = tokio::time::timeout(DEADLINE, subscriber.messages.recv())
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("subscriber disconnected"))?;
+        if topic == good_topic {
+            let doc = decode::<CountDoc>(&payload)?;
+            samples.push((doc.timestamp_ms, doc.total.qty));
+        }
+    }
+    // The engine counts samples with a timestamp before the document's end. A sample stamped just
+    // before that end may still have been on its way (sim → broker → bridge → broker → oee) when
+    // the document was computed; it then lands in the next document. So the totals at an end are
+    // the newest sample before it, or the one before that.
+    samples.sort_by_key(|(ts, _)| *ts);
+    let totals_before = |at: i64| -> Vec<f64> {
+        let before: Vec<f64> = samples
+            .iter()
+            .filter(|(ts, _)| *ts < at)
+            .map(|(_, total)| *total)
+            .collect();
+        before.iter().rev().take(2).copied().collect()
+    };
+    let added = later.counts.good.qty - earlier.counts.good.qty;
+    let (from, to) = (totals_before(earlier.end.unix_ms()), totals_before(end));
+    anyhow::ensure!(
+        !from.is_empty(),
+        "no labeler sample before {earlier:?}: {samples:?}"
+    );
+    assert!(
+        from.iter()
+            .any(|from| to.iter().any(|to| to - from == added)),
+        "OEE added {added} good parts; the labeler's totals before the two ends were {from:?} and \
+         {to:?} ({samples:?})\n{earlier:?}\n{later:?}"
+    );
+
+    for result in [&earlier, &later] {
+        assert!(!result.is_final, "an open period: {result:?}");
+        assert_eq!(result.calendar.as_deref(), Some("demo@Europe/Berlin"));
+        let factors = [
+            ("availability", result.availability),
+            ("performance", result.performance),
+            ("quality", result.quality),
+        ];
+        for (name, value) in factors {
+            match value {
+                Some(value) => {
+                    assert!((0.0..=1.0).contains(&value), "{name} = {value}: {result:?}");
+                }
+                None => assert!(
+                    result.times.pbt_ms == 0 && result.null_reasons.contains_key(name),
+                    "{name} null though the hour has planned busy time: {result:?}"
+                ),
+            }
+        }
+        if let (Some(a), Some(e), Some(q), Some(oee)) = (
+            result.availability,
+            result.performance,
+            result.quality,
+            result.oee,
+        ) {
+            assert!(
+                (a * e * q - oee).abs() < 1e-9,
+                "A × E × Q ≠ OEE: {result:?}"
+            );
+        }
+        let t = &result.times;
+        assert_eq!(t.pbt_ms, t.pot_ms - t.pdt_ms, "{result:?}");
+        assert!(
+            t.apt_ms + t.asut_ms + t.adet_ms + t.adot_ms <= t.pbt_ms,
+            "{result:?}"
+        );
+    }
+    Ok(())
 }
