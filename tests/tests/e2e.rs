@@ -1149,3 +1149,119 @@ async fn demo_line_oee_matches_the_counting_cell() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Genealogy in `uns up --demo`: a production order naming the demo's raw lots as components
+/// runs on the simulated line; each confirmation's `transform` reaches the genealogy service, so
+/// a backward trace of the order's output lot over HTTP has those raw lots as inputs, and the
+/// EPCIS export of that lot validates against GS1's EPCIS 2.0 JSON Schema.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_demo_work_orders_output_lot_traces_back_to_its_raw_lots() -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use uns_model::payload::{ProductionOrder, Quantity, SchemaTag, Timestamp, Uom};
+
+    const EPCIS_SCHEMA: &str =
+        include_str!("../../crates/uns-genealogy/tests/vendor/gs1-epcis/EPCIS-JSON-Schema.json");
+    let dir = tempfile::tempdir()?;
+    let uns = UnsProcess::start("up", dir.path(), &["--demo"]).await?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (client, _inbox, _) = UnsClient::start(
+        ClientOptions::new(
+            BrokerUrl::new("127.0.0.1", uns.mqtt().port()),
+            "erp-stand-in",
+        )?,
+        ClientMetrics::register(&Metrics::new()),
+        stop.clone(),
+    );
+    client.wait_connected(Duration::from_secs(10)).await?;
+    let components = serde_json::from_value(serde_json::json!([
+        {"material": "RM-PREFORM", "quantity": {"qty": 12, "uom": "EA"},
+         "material_use": "consumed", "material_lot_id": "pet-2026-001"},
+        {"material": "RM-CAP", "quantity": {"qty": 12, "uom": "EA"},
+         "material_use": "consumed", "material_lot_id": "cap-2026-001"}
+    ]))?;
+    let order = ProductionOrder {
+        schema: SchemaTag::default(),
+        id: uns_model::topic::Id::new("po-gen")?,
+        erp_ref: "PO GEN".to_owned(),
+        revision: 1,
+        material: "FG-WATER-05".to_owned(),
+        description: None,
+        quantity: Quantity::new(12.0, Uom::EA),
+        earliest_start_time: None,
+        latest_end_time: None,
+        hierarchy_scope: "acme/berlin/packaging/line-1".parse()?,
+        equipment: Some("WC-4711".to_owned()),
+        priority: None,
+        parameters: Vec::new(),
+        operations: Vec::new(),
+        components,
+        received_at: Timestamp::from(chrono::Utc::now()),
+    };
+    let topic = UnsTopic::located(
+        "acme/berlin".parse()?,
+        Class::ErpProductionOrder(order.id.clone()),
+    );
+    client.publish(&topic, &order).await?;
+
+    let http = uns.addrs.http;
+    let trace = eventually(
+        "po-gen-out traced back to both raw lots",
+        Duration::from_secs(90),
+        || async {
+            let (status, body) = http_get(http, "/api/v1/trace/po-gen-out?direction=backward")
+                .await
+                .ok()?;
+            if status != 200 {
+                return None;
+            }
+            let trace: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let lots: Vec<String> = trace["lots"]
+                .as_array()?
+                .iter()
+                .filter_map(|lot| lot["lot_id"].as_str().map(str::to_owned))
+                .collect();
+            (lots.iter().any(|l| l == "pet-2026-001") && lots.iter().any(|l| l == "cap-2026-001"))
+                .then_some(trace)
+        },
+    )
+    .await
+    .with_context(|| uns.log_tail())?;
+    let lots: Vec<&str> = trace["lots"]
+        .as_array()
+        .context("lots")?
+        .iter()
+        .filter_map(|lot| lot["lot_id"].as_str())
+        .collect();
+    assert_eq!(lots[0], "po-gen-out", "{trace:#}");
+    assert!(
+        !lots.contains(&"juice-2026-001"),
+        "a lot the order did not consume: {trace:#}"
+    );
+    assert!(
+        !trace["transforms"]
+            .as_array()
+            .context("transforms")?
+            .is_empty()
+    );
+
+    let (status, body) = http_get(http, "/api/v1/epcis/events?lot=po-gen-out").await?;
+    assert_eq!(status, 200, "{body}");
+    let doc: serde_json::Value = serde_json::from_str(&body)?;
+    let schema: serde_json::Value = serde_json::from_str(EPCIS_SCHEMA)?;
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)?;
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
+    let events = doc["epcisBody"]["eventList"].as_array().context("events")?;
+    assert!(
+        events.iter().any(|e| e["type"] == "TransformationEvent"),
+        "{doc:#}"
+    );
+    stop.cancel();
+    uns.terminate()?;
+    Ok(())
+}

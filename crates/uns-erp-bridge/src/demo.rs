@@ -16,14 +16,14 @@ pub const DEMO_ORDERS: &str = r#"[
    "quantity": {"qty": 1200, "uom": "EA"}, "equipment": "WC-4711", "priority": 2,
    "operations": [{"operation_id": "0010", "description": "Fill and cap"},
                   {"operation_id": "0020", "description": "Label"}],
-   "components": [{"material": "RM-PREFORM", "quantity": {"qty": 1212, "uom": "EA"}, "material_use": "consumed", "operation_id": "0010"},
-                  {"material": "RM-CAP", "quantity": {"qty": 1212, "uom": "EA"}, "material_use": "consumed", "operation_id": "0010"}]},
+   "components": [{"material": "RM-PREFORM", "quantity": {"qty": 1212, "uom": "EA"}, "material_use": "consumed", "operation_id": "0010", "material_lot_id": "pet-2026-001"},
+                  {"material": "RM-CAP", "quantity": {"qty": 1212, "uom": "EA"}, "material_use": "consumed", "operation_id": "0010", "material_lot_id": "cap-2026-001"}]},
   {"id": "4711000102", "material": "FG-WATER-15", "description": "Sparkling water 1.5 l",
    "quantity": {"qty": 800, "uom": "EA"}, "equipment": "WC-4711", "priority": 1,
-   "components": [{"material": "RM-PREFORM", "quantity": {"qty": 808, "uom": "EA"}, "material_use": "consumed"}]},
+   "components": [{"material": "RM-PREFORM", "quantity": {"qty": 808, "uom": "EA"}, "material_use": "consumed", "material_lot_id": "pet-2026-001"}]},
   {"id": "4712000201", "material": "FG-JUICE-1", "description": "Apple juice 1 l, cases of 6",
    "quantity": {"qty": 300, "uom": "EA"}, "equipment": "WC-4712", "priority": 2,
-   "components": [{"material": "RM-JUICE", "quantity": {"qty": 1800, "uom": "LTR"}, "material_use": "consumed"}]}
+   "components": [{"material": "RM-JUICE", "quantity": {"qty": 1800, "uom": "LTR"}, "material_use": "consumed", "material_lot_id": "juice-2026-001"}]}
 ]"#;
 
 /// The demo material master.

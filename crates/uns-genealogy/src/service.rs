@@ -31,12 +31,13 @@ use crate::trace::{Direction, TraceQuery};
 /// The file in the service's data directory.
 pub const FILE: &str = "genealogy.redb";
 
-/// The raw lots `uns up --demo` receives at start (lot, material, quantity in EA), at
-/// [`DEMO_SITE`], so the demo work orders have components to consume.
-pub const DEMO_LOTS: [(&str, &str, f64); 3] = [
-    ("pet-2026-001", "pet-preform-28g", 100_000.0),
-    ("cap-2026-001", "cap-28mm", 100_000.0),
-    ("label-2026-001", "label-4711", 100_000.0),
+/// The raw lots `uns up --demo` receives at start (lot, material, quantity, unit), at
+/// [`DEMO_SITE`]: the components of the ERP bridge's demo orders, which name these lots, so
+/// the demo work orders' transforms consume them.
+pub const DEMO_LOTS: [(&str, &str, f64, Uom); 3] = [
+    ("pet-2026-001", "RM-PREFORM", 100_000.0, Uom::EA),
+    ("cap-2026-001", "RM-CAP", 100_000.0, Uom::EA),
+    ("juice-2026-001", "RM-JUICE", 100_000.0, Uom::LTR),
 ];
 
 /// Where the demo lots are received.
@@ -466,7 +467,7 @@ impl Handler {
         let site: Location = DEMO_SITE
             .parse()
             .unwrap_or_else(|err| unreachable!("{DEMO_SITE}: {err}"));
-        for (lot, material, qty) in DEMO_LOTS {
+        for (lot, material, qty, uom) in DEMO_LOTS {
             let lot = id(lot);
             if self.ledger.lot(&lot).await?.is_some() {
                 continue;
@@ -477,7 +478,7 @@ impl Handler {
                     lot: LotQuantity {
                         lot: lot.clone(),
                         material: Some(material.to_owned()),
-                        quantity: Quantity::new(qty, Uom::EA),
+                        quantity: Quantity::new(qty, uom),
                     },
                     location: Some(site.clone()),
                     supplier_lot: Some(format!("DEMO-{}", lot.as_str().to_uppercase())),
