@@ -902,19 +902,9 @@ async fn the_console_work_order_view_follows_an_order_and_holds_it_through_the_a
         "acme/berlin".parse()?,
         Class::ErpProductionOrder(order.id.clone()),
     );
-    // The demo's own ERP orders arrive once the plant model is there; wait for them, so none
-    // arrives after they are cancelled and starts when po-console is held.
-    eventually(
-        "the demo's three orders",
-        Duration::from_secs(30),
-        || async {
-            let (status, body) = http_get(uns.addrs.http, "/api/v1/work-orders").await.ok()?;
-            let orders: Vec<serde_json::Value> =
-                (status == 200).then(|| serde_json::from_str(&body).ok())??;
-            (orders.len() >= 3).then_some(())
-        },
-    )
-    .await?;
+    // So that none of the demo's orders arrives after the others are cancelled and starts when
+    // po-console is held.
+    demo_orders_arrived(&uns).await?;
     client.publish(&topic, &order).await?;
     // The demo's own ERP orders run on line 1 too: cancel them (as an operator makes room for a
     // rush order) until po-console is the one running, so the page has a running order to show.
@@ -1201,7 +1191,10 @@ async fn a_demo_work_orders_output_lot_traces_back_to_its_raw_lots() -> anyhow::
         "acme/berlin".parse()?,
         Class::ErpProductionOrder(order.id.clone()),
     );
+    demo_orders_arrived(&uns).await?;
     client.publish(&topic, &order).await?;
+    // The demo's own orders run on line 1 too: make room for po-gen.
+    cancel_others_until_running(&uns, "po-gen").await?;
 
     let http = uns.addrs.http;
     let trace = eventually(
@@ -1264,4 +1257,20 @@ async fn a_demo_work_orders_output_lot_traces_back_to_its_raw_lots() -> anyhow::
     stop.cancel();
     uns.terminate()?;
     Ok(())
+}
+
+/// Waits until the ERP bridge's demo orders (three, posted once the plant model is there) are
+/// work orders, so a test that makes room for its own order on a demo line cancels all of them.
+async fn demo_orders_arrived(uns: &UnsProcess) -> anyhow::Result<()> {
+    eventually(
+        "the demo's three orders",
+        Duration::from_secs(30),
+        || async {
+            let (status, body) = http_get(uns.addrs.http, "/api/v1/work-orders").await.ok()?;
+            let orders: Vec<serde_json::Value> =
+                (status == 200).then(|| serde_json::from_str(&body).ok())??;
+            (orders.len() >= 3).then_some(())
+        },
+    )
+    .await
 }
