@@ -1274,3 +1274,33 @@ async fn demo_orders_arrived(uns: &UnsProcess) -> anyhow::Result<()> {
     )
     .await
 }
+
+/// `uns topic parse --json` answers in JSON when the topic is bad too (issue 10 item 9): the
+/// refusal on stdout parses as JSON naming the topic and the cause, and the exit status says
+/// it failed; without `--json` stdout stays empty and the reason goes to stderr.
+#[test]
+fn topic_parse_json_reports_a_bad_topic_as_json() -> anyhow::Result<()> {
+    for (topic, error) in [
+        ("uns/v1/ACME/berlin", "not a valid UNS topic"),
+        ("spBv1.0/acme/NDATA", "not a valid Sparkplug B topic"),
+    ] {
+        let output = std::process::Command::new(uns_e2e::uns_binary()?)
+            .args(["topic", "parse", "--json", topic])
+            .output()?;
+        assert!(!output.status.success(), "{topic} was accepted");
+        let refusal: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        assert_eq!(refusal["topic"], topic);
+        assert_eq!(refusal["error"], error);
+        assert!(
+            refusal["cause"]
+                .as_str()
+                .is_some_and(|cause| !cause.is_empty())
+        );
+        let output = std::process::Command::new(uns_e2e::uns_binary()?)
+            .args(["topic", "parse", topic])
+            .output()?;
+        assert!(!output.status.success() && output.stdout.is_empty());
+        assert!(String::from_utf8_lossy(&output.stderr).contains(error));
+    }
+    Ok(())
+}

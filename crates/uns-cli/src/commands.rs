@@ -122,14 +122,39 @@ fn write_file(path: &Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
+/// A topic `uns topic parse` cannot parse: with `--json` the reason is also printed as JSON on
+/// stdout (`{"topic", "error", "cause"}`), so a script reading stdout gets JSON either way; the
+/// exit status is non-zero in both cases.
+fn refuse(
+    topic: &str,
+    json: bool,
+    what: &str,
+    cause: &dyn std::fmt::Display,
+) -> anyhow::Result<()> {
+    if json {
+        let refusal = serde_json::json!({
+            "topic": topic,
+            "error": what,
+            "cause": cause.to_string(),
+        });
+        writeln!(
+            std::io::stdout(),
+            "{}",
+            serde_json::to_string_pretty(&refusal)?
+        )?;
+    }
+    Err(anyhow::anyhow!("{what}: {topic}: {cause}"))
+}
+
 fn topic_parse(topic: &str, json: bool) -> anyhow::Result<()> {
     if topic
         .strip_prefix(uns_sparkplug::topic::NAMESPACE)
         .is_some_and(|rest| rest.starts_with('/'))
     {
-        let parsed: SparkplugTopic = topic
-            .parse()
-            .with_context(|| format!("not a valid Sparkplug B topic: {topic}"))?;
+        let parsed: SparkplugTopic = match topic.parse() {
+            Ok(parsed) => parsed,
+            Err(err) => return refuse(topic, json, "not a valid Sparkplug B topic", &err),
+        };
         let explanation = sparkplug_explanation(&parsed);
         if json {
             writeln!(
@@ -150,9 +175,10 @@ fn topic_parse(topic: &str, json: bool) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let parsed: UnsTopic = topic
-        .parse()
-        .with_context(|| format!("not a valid UNS topic: {topic}"))?;
+    let parsed: UnsTopic = match topic.parse() {
+        Ok(parsed) => parsed,
+        Err(err) => return refuse(topic, json, "not a valid UNS topic", &err),
+    };
     let explanation = parsed.explain();
     if json {
         writeln!(
