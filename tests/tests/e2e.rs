@@ -565,44 +565,12 @@ async fn foreign_sparkplug_libraries_decode_what_uns_sim_publishes() -> anyhow::
 #[tokio::test(flavor = "multi_thread")]
 async fn uns_wo_follows_a_demo_order_through_its_lifecycle() -> anyhow::Result<()> {
     use anyhow::Context as _;
-    use uns_model::payload::{ProductionOrder, Quantity, SchemaTag, Timestamp, Uom};
 
     let dir = tempfile::tempdir()?;
     let uns = UnsProcess::start("up", dir.path(), &["--demo"]).await?;
     let url = format!("http://{}", uns.addrs.http);
-    let stop = tokio_util::sync::CancellationToken::new();
-    let (client, _inbox, _) = UnsClient::start(
-        ClientOptions::new(
-            BrokerUrl::new("127.0.0.1", uns.mqtt().port()),
-            "erp-stand-in",
-        )?,
-        ClientMetrics::register(&Metrics::new()),
-        stop.clone(),
-    );
-    client.wait_connected(Duration::from_secs(10)).await?;
-    let order = ProductionOrder {
-        schema: SchemaTag::default(),
-        id: uns_model::topic::Id::new("po-e2e")?,
-        erp_ref: "PO E2E".to_owned(),
-        revision: 1,
-        material: "BOTTLE-1L".to_owned(),
-        description: None,
-        quantity: Quantity::new(12.0, Uom::EA),
-        earliest_start_time: None,
-        latest_end_time: None,
-        hierarchy_scope: "acme/berlin/packaging/line-1".parse()?,
-        equipment: Some("WC-4711".to_owned()),
-        priority: None,
-        parameters: Vec::new(),
-        operations: Vec::new(),
-        components: Vec::new(),
-        received_at: Timestamp::from(chrono::Utc::now()),
-    };
-    let topic = UnsTopic::located(
-        "acme/berlin".parse()?,
-        Class::ErpProductionOrder(order.id.clone()),
-    );
-    client.publish(&topic, &order).await?;
+    let order = line_1_order("po-e2e", "PO E2E", "BOTTLE-1L", 12.0)?;
+    let (_erp, stop) = publish_as_erp_bridge(&uns, &order).await?;
 
     let wo = |args: Vec<String>| {
         let url = url.clone();
@@ -858,7 +826,6 @@ async fn uns_erp_post_refuses_an_unknown_material_and_accepts_it_once_in_the_mas
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_work_order_view_follows_an_order_and_holds_it_through_the_api()
 -> anyhow::Result<()> {
-    use uns_model::payload::{ProductionOrder, Quantity, SchemaTag, Timestamp, Uom};
     const CHROMIUM: &str = "/usr/bin/chromium";
     const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
     for program in [CHROMIUM, CHROMEDRIVER] {
@@ -870,42 +837,11 @@ async fn the_console_work_order_view_follows_an_order_and_holds_it_through_the_a
     let python = python_peer("browser", "requirements-browser.txt")?;
     let dir = tempfile::tempdir()?;
     let uns = UnsProcess::start("up", dir.path(), &["--demo"]).await?;
-    let stop = tokio_util::sync::CancellationToken::new();
-    let (client, _inbox, _) = UnsClient::start(
-        ClientOptions::new(
-            BrokerUrl::new("127.0.0.1", uns.mqtt().port()),
-            "erp-stand-in",
-        )?,
-        ClientMetrics::register(&Metrics::new()),
-        stop.clone(),
-    );
-    client.wait_connected(Duration::from_secs(10)).await?;
-    let order = ProductionOrder {
-        schema: SchemaTag::default(),
-        id: uns_model::topic::Id::new("po-console")?,
-        erp_ref: "PO CONSOLE".to_owned(),
-        revision: 1,
-        material: "BOTTLE-1L".to_owned(),
-        description: None,
-        quantity: Quantity::new(1_000_000.0, Uom::EA),
-        earliest_start_time: None,
-        latest_end_time: None,
-        hierarchy_scope: "acme/berlin/packaging/line-1".parse()?,
-        equipment: Some("WC-4711".to_owned()),
-        priority: None,
-        parameters: Vec::new(),
-        operations: Vec::new(),
-        components: Vec::new(),
-        received_at: Timestamp::from(chrono::Utc::now()),
-    };
-    let topic = UnsTopic::located(
-        "acme/berlin".parse()?,
-        Class::ErpProductionOrder(order.id.clone()),
-    );
+    let order = line_1_order("po-console", "PO CONSOLE", "BOTTLE-1L", 1_000_000.0)?;
     // So that none of the demo's orders arrives after the others are cancelled and starts when
     // po-console is held.
     demo_orders_arrived(&uns).await?;
-    client.publish(&topic, &order).await?;
+    let (_erp, stop) = publish_as_erp_bridge(&uns, &order).await?;
     // The demo's own ERP orders run on line 1 too: cancel them (as an operator makes room for a
     // rush order) until po-console is the one running, so the page has a running order to show.
     cancel_others_until_running(&uns, "po-console").await?;
@@ -1147,52 +1083,21 @@ async fn demo_line_oee_matches_the_counting_cell() -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_demo_work_orders_output_lot_traces_back_to_its_raw_lots() -> anyhow::Result<()> {
     use anyhow::Context as _;
-    use uns_model::payload::{ProductionOrder, Quantity, SchemaTag, Timestamp, Uom};
 
     const EPCIS_SCHEMA: &str =
         include_str!("../../crates/uns-genealogy/tests/vendor/gs1-epcis/EPCIS-JSON-Schema.json");
     let dir = tempfile::tempdir()?;
     let uns = UnsProcess::start("up", dir.path(), &["--demo"]).await?;
-    let stop = tokio_util::sync::CancellationToken::new();
-    let (client, _inbox, _) = UnsClient::start(
-        ClientOptions::new(
-            BrokerUrl::new("127.0.0.1", uns.mqtt().port()),
-            "erp-stand-in",
-        )?,
-        ClientMetrics::register(&Metrics::new()),
-        stop.clone(),
-    );
-    client.wait_connected(Duration::from_secs(10)).await?;
     let components = serde_json::from_value(serde_json::json!([
         {"material": "RM-PREFORM", "quantity": {"qty": 12, "uom": "EA"},
          "material_use": "consumed", "material_lot_id": "pet-2026-001"},
         {"material": "RM-CAP", "quantity": {"qty": 12, "uom": "EA"},
          "material_use": "consumed", "material_lot_id": "cap-2026-001"}
     ]))?;
-    let order = ProductionOrder {
-        schema: SchemaTag::default(),
-        id: uns_model::topic::Id::new("po-gen")?,
-        erp_ref: "PO GEN".to_owned(),
-        revision: 1,
-        material: "FG-WATER-05".to_owned(),
-        description: None,
-        quantity: Quantity::new(12.0, Uom::EA),
-        earliest_start_time: None,
-        latest_end_time: None,
-        hierarchy_scope: "acme/berlin/packaging/line-1".parse()?,
-        equipment: Some("WC-4711".to_owned()),
-        priority: None,
-        parameters: Vec::new(),
-        operations: Vec::new(),
-        components,
-        received_at: Timestamp::from(chrono::Utc::now()),
-    };
-    let topic = UnsTopic::located(
-        "acme/berlin".parse()?,
-        Class::ErpProductionOrder(order.id.clone()),
-    );
+    let mut order = line_1_order("po-gen", "PO GEN", "FG-WATER-05", 12.0)?;
+    order.components = components;
     demo_orders_arrived(&uns).await?;
-    client.publish(&topic, &order).await?;
+    let (_erp, stop) = publish_as_erp_bridge(&uns, &order).await?;
     // The demo's own orders run on line 1 too: make room for po-gen.
     cancel_others_until_running(&uns, "po-gen").await?;
 
@@ -1303,4 +1208,54 @@ fn topic_parse_json_reports_a_bad_topic_as_json() -> anyhow::Result<()> {
         assert!(String::from_utf8_lossy(&output.stderr).contains(error));
     }
     Ok(())
+}
+
+/// A production order for line 1 (work centre WC-4711) as the ERP bridge publishes it.
+fn line_1_order(
+    id: &str,
+    erp_ref: &str,
+    material: &str,
+    qty: f64,
+) -> anyhow::Result<uns_model::payload::ProductionOrder> {
+    use uns_model::payload::{ProductionOrder, Quantity, SchemaTag, Timestamp, Uom};
+    Ok(ProductionOrder {
+        schema: SchemaTag::default(),
+        id: uns_model::topic::Id::new(id)?,
+        erp_ref: erp_ref.to_owned(),
+        revision: 1,
+        material: material.to_owned(),
+        description: None,
+        quantity: Quantity::new(qty, Uom::EA),
+        earliest_start_time: None,
+        latest_end_time: None,
+        hierarchy_scope: "acme/berlin/packaging/line-1".parse()?,
+        equipment: Some("WC-4711".to_owned()),
+        priority: None,
+        parameters: Vec::new(),
+        operations: Vec::new(),
+        components: Vec::new(),
+        received_at: Timestamp::from(chrono::Utc::now()),
+    })
+}
+
+/// Publishes `order` retained on its site's `_erp/production-orders/{id}`, as the ERP bridge
+/// does, from a client of its own; keep the client until the test ends, cancel the token then.
+async fn publish_as_erp_bridge(
+    uns: &UnsProcess,
+    order: &uns_model::payload::ProductionOrder,
+) -> anyhow::Result<(UnsClient, tokio_util::sync::CancellationToken)> {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (client, _inbox, _) = UnsClient::start(
+        ClientOptions::new(
+            BrokerUrl::new("127.0.0.1", uns.mqtt().port()),
+            "erp-stand-in",
+        )?,
+        ClientMetrics::register(&Metrics::new()),
+        stop.clone(),
+    );
+    client.wait_connected(Duration::from_secs(10)).await?;
+    let site: uns_model::topic::Location = "acme/berlin".parse()?;
+    let topic = UnsTopic::located(site, Class::ErpProductionOrder(order.id.clone()));
+    client.publish(&topic, order).await?;
+    Ok((client, stop))
 }
