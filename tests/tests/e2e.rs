@@ -506,7 +506,7 @@ async fn foreign_sparkplug_libraries_decode_what_uns_sim_publishes() -> anyhow::
                 "State/Code",
                 "State/Name",
                 "Count/Good",
-                "Count/Reject",
+                "Count/Scrap",
                 "Process/Temperature",
                 "Process/Pressure",
                 "Speed",

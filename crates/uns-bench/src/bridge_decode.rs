@@ -256,7 +256,7 @@ fn metric_defs(metrics_per_device: usize) -> Vec<MetricDef> {
         MetricDef::new("State/Code", Value::Int32(6)),
         MetricDef::new("State/Name", Value::String("Execute".to_owned())),
         MetricDef::new("Count/Good", Value::UInt64(0)),
-        MetricDef::new("Count/Reject", Value::UInt64(0)),
+        MetricDef::new("Count/Scrap", Value::UInt64(0)),
         MetricDef::new("Process/Temperature", Value::Float(20.0)).with_properties(unit("CEL")),
         MetricDef::new("Process/Pressure", Value::Double(1.0)).with_properties(unit("BAR")),
         MetricDef::new("Speed", Value::Double(0.0)),
@@ -283,7 +283,7 @@ fn sample(round: usize, device_idx: usize, metrics_per_device: usize) -> Vec<(St
         ("State/Code".to_owned(), Value::Int32(code)),
         ("State/Name".to_owned(), Value::String(name.to_owned())),
         ("Count/Good".to_owned(), Value::UInt64(round as u64 * 3 + 1)),
-        ("Count/Reject".to_owned(), Value::UInt64(round as u64 + 1)),
+        ("Count/Scrap".to_owned(), Value::UInt64(round as u64 + 1)),
         (
             "Process/Temperature".to_owned(),
             Value::Float(20.0 + (x * 0.01).sin() as f32),

@@ -99,7 +99,7 @@ impl Default for StateConfig {
 
 impl Default for BridgeConfig {
     /// The demo plant: group `acme-berlin`, edge nodes `line-1` and `line-2` on the two packaging lines,
-    /// devices named like the cells; PackML state codes; `Count/Good` and `Count/Reject`.
+    /// devices named like the cells; PackML state codes; `Count/Good` and `Count/Scrap`.
     fn default() -> Self {
         let line = |edge: &str| NodeMapping {
             group: "acme-berlin".to_owned(),
@@ -123,7 +123,7 @@ impl Default for BridgeConfig {
             state: StateConfig::default(),
             counts: HashMap::from([
                 (CountKind::Good, "Count/Good".to_owned()),
-                (CountKind::Scrap, "Count/Reject".to_owned()),
+                (CountKind::Scrap, "Count/Scrap".to_owned()),
             ]),
             state_maps: BTreeMap::new(),
         }

@@ -34,7 +34,7 @@ fn dbirth(good: Value, reject: Value) -> Payload {
             },
             Metric {
                 alias: Some(2),
-                ..Metric::new("Count/Reject", reject)
+                ..Metric::new("Count/Scrap", reject)
             },
         ],
     )

@@ -10,10 +10,10 @@
 //! |---|---|---|
 //! | `State/Code` | Int32 | PackML state code: 6 Execute, 5 Suspended, 11 Held, 2 Stopped, 4 Idle (table in [`plant`]) |
 //! | `State/Name` | String | the PackML state name |
-//! | `Count/Good`, `Count/Reject` | UInt64 | monotonic; retentive across restarts, like a PLC's (see below) |
+//! | `Count/Good`, `Count/Scrap` | UInt64 | parts, `engUnit` = `"EA"`; monotonic; retentive across restarts, like a PLC's (see below) |
 //! | `Process/Temperature` | Float | °C, DBIRTH property `engUnit` = `"CEL"` (String) |
 //! | `Process/Pressure` | Double | bar, DBIRTH property `engUnit` = `"BAR"` |
-//! | `Speed` | Double | parts per minute, 0 when not running |
+//! | `Speed` | Double | parts per minute, `engUnit` = `"C94"` (UNECE Rec 20: per minute), 0 when not running |
 //! | `Sim/Signal/{k}` | Double | only with `extra_metrics`/`scale`: a random walk that changes at every sample |
 //!
 //! **Store and forward.** While the broker is unreachable (or the configured primary host is offline),
@@ -23,7 +23,7 @@
 //! taken back and buffered too. Details in `node.rs` and `store.rs`.
 //!
 //! **Retentive counters.** As a PLC keeps its counters in retentive memory, each device's `Count/Good`
-//! and `Count/Reject` survive a restart in `sim.redb` (table `counters_v1`): a stopped simulator saves
+//! and `Count/Scrap` survive a restart in `sim.redb` (table `counters_v1`): a stopped simulator saves
 //! them exactly, and while running each node reserves ahead, saving (before any value beyond it is
 //! published) the counts plus at most about one second of production at the ideal rate. A restart after
 //! a clean stop continues from the last value; after a crash (SIGKILL) it continues from the reserve,

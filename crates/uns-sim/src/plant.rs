@@ -27,7 +27,7 @@ pub const STANDARD_METRICS: [&str; 7] = [
     "State/Code",
     "State/Name",
     "Count/Good",
-    "Count/Reject",
+    "Count/Scrap",
     "Process/Temperature",
     "Process/Pressure",
     "Speed",
@@ -186,7 +186,7 @@ impl DeviceModel {
         self.state
     }
 
-    /// `(Count/Good, Count/Reject)` now.
+    /// `(Count/Good, Count/Scrap)` now.
     pub fn counters(&self) -> (u64, u64) {
         (self.good, self.reject)
     }
@@ -215,6 +215,10 @@ impl DeviceModel {
                 let unit = match name.as_str() {
                     "Process/Temperature" => Some("CEL"),
                     "Process/Pressure" => Some("BAR"),
+                    // Parts: "each", as the work orders count them; speed: parts per minute,
+                    // UNECE Rec 20 "C94" (reciprocal minute).
+                    "Count/Good" | "Count/Scrap" => Some("EA"),
+                    "Speed" => Some("C94"),
                     _ => None,
                 };
                 let def = MetricDef::new(name, value);

@@ -10,7 +10,7 @@
 //!   timestamp and value. Names, not aliases, so a buffer written by an older configuration still
 //!   forwards what still exists.
 //! - `counters_v1`: key (`Str`) `{edge node id}/{device id}`, value (`Json`) [`Counters`]: what a device's
-//!   `Count/Good` and `Count/Reject` start from after a restart.
+//!   `Count/Good` and `Count/Scrap` start from after a restart.
 //!
 //! A file written before the move to uns-store has the buffer in `sf_buffer_v1` (redb key type
 //! `(&str, u64, u64)`, same values); [`Buffer::open`] moves its rows to `sf_buffer_v2` in one
@@ -56,7 +56,7 @@ pub(crate) struct Record {
 pub(crate) struct Counters {
     /// `Count/Good`.
     pub(crate) good: u64,
-    /// `Count/Reject`.
+    /// `Count/Scrap`.
     pub(crate) reject: u64,
 }
 

@@ -38,7 +38,7 @@ fn a_shift_visits_every_state_with_monotonic_counters() {
                     assert!(count > good, "Count/Good went from {good} to {count}");
                     good = count;
                 }
-                ("Count/Reject", Value::UInt64(count)) => {
+                ("Count/Scrap", Value::UInt64(count)) => {
                     assert!(count > reject);
                     reject = count;
                 }
@@ -89,6 +89,12 @@ fn birth_definitions_carry_types_and_units() {
         unit("Process/Pressure"),
         Some(Value::String("BAR".to_owned()))
     );
+    // Counts in parts ("each"), speed in parts per minute: every metric with a physical
+    // meaning has a unit (issue 10 item 3).
+    for counter in ["Count/Good", "Count/Scrap"] {
+        assert_eq!(unit(counter), Some(Value::String("EA".to_owned())), "{counter}");
+    }
+    assert_eq!(unit("Speed"), Some(Value::String("C94".to_owned())));
     assert_eq!(model.state(), MachineState::Running);
 }
 
