@@ -104,6 +104,16 @@ pub enum PlantError {
         /// The second node with it.
         second: String,
     },
+    /// A time zone is not an IANA zone name.
+    #[error(
+        "node `{path}`: time_zone `{time_zone}` is not an IANA time zone (e.g. `Europe/Berlin`, `UTC`)"
+    )]
+    BadTimeZone {
+        /// The node.
+        path: String,
+        /// The zone as written.
+        time_zone: String,
+    },
     /// More than one enterprise, or none.
     #[error("the plant model needs exactly one enterprise (a node of depth 1); found {0}")]
     Enterprises(usize),
@@ -174,6 +184,14 @@ impl TryFrom<PlantConfig> for PlantModel {
                 .level
                 .or_else(|| default_level_for_depth(location.depth()))
                 .unwrap_or(Isa95Level::Unit);
+            if let Some(zone) = &node.time_zone
+                && zone.parse::<chrono_tz::Tz>().is_err()
+            {
+                return Err(PlantError::BadTimeZone {
+                    path: node.path.clone(),
+                    time_zone: zone.clone(),
+                });
+            }
             let meta = NodeMeta {
                 schema: SchemaTag::default(),
                 level,
@@ -195,6 +213,21 @@ impl TryFrom<PlantConfig> for PlantModel {
                     path: location.to_string(),
                     parent: parent.to_string(),
                 });
+            }
+        }
+        // Every node publishes its effective time zone: its own, or the nearest ancestor's (OEE
+        // cuts shifts and days in it, and a subscriber of one node should not need the tree).
+        let own_zones: BTreeMap<Location, Option<String>> = nodes
+            .iter()
+            .map(|(location, meta)| (location.clone(), meta.time_zone.clone()))
+            .collect();
+        for (location, meta) in &mut nodes {
+            let mut at = Some(location.clone());
+            while meta.time_zone.is_none()
+                && let Some(node) = at
+            {
+                meta.time_zone = own_zones.get(&node).cloned().flatten();
+                at = node.parent();
             }
         }
         let mut erp_ids = BTreeMap::new();
@@ -358,6 +391,44 @@ mod tests {
             .find(|(_, meta)| meta.erp_id.as_deref() == Some("WC-4711"))
             .map(|(location, _)| location.to_string());
         assert_eq!(line_1.as_deref(), Some("acme/berlin/packaging/line-1"));
+    }
+
+    #[test]
+    fn every_node_carries_its_effective_time_zone() {
+        let plant = PlantModel::from_toml(
+            "[[nodes]]\npath = \"acme\"\ndisplay_name = \"A\"\ntime_zone = \"Europe/Berlin\"\n\
+             [[nodes]]\npath = \"acme/berlin\"\ndisplay_name = \"B\"\n\
+             [[nodes]]\npath = \"acme/berlin/packaging\"\ndisplay_name = \"P\"\n\
+             [[nodes]]\npath = \"acme/detroit\"\ndisplay_name = \"D\"\ntime_zone = \"America/Detroit\"\n\
+             [[nodes]]\npath = \"acme/detroit/body\"\ndisplay_name = \"Body\"",
+        )
+        .unwrap();
+        let zones: Vec<(String, Option<String>)> = plant
+            .nodes()
+            .map(|(location, meta)| (location.to_string(), meta.time_zone.clone()))
+            .collect();
+        let zone = |path: &str| {
+            zones
+                .iter()
+                .find(|(p, _)| p == path)
+                .and_then(|(_, zone)| zone.clone())
+        };
+        assert_eq!(zone("acme").as_deref(), Some("Europe/Berlin"));
+        assert_eq!(zone("acme/berlin").as_deref(), Some("Europe/Berlin"));
+        assert_eq!(zone("acme/berlin/packaging").as_deref(), Some("Europe/Berlin"));
+        assert_eq!(zone("acme/detroit").as_deref(), Some("America/Detroit"));
+        assert_eq!(zone("acme/detroit/body").as_deref(), Some("America/Detroit"));
+        // The demo plant names its zone once, on the enterprise: every cell has it.
+        let demo = PlantModel::demo();
+        assert!(
+            demo.nodes()
+                .all(|(_, meta)| meta.time_zone.as_deref() == Some("Europe/Berlin")),
+            "{demo:?}"
+        );
+        check(
+            "[[nodes]]\npath = \"acme\"\ndisplay_name = \"A\"\ntime_zone = \"Berlin\"",
+            "node `acme`: time_zone `Berlin` is not an IANA time zone",
+        );
     }
 
     #[test]
