@@ -1259,3 +1259,200 @@ async fn publish_as_erp_bridge(
     client.publish(&topic, order).await?;
     Ok((client, stop))
 }
+
+/// A stand-in ERP for the outbox test: answers 503 until told to accept, then 201, and counts
+/// the accepted postings per `Idempotency-Key`.
+#[derive(Clone, Default)]
+struct StandInErp {
+    accepting: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    accepted: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<String, u32>>>,
+}
+
+impl StandInErp {
+    async fn start(self) -> anyhow::Result<(Self, std::net::SocketAddr)> {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let erp = self.clone();
+        let app = axum::Router::new().route(
+            "/confirmations",
+            axum::routing::post(move |headers: axum::http::HeaderMap| {
+                let erp = erp.clone();
+                async move {
+                    if !erp.accepting.load(Ordering::SeqCst) {
+                        erp.refused.fetch_add(1, Ordering::SeqCst);
+                        return (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "ERP down".to_owned(),
+                        );
+                    }
+                    let key = headers
+                        .get("idempotency-key")
+                        .and_then(|value| value.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    *erp.accepted
+                        .lock()
+                        .expect("lock")
+                        .entry(key.clone())
+                        .or_default() += 1;
+                    (
+                        axum::http::StatusCode::CREATED,
+                        serde_json::json!({ "document": format!("CONF-{key}") }).to_string(),
+                    )
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok((self, addr))
+    }
+
+    fn accepted(&self) -> std::collections::BTreeMap<String, u32> {
+        self.accepted.lock().expect("lock").clone()
+    }
+}
+
+/// A gauge or counter of a Prometheus text exposition, by its exact name (no labels).
+fn metric_value(metrics: &str, name: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        let (key, value) = line.split_once(' ')?;
+        (key == name).then(|| value.trim().parse().ok()).flatten()
+    })
+}
+
+/// Issue 11: `kill -9` of the ERP bridge while its outbox is full (the ERP refusing every
+/// posting): after the restart every confirmation reaches the ERP, none twice (the stand-in
+/// counts idempotency keys), and the outbox drains to 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_erp_bridge_posts_its_whole_outbox_once_after_the_restart() -> anyhow::Result<()> {
+    use uns_model::payload::{
+        ActivityTimes, EventHeader, Quantity, SchemaTag, Timestamp, Uom, WorkOrderEvent,
+        WorkOrderEventKind,
+    };
+    use uns_model::topic::Id;
+    const N: usize = 40;
+    let dir = tempfile::tempdir()?;
+    let broker = UnsProcess::start("broker", &dir.path().join("broker"), &[]).await?;
+    let (erp, erp_addr) = StandInErp::default().start().await?;
+    let config = dir.path().join("erp-bridge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[erp_bridge]\nerp_url = \"http://{erp_addr}/confirmations\"\ntimeout_ms = 500\n\
+             retry_initial_ms = 50\nretry_max_ms = 200\nmax_attempts = 100000\n"
+        ),
+    )?;
+    let broker_url = format!("mqtt://{}", broker.mqtt());
+    let config_arg = config.to_string_lossy().into_owned();
+    let args = ["--broker", &broker_url, "--config", &config_arg];
+    let bridge_dir = dir.path().join("erp-bridge");
+    let mut bridge = UnsProcess::start_service("erp-bridge", &bridge_dir, &args).await?;
+
+    // The confirmations, published as the work-order service publishes them.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _stop_guard = stop.clone().drop_guard();
+    let (client, _inbox, _) = UnsClient::start(
+        ClientOptions::new(
+            BrokerUrl::new("127.0.0.1", broker.mqtt().port()),
+            "workorders-stand-in",
+        )?,
+        ClientMetrics::register(&Metrics::new()),
+        stop.clone(),
+    );
+    client.wait_connected(Duration::from_secs(10)).await?;
+    let line: uns_model::topic::Location = "acme/berlin/packaging/line-1".parse()?;
+    let mut events = Vec::new();
+    for n in 0..N {
+        let now = Timestamp::from(chrono::Utc::now());
+        let wo_id = Id::new(&format!("wo-kill-{n}"))?;
+        let event = WorkOrderEvent {
+            schema: SchemaTag::default(),
+            header: EventHeader::new(uuid::Uuid::now_v7(), now, now),
+            wo_id: wo_id.clone(),
+            kind: WorkOrderEventKind::ConfirmationRequested {
+                is_final: true,
+                sequence: 1,
+                erp_ref: Some(format!("PO-{n}")),
+                production_order: None,
+                good: Quantity::new(100.0 + n as f64, Uom::EA),
+                scrap: Quantity::new(1.0, Uom::EA),
+                rework: Quantity::new(0.0, Uom::EA),
+                operation_id: None,
+                activity: ActivityTimes::default(),
+                goods_movements: Vec::new(),
+            },
+        };
+        let topic = UnsTopic::located(line.clone(), Class::WorkOrderEvents(wo_id));
+        events.push((topic, event));
+    }
+    let keys: Vec<String> = events
+        .iter()
+        .map(|(_, event)| event.header.event_id.to_string())
+        .collect();
+    // The bridge's persistent session exists from its first subscription on, which comes a
+    // moment after it reports ready: the first request is repeated until the ERP sees it (the
+    // repeats carry the same event id, so they must be posted once), then the rest follow.
+    eventually("the bridge to take confirmation requests", DEADLINE, || {
+        let (client, erp, (topic, event)) = (client.clone(), erp.clone(), events[0].clone());
+        async move {
+            client.publish(&topic, &event).await.ok()?;
+            (erp.refused.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
+        }
+    })
+    .await?;
+    for (topic, event) in &events[1..] {
+        client.publish(topic, event).await?;
+    }
+
+    // Every confirmation in the outbox and the ERP refusing them: then the hard kill.
+    let http = bridge.addrs.http;
+    let full = eventually("a full outbox, the ERP refusing", DEADLINE, || {
+        let erp = erp.clone();
+        async move {
+            let (_, metrics) = http_get(http, "/metrics").await.ok()?;
+            let depth = metric_value(&metrics, "uns_erp_outbox_depth")?;
+            let refused = erp.refused.load(std::sync::atomic::Ordering::SeqCst);
+            (depth == N as f64 && refused > 0).then_some(())
+        }
+    })
+    .await;
+    if let Err(err) = full {
+        let (_, metrics) = http_get(http, "/metrics").await?;
+        anyhow::bail!(
+            "{err}; ERP refused {}; metrics:\n{metrics}\nlog:\n{}",
+            erp.refused.load(std::sync::atomic::Ordering::SeqCst),
+            bridge.log_tail()
+        );
+    }
+    bridge.kill()?;
+    bridge.wait_exit(DEADLINE).await?;
+    assert!(
+        erp.accepted().is_empty(),
+        "the ERP refused everything: {:?}",
+        erp.accepted()
+    );
+
+    erp.accepting
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let bridge = UnsProcess::start_service("erp-bridge", &bridge_dir, &args).await?;
+    let http = bridge.addrs.http;
+    eventually(
+        "every confirmation accepted and the outbox empty",
+        DEADLINE,
+        || {
+            let erp = erp.clone();
+            async move {
+                let (_, metrics) = http_get(http, "/metrics").await.ok()?;
+                let depth = metric_value(&metrics, "uns_erp_outbox_depth")?;
+                (erp.accepted().len() == N && depth == 0.0).then_some(())
+            }
+        },
+    )
+    .await?;
+    let accepted = erp.accepted();
+    for key in &keys {
+        assert_eq!(accepted.get(key), Some(&1), "{key}: {accepted:?}");
+    }
+    Ok(())
+}
