@@ -1,7 +1,8 @@
 //! `uns bench …`: `broker` (our broker, this very binary as `uns broker`, against Debian's
 //! mosquitto), `bridge-decode` (the SCADA bridge's decode + map path on one thread) and `e2e`
 //! (`uns sim` → broker → bridge → UNS as child processes of this binary), `store` (uns-store
-//! commit latency and outbox throughput).
+//! commit latency and outbox throughput), `erp` (orders in and confirmations out through `uns
+//! erp-bridge`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -65,6 +66,26 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
             let report = uns_bench::e2e::run_e2e(&options)
                 .await
                 .context("running the end-to-end benchmark")?;
+            emit(&report.to_markdown(), out.as_deref())
+        }
+        BenchCommand::Erp {
+            orders,
+            requirements,
+            confirmations,
+            backlog,
+            out,
+        } => {
+            let program = std::env::current_exe().context("finding the uns binary")?;
+            let options = uns_bench::erp::ErpBenchOptions {
+                orders,
+                requirements,
+                confirmations,
+                backlog,
+                ..uns_bench::erp::ErpBenchOptions::new(program)
+            };
+            let report = uns_bench::erp::run(&options)
+                .await
+                .context("running the ERP benchmark")?;
             emit(&report.to_markdown(), out.as_deref())
         }
         BenchCommand::Store {

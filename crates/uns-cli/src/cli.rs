@@ -353,6 +353,26 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The ERP bridge (`uns broker` + `uns erp-bridge` child processes, a stand-in ERP):
+    /// orders accepted per second (JSON and B2MML), confirmations per second through the
+    /// outbox, drain time of a backlog; each rate against the bare HTTP round trip.
+    Erp {
+        /// Orders posted per format.
+        #[arg(long, default_value_t = 200)]
+        orders: usize,
+        /// Consumed materials per order.
+        #[arg(long, default_value_t = 100)]
+        requirements: usize,
+        /// Confirmations for the throughput figure.
+        #[arg(long, default_value_t = 2_000)]
+        confirmations: usize,
+        /// Confirmations in the backlog that is drained.
+        #[arg(long, default_value_t = 10_000)]
+        backlog: usize,
+        /// Also write the Markdown report to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The store (uns-store on redb): durable commit latency p50/p99 (one small write per
     /// commit) and outbox enqueue+ack per second, on a fresh file in a temporary directory.
     Store {
