@@ -415,9 +415,15 @@ mod tests {
         };
         assert_eq!(zone("acme").as_deref(), Some("Europe/Berlin"));
         assert_eq!(zone("acme/berlin").as_deref(), Some("Europe/Berlin"));
-        assert_eq!(zone("acme/berlin/packaging").as_deref(), Some("Europe/Berlin"));
+        assert_eq!(
+            zone("acme/berlin/packaging").as_deref(),
+            Some("Europe/Berlin")
+        );
         assert_eq!(zone("acme/detroit").as_deref(), Some("America/Detroit"));
-        assert_eq!(zone("acme/detroit/body").as_deref(), Some("America/Detroit"));
+        assert_eq!(
+            zone("acme/detroit/body").as_deref(),
+            Some("America/Detroit")
+        );
         // The demo plant names its zone once, on the enterprise: every cell has it.
         let demo = PlantModel::demo();
         assert!(

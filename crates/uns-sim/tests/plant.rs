@@ -92,7 +92,11 @@ fn birth_definitions_carry_types_and_units() {
     // Counts in parts ("each"), speed in parts per minute: every metric with a physical
     // meaning has a unit (issue 10 item 3).
     for counter in ["Count/Good", "Count/Scrap"] {
-        assert_eq!(unit(counter), Some(Value::String("EA".to_owned())), "{counter}");
+        assert_eq!(
+            unit(counter),
+            Some(Value::String("EA".to_owned())),
+            "{counter}"
+        );
     }
     assert_eq!(unit("Speed"), Some(Value::String("C94".to_owned())));
     assert_eq!(model.state(), MachineState::Running);
