@@ -533,6 +533,85 @@ fn replay_at_1000x_gives_identical_results() {
     assert_eq!(replay.current(Some(at("14:05") + 500)), live_current);
 }
 
+/// `_cmd/oee/close`: the filler goes quiet at 12:00 (last count; still running), so event time stays at
+/// 12:00 and the shift would never close by itself. A request at 13:00 closes nothing (the shift runs
+/// until 14:00) and names it as still open; one at 14:00:30 closes it at once, with the running state
+/// lasting up to the shift's end. A state that arrives late (a jam at 13:00) then corrects it to
+/// version 2. The recorded messages, close requests included, replay to the same publications.
+#[test]
+fn close_request_closes_a_quiet_shift_and_late_events_correct_it() {
+    let mut plant = Plant::new(ONE_SHIFT);
+    plant.rate(FILLER, 60.0);
+    plant.zero_counts(FILLER, at("06:00"));
+    plant.state(FILLER, at("06:00"), Running, "Execute");
+    plant.count(FILLER, Good, 300.0, at("12:00"));
+
+    let early = plant.close(FILLER, Some(Shift), at("13:00"));
+    assert!(early.publications.is_empty() && early.duplicate);
+    let open = plant
+        .engine
+        .still_open(&loc(FILLER), Some(Shift), at("13:00"));
+    assert_eq!(open.len(), 1);
+    assert_eq!((open[0].id.as_str(), open[0].end), (SHIFT, at("14:00")));
+
+    let closed = plant.close(FILLER, Some(Shift), at("14:00:30"));
+    assert_eq!(closed.publications.len(), 1, "only the shift was asked for");
+    let v1 = plant.closed(FILLER, Shift, SHIFT);
+    assert!(v1.is_final);
+    let pbt = min(480.0 - 30.0);
+    let apt = pbt; // running 06:00-14:00 minus the break
+    assert_eq!(v1.times.apt_ms as f64, apt);
+    close4(v1.availability, apt / pbt); // 1
+    close4(v1.performance, 300.0 * min(1.0) / apt); // 0.6667
+    close4(v1.oee, 300.0 * min(1.0) / pbt);
+    check_invariants(&v1);
+    // Hours were not asked for: 12:00-13:00 is still open until event time or a request closes it.
+    assert!(
+        plant
+            .engine
+            .closed(&loc(FILLER), Hour, "2026-03-02t12")
+            .is_none()
+    );
+    // Asking again closes nothing new.
+    assert!(plant.close(FILLER, Some(Shift), at("14:00:30")).duplicate);
+
+    // The jam at 13:00-13:30 arrives late.
+    plant.state(FILLER, at("13:00"), UnplannedDown, "Jam");
+    let applied = plant.state(FILLER, at("13:30"), Running, "Execute");
+    let versions = plant.versions(FILLER, Shift, SHIFT);
+    assert_eq!(
+        versions.iter().map(|r| r.version).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "one correction per late state: {applied:?}"
+    );
+    let v3 = plant.closed(FILLER, Shift, SHIFT);
+    assert_eq!(v3.corrects, Some(2));
+    let apt = pbt - min(30.0);
+    assert_eq!(v3.times.adet_ms as f64, min(30.0));
+    close4(v3.availability, apt / pbt); // 0.9333
+    close4(v3.performance, 300.0 * min(1.0) / apt); // 0.7143
+    check_invariants(&v3);
+
+    // A request at the site closes the periods of the cells below it: the hours up to 14:00.
+    let site = plant.close("acme/berlin", Some(Hour), at("14:00:30"));
+    assert!(
+        site.publications
+            .iter()
+            .any(|p| p.location == loc(FILLER) && p.result.period.id.as_str() == "2026-03-02t13")
+    );
+
+    let mut replay = Engine::new(settings(ONE_SHIFT));
+    let mut replayed = Vec::new();
+    for (topic, bytes) in &plant.recorded {
+        let topic: UnsTopic = topic.parse().expect("recorded topic");
+        let input = input::decode(&topic, bytes)
+            .expect("decodes")
+            .expect("used");
+        replayed.extend(replay.apply(input).expect("accepted").publications);
+    }
+    assert_eq!(replayed, plant.published);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
