@@ -12,6 +12,8 @@
 //!   and the reason.
 //! - Duplicates apply once: a state is keyed by its `since`, a counter sample by its timestamp and total, a
 //!   reclassification by its `event_id`, a work-order change by its `updated_at`.
+//! - Time before the first state of the asset whose time counts is not monitored: a window is cut to start
+//!   there (times and counts), and the result's `start` says so (docs/OEE.md, "Time model").
 //! - Counter totals are monotonic; a smaller total is a reset and counts from zero. The first sample of a
 //!   counter is its baseline. `_count/events` deltas are not applied (the totals already carry them); only
 //!   reclassifications are.
@@ -226,6 +228,8 @@ struct AssetLog {
     uom: Option<Uom>,
     /// The earliest event time of a state or count.
     first_at: Option<i64>,
+    /// The earliest `since` of a state: the asset's time is monitored from then on (never pruned).
+    first_state_at: Option<i64>,
 }
 
 fn qty_index(kind: Qty) -> usize {
@@ -426,6 +430,10 @@ pub struct Engine {
     requested_until: i64,
 }
 
+fn to_u64(ms: i64) -> u64 {
+    u64::try_from(ms).unwrap_or(0)
+}
+
 fn ts(at: i64) -> Timestamp {
     // Every event time was checked to be representable on input; the epoch only stands in for the
     // saturated ends of open ranges.
@@ -555,6 +563,8 @@ impl Engine {
                 let rec = StateRec { category, reason };
                 let what = format!("late state `{}` since {}", rec.reason, doc.since);
                 log.touch(since);
+                log.first_state_at =
+                    Some(log.first_state_at.map_or(since, |first| first.min(since)));
                 let changed = log.states.insert(since, rec.clone()) != Some(rec);
                 (location, changed, what)
             }
@@ -829,6 +839,17 @@ impl Engine {
         let mut total = Raw::default();
         for &(from, to) in windows {
             let to = to.min(as_of.max(from));
+            // Time before the first state of the asset whose time counts is not monitored: it is left
+            // out of the window (times and counts alike) and reported as `unmonitored_ms`.
+            let from_monitored = time_log
+                .first_state_at
+                .map_or(to, |first| first.clamp(from, to));
+            total.unmonitored_ms += to_u64(from_monitored - from);
+            if from_monitored >= to {
+                continue;
+            }
+            let from = from_monitored;
+            total.monitored_from = Some(total.monitored_from.map_or(from, |m| m.min(from)));
             let planned = calendar.planned(from, to);
             let spans = time_log.spans(from, to, as_of);
             // A sample stamped exactly at the time of calculation belongs to the open period.
@@ -890,7 +911,11 @@ impl Engine {
                 .cmp(&a.duration_ms)
                 .then_with(|| a.reason.cmp(&b.reason))
         });
-        let start = windows.first().map_or(as_of, |(start, _)| *start);
+        // The first instant monitored (later than the period's start for an asset first seen during it).
+        let start = raw
+            .monitored_from
+            .or_else(|| windows.first().map(|(start, _)| *start))
+            .unwrap_or(as_of);
         let end = windows.last().map_or(as_of, |(_, end)| *end);
         let end = if is_final {
             end

@@ -367,6 +367,75 @@ fn three_cell_line_is_not_the_mean_of_its_cells() {
     close4(site.oee, line_a * line_e * line_q);
 }
 
+/// An asset first seen during a shift (a fresh `uns up --demo` at 09:00 in a 06:00-14:00 shift): the
+/// time before its first state is not monitored, so it is left out of POT rather than counted as
+/// unknown downtime; the result's `start` says from when the figures run. Counts before it are left
+/// out too (the first sample is the baseline anyway). A state that arrives late from before the first
+/// one extends the coverage (version 2). An asset that sends counts but never a state has no time
+/// figures at all: availability is null with the reason.
+#[test]
+fn time_before_the_first_state_is_not_monitored() {
+    let mut plant = Plant::new(ONE_SHIFT);
+    plant.rate(FILLER, 60.0);
+    plant.zero_counts(FILLER, at("09:00"));
+    plant.state(FILLER, at("09:00"), Running, "Execute");
+    plant.count(FILLER, Good, 50.0, at("10:00"));
+
+    // Open shift at 10:15: monitored 09:00-10:15 = 75 min, of which the break 10:00-10:15.
+    let current = plant.engine.current(Some(at("10:15")));
+    let shift = &current
+        .iter()
+        .find(|p| p.location == loc(FILLER) && p.result.period.id.as_str() == SHIFT)
+        .expect("current shift")
+        .result;
+    assert_eq!(shift.start.unix_ms(), at("09:00"));
+    assert_eq!(shift.times.pot_ms as f64, min(75.0));
+    assert_eq!(shift.times.pdt_ms as f64, min(15.0));
+    assert_eq!(shift.times.unknown_ms, 0);
+    close4(shift.availability, min(60.0) / min(60.0)); // was 60/(75-15+180) = 0.25 with 06:00-09:00 unknown
+    close4(shift.performance, 50.0 * min(1.0) / min(60.0)); // 0.8333
+
+    plant.count(FILLER, Good, 200.0, at("13:00"));
+    plant.tick(at("14:01"));
+    let v1 = plant.closed(FILLER, Shift, SHIFT);
+    // Monitored 09:00-14:00: POT = 300 min, PDT = 30, PBT = 270 = APT.
+    let (pot, pbt) = (min(300.0), min(270.0));
+    assert_eq!(v1.start.unix_ms(), at("09:00"));
+    assert_eq!(v1.end.unix_ms(), at("14:00"));
+    assert_eq!(v1.times.pot_ms as f64, pot);
+    assert_eq!(v1.times.pbt_ms as f64, pbt);
+    close4(v1.availability, pbt / pbt); // 1
+    close4(v1.performance, 200.0 * min(1.0) / pbt); // 0.7407
+    close4(v1.oee, 200.0 * min(1.0) / pbt);
+    close4(v1.utilisation, pbt / pot); // 0.9: PBT over the monitored calendar time
+    check_invariants(&v1);
+
+    // A late state from 08:00 (the bridge's store-and-forward): monitored from 08:00 now.
+    plant.state(FILLER, at("08:00"), UnplannedDown, "Jam");
+    let v2 = plant.closed(FILLER, Shift, SHIFT);
+    assert_eq!((v2.version, v2.corrects), (2, Some(1)));
+    assert_eq!(v2.start.unix_ms(), at("08:00"));
+    let pbt = min(360.0 - 30.0);
+    close4(v2.availability, (pbt - min(60.0)) / pbt); // 270/330 = 0.8182
+    check_invariants(&v2);
+
+    // Counts without any state: nothing is monitored.
+    let mut plant = Plant::new(ONE_SHIFT);
+    plant.rate(FILLER, 60.0);
+    plant.zero_counts(FILLER, at("06:00"));
+    plant.count(FILLER, Good, 100.0, at("12:00"));
+    plant.tick(at("14:01"));
+    let r = plant.closed(FILLER, Shift, SHIFT);
+    assert_eq!((r.times.pot_ms, r.counts.good.qty), (0, 0.0));
+    assert_eq!(r.availability, None);
+    assert!(
+        r.null_reasons["availability"].contains("no state received"),
+        "{:?}",
+        r.null_reasons
+    );
+    assert!(r.null_reasons["utilisation"].contains("no state received"));
+}
+
 /// A night shift 22:00-06:00 crossing midnight, with a break at 02:00.
 #[test]
 fn night_shift_crossing_midnight() {
@@ -389,13 +458,16 @@ shifts = [{ name = "night", start = "22:00", end = "06:00", breaks = [{ start = 
     assert_eq!(r.times.pot_ms as f64, min(480.0));
     assert_eq!(r.times.pdt_ms as f64, min(30.0));
     close4(r.performance, 420.0 * min(1.0) / min(450.0));
-    // The day 2026-03-02 holds 22:00-24:00 of it, and 00:00-06:00 of the night shift before, when no
-    // state had been received yet (unknown, in ADOT, flagged), with its break at 02:00.
+    // The day 2026-03-02 is monitored from the first state (21:00): it holds 22:00-24:00 of the
+    // night shift; 00:00-21:00 (with 00:00-06:00 of the night shift before) is not monitored and not
+    // in the figures. Utilisation = PBT / monitored calendar time = 120 min / 180 min.
     let day = plant.closed(FILLER, Day, "2026-03-02");
-    assert_eq!(day.times.pot_ms as f64, min(120.0 + 360.0));
-    assert_eq!(day.times.unknown_ms as f64, min(360.0 - 30.0));
+    assert_eq!(day.start.unix_ms(), at("21:00"));
+    assert_eq!(day.times.pot_ms as f64, min(120.0));
+    assert_eq!(day.times.unknown_ms, 0);
     assert_eq!(day.times.apt_ms as f64, min(120.0));
     assert_eq!(day.counts.good.qty, 100.0);
+    close4(day.utilisation, 120.0 / 180.0);
     check_invariants(&day);
 }
 
