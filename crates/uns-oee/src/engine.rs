@@ -372,8 +372,9 @@ impl AssetLog {
         })
     }
 
-    /// The windows in which order `id` ran, and whether it still runs.
-    fn order_windows(&self, id: &str, as_of: i64) -> (Vec<(i64, i64)>, bool) {
+    /// The windows in which order `id` ran, and whether it still runs (its last window then ends at
+    /// `i64::MAX`).
+    fn order_windows(&self, id: &str) -> (Vec<(i64, i64)>, bool) {
         let mut windows = Vec::new();
         let mut open = false;
         let mut iter = self.orders.iter().peekable();
@@ -382,7 +383,8 @@ impl AssetLog {
                 match iter.peek() {
                     Some((next, _)) => windows.push((at, **next)),
                     None => {
-                        windows.push((at, as_of.max(at)));
+                        // Still running: open-ended (computations clip it to their time).
+                        windows.push((at, i64::MAX));
                         open = true;
                     }
                 }
@@ -837,8 +839,15 @@ impl Engine {
         let calendar = self.calendar(scope);
         let rules = self.rules();
         let mut total = Raw::default();
-        for &(from, to) in windows {
-            let to = to.min(as_of.max(from));
+        for &(from, window_end) in windows {
+            let to = window_end.min(as_of.max(from));
+            // A window that runs past the time of calculation is open: a sample stamped exactly at that
+            // time belongs to it. A closed one ends where the next begins, which owns such a sample.
+            let count_to = if window_end > as_of && to == as_of {
+                to + 1
+            } else {
+                to
+            };
             // Time before the first state of the asset whose time counts is not monitored: it is left
             // out of the window (times and counts alike) and reported as `unmonitored_ms`.
             let from_monitored = time_log
@@ -852,8 +861,7 @@ impl Engine {
             total.monitored_from = Some(total.monitored_from.map_or(from, |m| m.min(from)));
             let planned = calendar.planned(from, to);
             let spans = time_log.spans(from, to, as_of);
-            // A sample stamped exactly at the time of calculation belongs to the open period.
-            let deltas = count_log.deltas(from, if to == as_of { to + 1 } else { to });
+            let deltas = count_log.deltas(from, count_to);
             let setup_ends = time_log.setup_ends(from - rules.startup_window_ms, to);
             let ideal_ms = |at: i64| ideal.0.ideal_ms(at, ideal.1);
             let raw = iso22400::accumulate(
@@ -1088,7 +1096,7 @@ impl Engine {
             let mut ready = Vec::new();
             let mut pending: Option<i64> = None;
             for id in ids {
-                let (windows, open) = log.order_windows(&id, as_of);
+                let (windows, open) = log.order_windows(&id);
                 let end = windows.last().map_or(i64::MAX, |(_, end)| *end);
                 let key = (scope.clone(), Kind::Wo, id.clone());
                 if open || self.finals.contains_key(&key) {
@@ -1279,7 +1287,7 @@ impl Engine {
         if let Some(log) = self.order_log(scope)
             && let Some((_, Some((id, _)))) = log.orders.range(..=as_of).next_back()
         {
-            let (windows, _) = log.order_windows(id, as_of);
+            let (windows, _) = log.order_windows(id);
             push(Kind::Wo, id, &windows);
         }
         out

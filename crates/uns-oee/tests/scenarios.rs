@@ -684,6 +684,141 @@ fn close_request_closes_a_quiet_shift_and_late_events_correct_it() {
     assert_eq!(replayed, plant.published);
 }
 
+/// The worked example of oee.com ("Calculate OEE", a standard shift): an 8-hour shift (480 min) with
+/// two 15-minute breaks and a 30-minute meal (planned stop time 60 min), 47 minutes of downtime, an
+/// ideal cycle time of 1.0 s (3600/h), 19,271 parts of which 423 rejected. Their figures:
+/// planned production time 420 min, run time 373 min, availability 373/420 = 88.81 %, performance
+/// (1.0 s × 19,271) / (373 × 60 s) = 86.11 %, quality 18,848/19,271 = 97.80 %, OEE = 74.79 %
+/// (https://www.oee.com/calculating-oee/).
+#[test]
+fn worked_example_of_oee_com() {
+    let config = r#"
+grace_s = 60
+default_calendar = "example"
+[calendars.example]
+shifts = [{ name = "early", start = "06:00", end = "14:00", breaks = [
+    { start = "08:00", end = "08:15" }, { start = "10:00", end = "10:30" }, { start = "12:00", end = "12:15" },
+] }]
+"#;
+    let mut plant = Plant::new(config);
+    plant.rate(FILLER, 3600.0);
+    plant.zero_counts(FILLER, at("06:00"));
+    plant.state(FILLER, at("06:00"), Running, "Execute");
+    plant.state(FILLER, at("11:00"), UnplannedDown, "Motor fault");
+    plant.state(FILLER, at("11:47"), Running, "Execute");
+    plant.count(FILLER, Good, 18_848.0, at("13:59:59"));
+    plant.count(FILLER, Scrap, 423.0, at("13:59:59"));
+    plant.tick(at("14:01"));
+    let r = plant.closed(FILLER, Shift, SHIFT);
+    let (planned, run) = (min(420.0), min(373.0));
+    assert_eq!(r.times.pbt_ms as f64, planned);
+    assert_eq!(r.times.apt_ms as f64, run);
+    close4(r.availability, 0.8881); // 373 / 420
+    close4(r.performance, 19_271.0 * 1000.0 / run); // 0.8611
+    close4(r.quality, 18_848.0 / 19_271.0); // 0.9780
+    close4(r.oee, 18_848.0 * 1000.0 / planned); // 0.7479: good parts × ideal cycle / planned time
+    assert!((r.oee.expect("oee") - 0.7479).abs() < 0.5e-4);
+    check_invariants(&r);
+}
+
+/// A day of the simulated filler (`uns sim`'s machine model, seed 42, stepped every second; state
+/// changes published as the SCADA bridge maps them, counters every 10 s) on the demo calendar in UTC.
+/// Every closed period keeps Σ buckets = POT and A × E × Q = OEE to 1e-9; the day's buckets equal an
+/// independent second-by-second tally of the same run; the hours add up to the day (a counter sample
+/// stamped exactly at an hour's end counts in the next hour only, never in both); the day's
+/// quantities are the counters' increase; performance lies in the model's 0.85..1.0 running speed.
+#[test]
+fn a_day_of_the_simulated_filler_stays_consistent() {
+    use uns_sim::CellKind;
+    use uns_sim::plant::{DeviceModel, MachineState as Sim};
+
+    let mut plant = Plant::new("grace_s = 60\n");
+    let mut model = DeviceModel::new(42, "line-1/filler", CellKind::Filler, 12_000.0, 0);
+    plant.rate(FILLER, 12_000.0);
+    let t0 = at("00:00");
+    let category = |state: Sim| match state {
+        Sim::Running => (Running, "Execute"),
+        Sim::MinorStop => (MinorStop, "Suspended"),
+        Sim::Jam => (UnplannedDown, "Held"),
+        Sim::Changeover => (Setup, "Stopped"),
+        Sim::Break => (PlannedDown, "Idle"),
+    };
+    // The demo calendar's breaks (UTC here): planned downtime whatever the machine does.
+    let in_break = |t: i64| {
+        ["02:00", "10:00", "18:00"]
+            .iter()
+            .any(|start| t >= at(start) && t < at(start) + 30 * 60_000)
+    };
+    let (mut pdt, mut apt, mut asut, mut adet) = (0_i64, 0_i64, 0_i64, 0_i64);
+    let mut state = model.state();
+    let (name_cat, name) = category(state);
+    plant.state(FILLER, t0, name_cat, name);
+    plant.count(FILLER, Good, 0.0, t0);
+    plant.count(FILLER, Scrap, 0.0, t0);
+    let mut last_counts = model.counters();
+    let (mut day_good, mut day_scrap) = (0_u64, 0_u64);
+    for second in 0..86_400_i64 {
+        let t = t0 + second * 1000;
+        // The state published at t holds over [t, t + 1 s).
+        match state {
+            _ if in_break(t) => pdt += 1000,
+            Sim::Break => pdt += 1000,
+            Sim::Running => apt += 1000,
+            Sim::Changeover => asut += 1000,
+            Sim::MinorStop | Sim::Jam => adet += 1000,
+        }
+        model.step(1.0);
+        let next = t + 1000;
+        if model.state() != state {
+            state = model.state();
+            let (cat, name) = category(state);
+            plant.state(FILLER, next, cat, name);
+        }
+        if (second + 1) % 10 == 0 && next < t0 + 86_400_000 {
+            let (good, scrap) = model.counters();
+            if good != last_counts.0 {
+                plant.count(FILLER, Good, good as f64, next);
+            }
+            if scrap != last_counts.1 {
+                plant.count(FILLER, Scrap, scrap as f64, next);
+            }
+            day_good += good - last_counts.0;
+            day_scrap += scrap - last_counts.1;
+            last_counts = (good, scrap);
+        }
+    }
+    plant.tick(t0 + 86_400_000 + 120_000);
+    assert!(plant.published.len() > 24);
+    for publication in &plant.published {
+        check_invariants(&publication.result);
+    }
+    let day = plant.closed(FILLER, Day, "2026-03-02");
+    let t = &day.times;
+    assert_eq!(t.pot_ms, 86_400_000);
+    assert_eq!(t.pdt_ms as i64, pdt);
+    assert_eq!(t.apt_ms as i64, apt);
+    assert_eq!(t.asut_ms as i64, asut);
+    assert_eq!(t.adet_ms as i64, adet);
+    assert_eq!((t.adot_ms, t.unknown_ms), (0, 0));
+    assert_eq!(day.counts.good.qty, day_good as f64);
+    assert_eq!(day.counts.scrap.qty, day_scrap as f64);
+    assert!(day_good > 100_000, "the filler produced: {day_good}");
+    close4(day.availability, apt as f64 / (86_400_000 - pdt) as f64);
+    let performance = day.performance.expect("performance");
+    assert!(
+        (0.85..=1.0).contains(&performance),
+        "performance {performance}"
+    );
+    let hours: Vec<_> = (0..24)
+        .map(|hour| plant.closed(FILLER, Hour, &format!("2026-03-02t{hour:02}")))
+        .collect();
+    let sum = |f: &dyn Fn(&uns_model::payload::OeeResult) -> f64| hours.iter().map(f).sum::<f64>();
+    assert_eq!(sum(&|h| h.times.apt_ms as f64), t.apt_ms as f64);
+    assert_eq!(sum(&|h| h.times.adet_ms as f64), t.adet_ms as f64);
+    assert_eq!(sum(&|h| h.counts.good.qty), day.counts.good.qty);
+    assert!((sum(&|h| h.times.ideal_ms) - t.ideal_ms).abs() < 1e-3);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
