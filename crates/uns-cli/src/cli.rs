@@ -409,6 +409,8 @@ pub(crate) enum Parsed {
         /// `(config key, value)` from the service's own flags.
         flags: Vec<(&'static str, String)>,
     },
+    /// `uns oee report`.
+    OeeReport(crate::oee::ReportArgs),
 }
 
 /// The whole command line: the built-in commands plus one subcommand per listed service.
@@ -430,7 +432,7 @@ pub(crate) fn command() -> clap::Command {
         }
         command = command.subcommand(sub);
     }
-    command
+    command.mut_subcommand("oee", crate::oee::with_report)
 }
 
 /// Parses `args` (the first is the program name).
@@ -444,6 +446,10 @@ where
         .get_one::<String>("log")
         .cloned()
         .unwrap_or_default();
+    if let Some(report) = crate::oee::report_args(&matches) {
+        let command = Parsed::OeeReport(report?);
+        return Ok(ParsedCli { log, command });
+    }
     if let Some((name, sub)) = matches.subcommand()
         && let Some(listed) = crate::services::find(name)
     {

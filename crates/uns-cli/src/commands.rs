@@ -23,6 +23,7 @@ pub(crate) async fn run(parsed: Parsed) -> anyhow::Result<()> {
             let settings = Settings::external(&args.common, &args.broker, &listed.entry, &flags)?;
             return serve(settings).await;
         }
+        Parsed::OeeReport(args) => return crate::oee::report(args).await,
         Parsed::Builtin(command) => command,
     };
     match command {

@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod erp;
 mod errors;
+mod oee;
 mod services;
 mod signal;
 mod up;

@@ -12,6 +12,8 @@
 //!   and the reason.
 //! - Duplicates apply once: a state is keyed by its `since`, a counter sample by its timestamp and total, a
 //!   reclassification by its `event_id`, a work-order change by its `updated_at`.
+//! - Time before the first state of the asset whose time counts is not monitored: a window is cut to start
+//!   there (times and counts), and the result's `start` says so (docs/OEE.md, "Time model").
 //! - Counter totals are monotonic; a smaller total is a reset and counts from zero. The first sample of a
 //!   counter is its baseline. `_count/events` deltas are not applied (the totals already carry them); only
 //!   reclassifications are.
@@ -69,6 +71,30 @@ pub enum Input {
         /// The document.
         meta: NodeMeta,
     },
+    /// `_cmd/oee/close`: close, without waiting for the grace, the periods of every scope at or below
+    /// `location` that ended by `at` (all kinds, or only `kind`). Does not move the watermark.
+    Close {
+        /// The scope asked for (a cell, a line or a site); scopes below it are closed too.
+        location: Location,
+        /// Only this kind of period, or every kind.
+        kind: Option<OeePeriodKind>,
+        /// The time the periods must have ended by (resolved by the caller, so a replay closes the
+        /// same periods).
+        at: i64,
+    },
+}
+
+/// A period that a close request found still running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenPeriod {
+    /// Where its results are published.
+    pub location: Location,
+    /// Its kind.
+    pub kind: OeePeriodKind,
+    /// Its id.
+    pub id: String,
+    /// When it ends (for a work order still running: the time asked for).
+    pub end: i64,
 }
 
 /// What [`Engine::apply`] did with an input.
@@ -202,6 +228,8 @@ struct AssetLog {
     uom: Option<Uom>,
     /// The earliest event time of a state or count.
     first_at: Option<i64>,
+    /// The earliest `since` of a state: the asset's time is monitored from then on (never pruned).
+    first_state_at: Option<i64>,
 }
 
 fn qty_index(kind: Qty) -> usize {
@@ -344,8 +372,9 @@ impl AssetLog {
         })
     }
 
-    /// The windows in which order `id` ran, and whether it still runs.
-    fn order_windows(&self, id: &str, as_of: i64) -> (Vec<(i64, i64)>, bool) {
+    /// The windows in which order `id` ran, and whether it still runs (its last window then ends at
+    /// `i64::MAX`).
+    fn order_windows(&self, id: &str) -> (Vec<(i64, i64)>, bool) {
         let mut windows = Vec::new();
         let mut open = false;
         let mut iter = self.orders.iter().peekable();
@@ -354,7 +383,8 @@ impl AssetLog {
                 match iter.peek() {
                     Some((next, _)) => windows.push((at, **next)),
                     None => {
-                        windows.push((at, as_of.max(at)));
+                        // Still running: open-ended (computations clip it to their time).
+                        windows.push((at, i64::MAX));
                         open = true;
                     }
                 }
@@ -398,6 +428,12 @@ pub struct Engine {
     /// The watermark at which the next period becomes due; `close_due` is a no-op before it. Reset when
     /// anything that can add a period changes (a new location, a work-order change).
     next_due: i64,
+    /// The latest time a `_cmd/oee/close` closed periods up to: an input older than it may change one.
+    requested_until: i64,
+}
+
+fn to_u64(ms: i64) -> u64 {
+    u64::try_from(ms).unwrap_or(0)
 }
 
 fn ts(at: i64) -> Timestamp {
@@ -429,6 +465,7 @@ impl Engine {
             dirty: BTreeMap::new(),
             last_prune_hour: i64::MIN,
             next_due: i64::MIN,
+            requested_until: i64::MIN,
         }
     }
 
@@ -457,6 +494,7 @@ impl Engine {
                 order.as_ref().map(|order| order.updated_at.unix_ms())
             }
             Input::Meta { .. } => None,
+            Input::Close { at, .. } => Some(*at),
         };
         if let Some(at) = at {
             Timestamp::from_unix_ms(at).ok_or(Rejected::BadTime)?;
@@ -469,6 +507,13 @@ impl Engine {
                     retain_h: self.settings.retain_ms / 3_600_000,
                 });
             }
+        }
+        if let Input::Close { location, kind, at } = input {
+            let publications = self.close_requested(&location, kind.map(Kind::of), at);
+            return Ok(Applied {
+                duplicate: publications.is_empty(),
+                publications,
+            });
         }
         let watermark = self.watermark;
         let now = at.or(watermark).unwrap_or(0);
@@ -484,8 +529,10 @@ impl Engine {
                 publications: Vec::new(),
             });
         }
-        if let (Some(at), Some(watermark)) = (at, watermark)
-            && at < watermark
+        // Older than the watermark, or than a close request (which closes periods event time has not
+        // passed yet): it may land in a closed period.
+        if let Some(at) = at
+            && (watermark.is_some_and(|watermark| at < watermark) || at < self.requested_until)
         {
             self.mark_dirty(&location, at, what);
         }
@@ -518,6 +565,8 @@ impl Engine {
                 let rec = StateRec { category, reason };
                 let what = format!("late state `{}` since {}", rec.reason, doc.since);
                 log.touch(since);
+                log.first_state_at =
+                    Some(log.first_state_at.map_or(since, |first| first.min(since)));
                 let changed = log.states.insert(since, rec.clone()) != Some(rec);
                 (location, changed, what)
             }
@@ -592,6 +641,8 @@ impl Engine {
                 let changed = log.orders.insert(at, value.clone()) != Some(value);
                 (location, changed, what)
             }
+            // Handled in `apply` before anything is recorded.
+            Input::Close { location, .. } => (location, false, String::new()),
             Input::Meta { location, meta } => {
                 let log = self.logs.entry(location.clone()).or_default();
                 let mut rates = Rates::default();
@@ -788,12 +839,29 @@ impl Engine {
         let calendar = self.calendar(scope);
         let rules = self.rules();
         let mut total = Raw::default();
-        for &(from, to) in windows {
-            let to = to.min(as_of.max(from));
+        for &(from, window_end) in windows {
+            let to = window_end.min(as_of.max(from));
+            // A window that runs past the time of calculation is open: a sample stamped exactly at that
+            // time belongs to it. A closed one ends where the next begins, which owns such a sample.
+            let count_to = if window_end > as_of && to == as_of {
+                to + 1
+            } else {
+                to
+            };
+            // Time before the first state of the asset whose time counts is not monitored: it is left
+            // out of the window (times and counts alike) and reported as `unmonitored_ms`.
+            let from_monitored = time_log
+                .first_state_at
+                .map_or(to, |first| first.clamp(from, to));
+            total.unmonitored_ms += to_u64(from_monitored - from);
+            if from_monitored >= to {
+                continue;
+            }
+            let from = from_monitored;
+            total.monitored_from = Some(total.monitored_from.map_or(from, |m| m.min(from)));
             let planned = calendar.planned(from, to);
             let spans = time_log.spans(from, to, as_of);
-            // A sample stamped exactly at the time of calculation belongs to the open period.
-            let deltas = count_log.deltas(from, if to == as_of { to + 1 } else { to });
+            let deltas = count_log.deltas(from, count_to);
             let setup_ends = time_log.setup_ends(from - rules.startup_window_ms, to);
             let ideal_ms = |at: i64| ideal.0.ideal_ms(at, ideal.1);
             let raw = iso22400::accumulate(
@@ -851,7 +919,11 @@ impl Engine {
                 .cmp(&a.duration_ms)
                 .then_with(|| a.reason.cmp(&b.reason))
         });
-        let start = windows.first().map_or(as_of, |(start, _)| *start);
+        // The first instant monitored (later than the period's start for an asset first seen during it).
+        let start = raw
+            .monitored_from
+            .or_else(|| windows.first().map(|(start, _)| *start))
+            .unwrap_or(as_of);
         let end = windows.last().map_or(as_of, |(_, end)| *end);
         let end = if is_final {
             end
@@ -951,41 +1023,69 @@ impl Engine {
             return Vec::new();
         }
         let grace = self.settings.grace_ms;
+        let due = |end: i64| end.saturating_add(grace) <= watermark;
         let mut next_due = i64::MAX;
         let mut out = Vec::new();
         for scope in self.scopes() {
-            let Some(first_at) = self.first_at(&scope) else {
-                continue;
-            };
-            for kind in [Kind::Hour, Kind::Shift, Kind::Day] {
-                let calendar = self.calendar(&scope).clone();
-                let key = (scope.clone(), kind);
-                let mut cursor = self.closed_until.get(&key).copied().unwrap_or(first_at);
-                while let Some(window) = Self::next_window(&calendar, kind, cursor) {
-                    if window.end <= cursor {
-                        break;
-                    }
-                    if window.end.saturating_add(grace) > watermark {
-                        next_due = next_due.min(window.end.saturating_add(grace));
-                        break;
-                    }
-                    let windows = [(window.start, window.end)];
-                    let result = self.result(&scope, kind, &window.id, &windows, window.end, true);
-                    let empty = result.times.pot_ms == 0 && result.counts.produced.qty == 0.0;
-                    if kind == Kind::Shift || !empty {
-                        out.push(self.publish_final(
-                            (scope.clone(), kind, window.id),
-                            windows.to_vec(),
-                            result,
-                        ));
-                    }
-                    cursor = window.end;
-                    self.closed_until.insert(key.clone(), cursor);
+            for kind in [Kind::Hour, Kind::Shift, Kind::Day, Kind::Wo] {
+                let (closed, pending) = self.close_periods(&scope, kind, watermark, &due);
+                out.extend(closed);
+                if let Some(end) = pending {
+                    next_due = next_due.min(end.saturating_add(grace));
                 }
             }
-            // Work orders close when another order (or none) replaced them and the grace has passed.
-            let Some(log) = self.order_log(&scope) else {
-                continue;
+        }
+        self.next_due = next_due;
+        out.extend(self.correct_dirty());
+        out
+    }
+
+    /// `_cmd/oee/close`: closes the periods of every scope at or below `location` that ended by `at`,
+    /// without waiting for the grace.
+    fn close_requested(
+        &mut self,
+        location: &Location,
+        kind: Option<Kind>,
+        at: i64,
+    ) -> Vec<Publication> {
+        let kinds = kind.map_or_else(
+            || vec![Kind::Hour, Kind::Shift, Kind::Day, Kind::Wo],
+            |kind| vec![kind],
+        );
+        let as_of = self.watermark.map_or(at, |watermark| watermark.max(at));
+        let due = |end: i64| end <= at;
+        self.requested_until = self.requested_until.max(at);
+        let mut out = Vec::new();
+        for scope in self.scopes_under(location) {
+            for &kind in &kinds {
+                out.extend(self.close_periods(&scope, kind, as_of, &due).0);
+            }
+        }
+        out
+    }
+
+    /// The scopes with data at or below `location`.
+    pub fn scopes_under(&self, location: &Location) -> Vec<Scope> {
+        self.scopes()
+            .into_iter()
+            .filter(|scope| location.contains(scope.location()))
+            .collect()
+    }
+
+    /// Closes the periods of `scope` and `kind` that `due` accepts (by their end), oldest first; returns
+    /// the finals and the end of the first period not yet due. Work orders close once another order (or
+    /// none) replaced them; `as_of` is the time the order timeline is read up to.
+    fn close_periods(
+        &mut self,
+        scope: &Scope,
+        kind: Kind,
+        as_of: i64,
+        due: &dyn Fn(i64) -> bool,
+    ) -> (Vec<Publication>, Option<i64>) {
+        let mut out = Vec::new();
+        if kind == Kind::Wo {
+            let Some(log) = self.order_log(scope) else {
+                return (out, None);
             };
             let ids: BTreeSet<String> = log
                 .orders
@@ -993,27 +1093,105 @@ impl Engine {
                 .flatten()
                 .map(|(id, _)| id.clone())
                 .collect();
-            let mut due = Vec::new();
+            let mut ready = Vec::new();
+            let mut pending: Option<i64> = None;
             for id in ids {
-                let (windows, open) = log.order_windows(&id, watermark);
+                let (windows, open) = log.order_windows(&id);
                 let end = windows.last().map_or(i64::MAX, |(_, end)| *end);
                 let key = (scope.clone(), Kind::Wo, id.clone());
                 if open || self.finals.contains_key(&key) {
                     continue;
                 }
-                if end.saturating_add(grace) <= watermark {
-                    due.push((key, windows));
+                if due(end) {
+                    ready.push((key, windows));
                 } else {
-                    next_due = next_due.min(end.saturating_add(grace));
+                    pending = Some(pending.map_or(end, |pending| pending.min(end)));
                 }
             }
-            for (key, windows) in due {
-                let result = self.result(&scope, Kind::Wo, &key.2, &windows, watermark, true);
+            for (key, windows) in ready {
+                let result = self.result(scope, Kind::Wo, &key.2, &windows, as_of, true);
                 out.push(self.publish_final(key, windows, result));
             }
+            return (out, pending);
         }
-        self.next_due = next_due;
-        out.extend(self.correct_dirty());
+        let Some(first_at) = self.first_at(scope) else {
+            return (out, None);
+        };
+        let calendar = self.calendar(scope).clone();
+        let key = (scope.clone(), kind);
+        let mut cursor = self.closed_until.get(&key).copied().unwrap_or(first_at);
+        while let Some(window) = Self::next_window(&calendar, kind, cursor) {
+            if window.end <= cursor {
+                break;
+            }
+            if !due(window.end) {
+                return (out, Some(window.end));
+            }
+            let windows = [(window.start, window.end)];
+            let result = self.result(scope, kind, &window.id, &windows, window.end, true);
+            let empty = result.times.pot_ms == 0 && result.counts.produced.qty == 0.0;
+            if kind == Kind::Shift || !empty {
+                out.push(self.publish_final(
+                    (scope.clone(), kind, window.id),
+                    windows.to_vec(),
+                    result,
+                ));
+            }
+            cursor = window.end;
+            self.closed_until.insert(key.clone(), cursor);
+        }
+        (out, None)
+    }
+
+    /// The periods of the scopes at or below `location` that are still running at `at` (of `kind`, or of
+    /// every kind): what a close request leaves open.
+    pub fn still_open(
+        &self,
+        location: &Location,
+        kind: Option<OeePeriodKind>,
+        at: i64,
+    ) -> Vec<OpenPeriod> {
+        let mut out = Vec::new();
+        for scope in self.scopes_under(location) {
+            let calendar = self.calendar(&scope);
+            let mut windows = vec![
+                (OeePeriodKind::Hour, Some(calendar.hour(at))),
+                (
+                    OeePeriodKind::Shift,
+                    calendar.shift_at(at).map(|shift| Window {
+                        id: shift.id,
+                        start: shift.start,
+                        end: shift.end,
+                    }),
+                ),
+                (OeePeriodKind::Day, Some(calendar.day(at))),
+            ];
+            if let Some(log) = self.order_log(&scope)
+                && let Some((_, Some((id, _)))) = log.orders.range(..=at).next_back()
+            {
+                windows.push((
+                    OeePeriodKind::Wo,
+                    Some(Window {
+                        id: id.clone(),
+                        start: at,
+                        end: at,
+                    }),
+                ));
+            }
+            for (period_kind, window) in windows {
+                if kind.is_some_and(|kind| kind != period_kind) {
+                    continue;
+                }
+                if let Some(window) = window {
+                    out.push(OpenPeriod {
+                        location: scope.location().clone(),
+                        kind: period_kind,
+                        id: window.id,
+                        end: window.end,
+                    });
+                }
+            }
+        }
         out
     }
 
@@ -1109,7 +1287,7 @@ impl Engine {
         if let Some(log) = self.order_log(scope)
             && let Some((_, Some((id, _)))) = log.orders.range(..=as_of).next_back()
         {
-            let (windows, _) = log.order_windows(id, as_of);
+            let (windows, _) = log.order_windows(id);
             push(Kind::Wo, id, &windows);
         }
         out

@@ -5,7 +5,7 @@
 //! - outside every shift, or in state `not_scheduled`, or in mode `no_shift` → outside POT;
 //! - in a break, or in state `planned_down` → PDT;
 //! - `running` → APT; `setup` → ASUT; `unplanned_down` → ADET; `starved`/`blocked` → ADOT;
-//!   `unknown` (and time before any state arrived) → ADOT, also counted in `unknown_ms`;
+//!   `unknown` (and time a window's state spans leave uncovered) → ADOT, also counted in `unknown_ms`;
 //! - a minor stop (`minor_stop`, or `unplanned_down` shorter than the threshold) → ADET under `iso22400`,
 //!   APT under `tpm`; either way also counted in `minor_stop_ms`.
 
@@ -134,6 +134,11 @@ pub struct Raw {
     pub missing_ideal: Option<String>,
     /// Losses by (reason, category): duration and occurrences.
     pub losses: BTreeMap<(String, CategoryKey), (u64, u32)>,
+    /// Time of the period before the first state of the asset whose time counts: not monitored, left
+    /// out of every bucket and of the calendar time.
+    pub unmonitored_ms: u64,
+    /// The first instant that is monitored, when any is.
+    pub monitored_from: Option<i64>,
 }
 
 /// A sortable stand-in for [`StateCategory`] in map keys.
@@ -364,6 +369,11 @@ impl Raw {
         if self.missing_ideal.is_none() {
             self.missing_ideal.clone_from(&other.missing_ideal);
         }
+        self.unmonitored_ms += other.unmonitored_ms;
+        self.monitored_from = match (self.monitored_from, other.monitored_from) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         for (key, (ms, n)) in &other.losses {
             let entry = self.losses.entry(key.clone()).or_insert((0, 0));
             entry.0 += ms;
@@ -437,13 +447,12 @@ pub fn kpis(raw: &Raw, policy: MinorStopPolicy) -> Kpis {
         t.asut_ms as f64,
         t.adet_ms as f64,
     );
-    let availability = ratio(
-        &mut reasons,
-        "availability",
-        apt,
-        pbt,
-        "PBT is 0: no planned busy time in the period",
-    );
+    let no_pbt = if raw.unmonitored_ms > 0 && raw.monitored_from.is_none() {
+        "PBT is 0: no state received for the period (time before an asset's first state is not monitored)"
+    } else {
+        "PBT is 0: no planned busy time in the period"
+    };
+    let availability = ratio(&mut reasons, "availability", apt, pbt, no_pbt);
     let performance = match &raw.missing_ideal {
         Some(why) => {
             reasons.insert("performance".to_owned(), why.clone());
@@ -478,12 +487,17 @@ pub fn kpis(raw: &Raw, policy: MinorStopPolicy) -> Kpis {
         pq,
         "PQ is 0: nothing produced in the period",
     );
+    let no_calendar = if raw.monitored_from.is_none() && raw.unmonitored_ms > 0 {
+        no_pbt
+    } else {
+        "the period has no calendar time"
+    };
     let utilisation = ratio(
         &mut reasons,
         "utilisation",
         pbt,
         raw.calendar_ms as f64,
-        "the period has no calendar time",
+        no_calendar,
     );
     let technical_efficiency = ratio(
         &mut reasons,
@@ -492,13 +506,7 @@ pub fn kpis(raw: &Raw, policy: MinorStopPolicy) -> Kpis {
         apt + adet,
         "APT + ADET is 0: no production or breakdown time",
     );
-    let setup_ratio = ratio(
-        &mut reasons,
-        "setup_ratio",
-        asut,
-        pbt,
-        "PBT is 0: no planned busy time in the period",
-    );
+    let setup_ratio = ratio(&mut reasons, "setup_ratio", asut, pbt, no_pbt);
     let net_availability = ratio(
         &mut reasons,
         "nee",

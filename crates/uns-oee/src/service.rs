@@ -17,13 +17,13 @@ use axum::routing::get;
 use serde::Serialize;
 use tracing::{info, warn};
 use uns_client::{ClientError, UnsClient};
-use uns_model::payload::{ErrorReport, OeeResult, SchemaTag, Timestamp};
-use uns_model::topic::{Class, CountKind, Id, OeePeriodKind, TopicFilter, UnsTopic};
+use uns_model::payload::{CmdReply, ErrorReport, OeeResult, SchemaTag, Timestamp};
+use uns_model::topic::{Class, CountKind, Id, Location, OeePeriodKind, TopicFilter, UnsTopic};
 use uns_service::{ConfigEnv, ConfigError, Context, Service};
 use uns_store::{Bytes, ReadableTx, Store, StoreError, Table, U64};
 
 use crate::config::{OeeConfig, Settings};
-use crate::engine::{Engine, Publication, Rejected, parse_location};
+use crate::engine::{Applied, Engine, Input, OpenPeriod, Publication, Rejected, parse_location};
 use crate::input;
 
 /// Every input that changed the engine, in arrival order: sequence → `topic \n payload`.
@@ -118,8 +118,8 @@ enum Trigger {
     Tick,
 }
 
-/// What the service subscribes to: `_state`, `_count/*`, `_count/events`, `_wo/_active` and `_meta` at
-/// any location.
+/// What the service subscribes to: `_state`, `_count/*`, `_count/events`, `_wo/_active`, `_meta` and
+/// `_cmd/oee/close` at any location.
 pub fn filters() -> Vec<TopicFilter> {
     // `_count/produced` is not read: PQ is good + scrap + rework.
     let classes = [
@@ -133,6 +133,7 @@ pub fn filters() -> Vec<TopicFilter> {
     ];
     classes
         .iter()
+        .chain([&input::close_class()])
         .flat_map(TopicFilter::at_any_location)
         .collect()
 }
@@ -180,6 +181,21 @@ async fn handle(
     let Ok(topic) = message.topic.parse::<UnsTopic>() else {
         return Ok(false);
     };
+    if let (Some(location), Some(class)) = (topic.location(), topic.class())
+        && input::is_close(class)
+    {
+        close(
+            client,
+            store,
+            engine,
+            seq,
+            message,
+            &topic,
+            location.clone(),
+        )
+        .await?;
+        return Ok(false);
+    }
     let decoded = match input::decode(&topic, &message.payload) {
         Ok(Some(decoded)) => decoded,
         Ok(None) => return Ok(false),
@@ -199,16 +215,157 @@ async fn handle(
     if applied.duplicate {
         return Ok(false);
     }
-    let mut record = message.topic.clone().into_bytes();
+    append(store, seq, &message.topic, &message.payload).await?;
+    publish(client, applied.publications).await?;
+    Ok(true)
+}
+
+/// Appends one input to the log.
+async fn append(store: &Store, seq: &mut u64, topic: &str, payload: &[u8]) -> Result<(), OeeError> {
+    let mut record = topic.as_bytes().to_vec();
     record.push(b'\n');
-    record.extend_from_slice(&message.payload);
+    record.extend_from_slice(payload);
     let key = *seq;
     store
         .write(move |tx| tx.insert(&INPUTS, &key, &record))
         .await?;
     *seq += 1;
+    Ok(())
+}
+
+/// One period in the reply to `_cmd/oee/close`.
+#[derive(Serialize)]
+struct ClosedPeriod {
+    scope: String,
+    period: OeePeriodKind,
+    id: String,
+    version: u32,
+}
+
+/// A period the close request left running.
+#[derive(Serialize)]
+struct RunningPeriod {
+    scope: String,
+    period: OeePeriodKind,
+    id: String,
+    ends: Timestamp,
+}
+
+/// The result of a `_cmd/oee/close` reply.
+#[derive(Serialize)]
+struct CloseReply {
+    /// The time the closed periods ended by.
+    at: Timestamp,
+    closed: Vec<ClosedPeriod>,
+    still_open: Vec<RunningPeriod>,
+}
+
+/// `_cmd/oee/close`: closes the periods of the scope (and the scopes below it) that ended by the time
+/// asked for (default: the newest event time or the clock, whichever is later) without waiting for the
+/// grace, records the request with that time (so a replay closes the same periods), publishes the
+/// finals and answers with what it closed and what is still running. A refusal is answered and
+/// reported on `_errors`.
+async fn close(
+    client: &UnsClient,
+    store: &Store,
+    engine: &Arc<Mutex<Engine>>,
+    seq: &mut u64,
+    message: &uns_client::Message,
+    topic: &UnsTopic,
+    location: Location,
+) -> Result<(), OeeError> {
+    let outcome = match input::close_request(&message.payload) {
+        Ok(request) => {
+            let now = chrono::Utc::now().timestamp_millis();
+            let mut engine = lock(engine);
+            close_in(&mut engine, &location, request, now)
+        }
+        Err(err) => Err(format!(
+            "the body of _cmd/oee/close is {{\"period\": \"hour|shift|day|wo\", \"at\": RFC 3339}} \
+             (both optional): {err}"
+        )),
+    };
+    let (at, request, applied, still_open) = match outcome {
+        Ok(outcome) => outcome,
+        Err(reason) => {
+            client
+                .reply(message, &CmdReply::error(reason.clone()))
+                .await?;
+            reject(client, topic, message, "bad_command", reason).await?;
+            return Ok(());
+        }
+    };
+    if !applied.duplicate {
+        let body = serde_json::to_vec(&request).unwrap_or_default();
+        append(store, seq, &message.topic, &body).await?;
+    }
+    let closed = applied
+        .publications
+        .iter()
+        .filter_map(|publication| match &publication.class {
+            Class::Oee(kind, id) => Some(ClosedPeriod {
+                scope: publication.location.to_string(),
+                period: *kind,
+                id: id.as_str().to_owned(),
+                version: publication.result.version,
+            }),
+            _ => None,
+        })
+        .collect();
     publish(client, applied.publications).await?;
-    Ok(true)
+    let reply = CloseReply {
+        at,
+        closed,
+        still_open: still_open
+            .into_iter()
+            .map(|open| RunningPeriod {
+                scope: open.location.to_string(),
+                period: open.kind,
+                id: open.id,
+                ends: Timestamp::from_unix_ms(open.end).unwrap_or(at),
+            })
+            .collect(),
+    };
+    client
+        .reply(message, &CmdReply::ok(serde_json::to_value(&reply).ok()))
+        .await?;
+    Ok(())
+}
+
+/// The engine side of a close request: resolves its time, applies it and lists what stays open.
+fn close_in(
+    engine: &mut Engine,
+    location: &Location,
+    request: input::CloseRequest,
+    now: i64,
+) -> Result<(Timestamp, input::CloseRequest, Applied, Vec<OpenPeriod>), String> {
+    let latest = engine
+        .watermark()
+        .map_or(now, |watermark| watermark.max(now));
+    let at = request.at.map_or(latest, |at| at.unix_ms());
+    let at_ts = Timestamp::from_unix_ms(at).ok_or("the time is out of range")?;
+    if at > latest {
+        return Err(format!(
+            "cannot close periods by {at_ts}: it is later than both the clock and the newest event time"
+        ));
+    }
+    if engine.scopes_under(location).is_empty() {
+        return Err(format!("no OEE data at or below {location}"));
+    }
+    let kind = request.period;
+    let applied = engine
+        .apply(Input::Close {
+            location: location.clone(),
+            kind,
+            at,
+        })
+        .map_err(|err| err.to_string())?;
+    let still_open = engine.still_open(location, kind, at);
+    let request = input::CloseRequest {
+        period: kind,
+        at: Some(at_ts),
+    };
+    Ok((at_ts, request, applied, still_open))
 }
 
 async fn reject(

@@ -367,6 +367,75 @@ fn three_cell_line_is_not_the_mean_of_its_cells() {
     close4(site.oee, line_a * line_e * line_q);
 }
 
+/// An asset first seen during a shift (a fresh `uns up --demo` at 09:00 in a 06:00-14:00 shift): the
+/// time before its first state is not monitored, so it is left out of POT rather than counted as
+/// unknown downtime; the result's `start` says from when the figures run. Counts before it are left
+/// out too (the first sample is the baseline anyway). A state that arrives late from before the first
+/// one extends the coverage (version 2). An asset that sends counts but never a state has no time
+/// figures at all: availability is null with the reason.
+#[test]
+fn time_before_the_first_state_is_not_monitored() {
+    let mut plant = Plant::new(ONE_SHIFT);
+    plant.rate(FILLER, 60.0);
+    plant.zero_counts(FILLER, at("09:00"));
+    plant.state(FILLER, at("09:00"), Running, "Execute");
+    plant.count(FILLER, Good, 50.0, at("10:00"));
+
+    // Open shift at 10:15: monitored 09:00-10:15 = 75 min, of which the break 10:00-10:15.
+    let current = plant.engine.current(Some(at("10:15")));
+    let shift = &current
+        .iter()
+        .find(|p| p.location == loc(FILLER) && p.result.period.id.as_str() == SHIFT)
+        .expect("current shift")
+        .result;
+    assert_eq!(shift.start.unix_ms(), at("09:00"));
+    assert_eq!(shift.times.pot_ms as f64, min(75.0));
+    assert_eq!(shift.times.pdt_ms as f64, min(15.0));
+    assert_eq!(shift.times.unknown_ms, 0);
+    close4(shift.availability, min(60.0) / min(60.0)); // was 60/(75-15+180) = 0.25 with 06:00-09:00 unknown
+    close4(shift.performance, 50.0 * min(1.0) / min(60.0)); // 0.8333
+
+    plant.count(FILLER, Good, 200.0, at("13:00"));
+    plant.tick(at("14:01"));
+    let v1 = plant.closed(FILLER, Shift, SHIFT);
+    // Monitored 09:00-14:00: POT = 300 min, PDT = 30, PBT = 270 = APT.
+    let (pot, pbt) = (min(300.0), min(270.0));
+    assert_eq!(v1.start.unix_ms(), at("09:00"));
+    assert_eq!(v1.end.unix_ms(), at("14:00"));
+    assert_eq!(v1.times.pot_ms as f64, pot);
+    assert_eq!(v1.times.pbt_ms as f64, pbt);
+    close4(v1.availability, pbt / pbt); // 1
+    close4(v1.performance, 200.0 * min(1.0) / pbt); // 0.7407
+    close4(v1.oee, 200.0 * min(1.0) / pbt);
+    close4(v1.utilisation, pbt / pot); // 0.9: PBT over the monitored calendar time
+    check_invariants(&v1);
+
+    // A late state from 08:00 (the bridge's store-and-forward): monitored from 08:00 now.
+    plant.state(FILLER, at("08:00"), UnplannedDown, "Jam");
+    let v2 = plant.closed(FILLER, Shift, SHIFT);
+    assert_eq!((v2.version, v2.corrects), (2, Some(1)));
+    assert_eq!(v2.start.unix_ms(), at("08:00"));
+    let pbt = min(360.0 - 30.0);
+    close4(v2.availability, (pbt - min(60.0)) / pbt); // 270/330 = 0.8182
+    check_invariants(&v2);
+
+    // Counts without any state: nothing is monitored.
+    let mut plant = Plant::new(ONE_SHIFT);
+    plant.rate(FILLER, 60.0);
+    plant.zero_counts(FILLER, at("06:00"));
+    plant.count(FILLER, Good, 100.0, at("12:00"));
+    plant.tick(at("14:01"));
+    let r = plant.closed(FILLER, Shift, SHIFT);
+    assert_eq!((r.times.pot_ms, r.counts.good.qty), (0, 0.0));
+    assert_eq!(r.availability, None);
+    assert!(
+        r.null_reasons["availability"].contains("no state received"),
+        "{:?}",
+        r.null_reasons
+    );
+    assert!(r.null_reasons["utilisation"].contains("no state received"));
+}
+
 /// A night shift 22:00-06:00 crossing midnight, with a break at 02:00.
 #[test]
 fn night_shift_crossing_midnight() {
@@ -389,13 +458,16 @@ shifts = [{ name = "night", start = "22:00", end = "06:00", breaks = [{ start = 
     assert_eq!(r.times.pot_ms as f64, min(480.0));
     assert_eq!(r.times.pdt_ms as f64, min(30.0));
     close4(r.performance, 420.0 * min(1.0) / min(450.0));
-    // The day 2026-03-02 holds 22:00-24:00 of it, and 00:00-06:00 of the night shift before, when no
-    // state had been received yet (unknown, in ADOT, flagged), with its break at 02:00.
+    // The day 2026-03-02 is monitored from the first state (21:00): it holds 22:00-24:00 of the
+    // night shift; 00:00-21:00 (with 00:00-06:00 of the night shift before) is not monitored and not
+    // in the figures. Utilisation = PBT / monitored calendar time = 120 min / 180 min.
     let day = plant.closed(FILLER, Day, "2026-03-02");
-    assert_eq!(day.times.pot_ms as f64, min(120.0 + 360.0));
-    assert_eq!(day.times.unknown_ms as f64, min(360.0 - 30.0));
+    assert_eq!(day.start.unix_ms(), at("21:00"));
+    assert_eq!(day.times.pot_ms as f64, min(120.0));
+    assert_eq!(day.times.unknown_ms, 0);
     assert_eq!(day.times.apt_ms as f64, min(120.0));
     assert_eq!(day.counts.good.qty, 100.0);
+    close4(day.utilisation, 120.0 / 180.0);
     check_invariants(&day);
 }
 
@@ -531,6 +603,276 @@ fn replay_at_1000x_gives_identical_results() {
         live.engine.current(Some(start))
     );
     assert_eq!(replay.current(Some(at("14:05") + 500)), live_current);
+}
+
+/// `_cmd/oee/close`: the filler goes quiet at 12:00 (last count; still running), so event time stays at
+/// 12:00 and the shift would never close by itself. A request at 13:00 closes nothing (the shift runs
+/// until 14:00) and names it as still open; one at 14:00:30 closes it at once, with the running state
+/// lasting up to the shift's end. A state that arrives late (a jam at 13:00) then corrects it to
+/// version 2. The recorded messages, close requests included, replay to the same publications.
+#[test]
+fn close_request_closes_a_quiet_shift_and_late_events_correct_it() {
+    let mut plant = Plant::new(ONE_SHIFT);
+    plant.rate(FILLER, 60.0);
+    plant.zero_counts(FILLER, at("06:00"));
+    plant.state(FILLER, at("06:00"), Running, "Execute");
+    plant.count(FILLER, Good, 300.0, at("12:00"));
+
+    let early = plant.close(FILLER, Some(Shift), at("13:00"));
+    assert!(early.publications.is_empty() && early.duplicate);
+    let open = plant
+        .engine
+        .still_open(&loc(FILLER), Some(Shift), at("13:00"));
+    assert_eq!(open.len(), 1);
+    assert_eq!((open[0].id.as_str(), open[0].end), (SHIFT, at("14:00")));
+
+    let closed = plant.close(FILLER, Some(Shift), at("14:00:30"));
+    assert_eq!(closed.publications.len(), 1, "only the shift was asked for");
+    let v1 = plant.closed(FILLER, Shift, SHIFT);
+    assert!(v1.is_final);
+    let pbt = min(480.0 - 30.0);
+    let apt = pbt; // running 06:00-14:00 minus the break
+    assert_eq!(v1.times.apt_ms as f64, apt);
+    close4(v1.availability, apt / pbt); // 1
+    close4(v1.performance, 300.0 * min(1.0) / apt); // 0.6667
+    close4(v1.oee, 300.0 * min(1.0) / pbt);
+    check_invariants(&v1);
+    // Hours were not asked for: 12:00-13:00 is still open until event time or a request closes it.
+    assert!(
+        plant
+            .engine
+            .closed(&loc(FILLER), Hour, "2026-03-02t12")
+            .is_none()
+    );
+    // Asking again closes nothing new.
+    assert!(plant.close(FILLER, Some(Shift), at("14:00:30")).duplicate);
+
+    // The jam at 13:00-13:30 arrives late.
+    plant.state(FILLER, at("13:00"), UnplannedDown, "Jam");
+    let applied = plant.state(FILLER, at("13:30"), Running, "Execute");
+    let versions = plant.versions(FILLER, Shift, SHIFT);
+    assert_eq!(
+        versions.iter().map(|r| r.version).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "one correction per late state: {applied:?}"
+    );
+    let v3 = plant.closed(FILLER, Shift, SHIFT);
+    assert_eq!(v3.corrects, Some(2));
+    let apt = pbt - min(30.0);
+    assert_eq!(v3.times.adet_ms as f64, min(30.0));
+    close4(v3.availability, apt / pbt); // 0.9333
+    close4(v3.performance, 300.0 * min(1.0) / apt); // 0.7143
+    check_invariants(&v3);
+
+    // A request at the site closes the periods of the cells below it: the hours up to 14:00.
+    let site = plant.close("acme/berlin", Some(Hour), at("14:00:30"));
+    assert!(
+        site.publications
+            .iter()
+            .any(|p| p.location == loc(FILLER) && p.result.period.id.as_str() == "2026-03-02t13")
+    );
+
+    let mut replay = Engine::new(settings(ONE_SHIFT));
+    let mut replayed = Vec::new();
+    for (topic, bytes) in &plant.recorded {
+        let topic: UnsTopic = topic.parse().expect("recorded topic");
+        let input = input::decode(&topic, bytes)
+            .expect("decodes")
+            .expect("used");
+        replayed.extend(replay.apply(input).expect("accepted").publications);
+    }
+    assert_eq!(replayed, plant.published);
+}
+
+/// The worked example of oee.com ("Calculate OEE", a standard shift): an 8-hour shift (480 min) with
+/// two 15-minute breaks and a 30-minute meal (planned stop time 60 min), 47 minutes of downtime, an
+/// ideal cycle time of 1.0 s (3600/h), 19,271 parts of which 423 rejected. Their figures:
+/// planned production time 420 min, run time 373 min, availability 373/420 = 88.81 %, performance
+/// (1.0 s × 19,271) / (373 × 60 s) = 86.11 %, quality 18,848/19,271 = 97.80 %, OEE = 74.79 %
+/// (https://www.oee.com/calculating-oee/).
+#[test]
+fn worked_example_of_oee_com() {
+    let config = r#"
+grace_s = 60
+default_calendar = "example"
+[calendars.example]
+shifts = [{ name = "early", start = "06:00", end = "14:00", breaks = [
+    { start = "08:00", end = "08:15" }, { start = "10:00", end = "10:30" }, { start = "12:00", end = "12:15" },
+] }]
+"#;
+    let mut plant = Plant::new(config);
+    plant.rate(FILLER, 3600.0);
+    plant.zero_counts(FILLER, at("06:00"));
+    plant.state(FILLER, at("06:00"), Running, "Execute");
+    plant.state(FILLER, at("11:00"), UnplannedDown, "Motor fault");
+    plant.state(FILLER, at("11:47"), Running, "Execute");
+    plant.count(FILLER, Good, 18_848.0, at("13:59:59"));
+    plant.count(FILLER, Scrap, 423.0, at("13:59:59"));
+    plant.tick(at("14:01"));
+    let r = plant.closed(FILLER, Shift, SHIFT);
+    let (planned, run) = (min(420.0), min(373.0));
+    assert_eq!(r.times.pbt_ms as f64, planned);
+    assert_eq!(r.times.apt_ms as f64, run);
+    close4(r.availability, 0.8881); // 373 / 420
+    close4(r.performance, 19_271.0 * 1000.0 / run); // 0.8611
+    close4(r.quality, 18_848.0 / 19_271.0); // 0.9780
+    close4(r.oee, 18_848.0 * 1000.0 / planned); // 0.7479: good parts × ideal cycle / planned time
+    assert!((r.oee.expect("oee") - 0.7479).abs() < 0.5e-4);
+    check_invariants(&r);
+}
+
+/// A day of the simulated filler (`uns sim`'s machine model, seed 42, stepped every second; state
+/// changes published as the SCADA bridge maps them, counters every 10 s) on the demo calendar in UTC.
+/// Every closed period keeps Σ buckets = POT and A × E × Q = OEE to 1e-9; the day's buckets equal an
+/// independent second-by-second tally of the same run; the hours add up to the day (a counter sample
+/// stamped exactly at an hour's end counts in the next hour only, never in both); the day's
+/// quantities are the counters' increase; performance lies in the model's 0.85..1.0 running speed.
+#[test]
+fn a_day_of_the_simulated_filler_stays_consistent() {
+    use uns_sim::CellKind;
+    use uns_sim::plant::{DeviceModel, MachineState as Sim};
+
+    let mut plant = Plant::new("grace_s = 60\n");
+    let mut model = DeviceModel::new(42, "line-1/filler", CellKind::Filler, 12_000.0, 0);
+    plant.rate(FILLER, 12_000.0);
+    let t0 = at("00:00");
+    let category = |state: Sim| match state {
+        Sim::Running => (Running, "Execute"),
+        Sim::MinorStop => (MinorStop, "Suspended"),
+        Sim::Jam => (UnplannedDown, "Held"),
+        Sim::Changeover => (Setup, "Stopped"),
+        Sim::Break => (PlannedDown, "Idle"),
+    };
+    // The demo calendar's breaks (UTC here): planned downtime whatever the machine does.
+    let in_break = |t: i64| {
+        ["02:00", "10:00", "18:00"]
+            .iter()
+            .any(|start| t >= at(start) && t < at(start) + 30 * 60_000)
+    };
+    let (mut pdt, mut apt, mut asut, mut adet) = (0_i64, 0_i64, 0_i64, 0_i64);
+    let mut state = model.state();
+    let (name_cat, name) = category(state);
+    plant.state(FILLER, t0, name_cat, name);
+    plant.count(FILLER, Good, 0.0, t0);
+    plant.count(FILLER, Scrap, 0.0, t0);
+    let mut last_counts = model.counters();
+    let (mut day_good, mut day_scrap) = (0_u64, 0_u64);
+    for second in 0..86_400_i64 {
+        let t = t0 + second * 1000;
+        // The state published at t holds over [t, t + 1 s).
+        match state {
+            _ if in_break(t) => pdt += 1000,
+            Sim::Break => pdt += 1000,
+            Sim::Running => apt += 1000,
+            Sim::Changeover => asut += 1000,
+            Sim::MinorStop | Sim::Jam => adet += 1000,
+        }
+        model.step(1.0);
+        let next = t + 1000;
+        if model.state() != state {
+            state = model.state();
+            let (cat, name) = category(state);
+            plant.state(FILLER, next, cat, name);
+        }
+        if (second + 1) % 10 == 0 && next < t0 + 86_400_000 {
+            let (good, scrap) = model.counters();
+            if good != last_counts.0 {
+                plant.count(FILLER, Good, good as f64, next);
+            }
+            if scrap != last_counts.1 {
+                plant.count(FILLER, Scrap, scrap as f64, next);
+            }
+            day_good += good - last_counts.0;
+            day_scrap += scrap - last_counts.1;
+            last_counts = (good, scrap);
+        }
+    }
+    plant.tick(t0 + 86_400_000 + 120_000);
+    assert!(plant.published.len() > 24);
+    for publication in &plant.published {
+        check_invariants(&publication.result);
+    }
+    let day = plant.closed(FILLER, Day, "2026-03-02");
+    let t = &day.times;
+    assert_eq!(t.pot_ms, 86_400_000);
+    assert_eq!(t.pdt_ms as i64, pdt);
+    assert_eq!(t.apt_ms as i64, apt);
+    assert_eq!(t.asut_ms as i64, asut);
+    assert_eq!(t.adet_ms as i64, adet);
+    assert_eq!((t.adot_ms, t.unknown_ms), (0, 0));
+    assert_eq!(day.counts.good.qty, day_good as f64);
+    assert_eq!(day.counts.scrap.qty, day_scrap as f64);
+    assert!(day_good > 100_000, "the filler produced: {day_good}");
+    close4(day.availability, apt as f64 / (86_400_000 - pdt) as f64);
+    let performance = day.performance.expect("performance");
+    assert!(
+        (0.85..=1.0).contains(&performance),
+        "performance {performance}"
+    );
+    let hours: Vec<_> = (0..24)
+        .map(|hour| plant.closed(FILLER, Hour, &format!("2026-03-02t{hour:02}")))
+        .collect();
+    let sum = |f: &dyn Fn(&uns_model::payload::OeeResult) -> f64| hours.iter().map(f).sum::<f64>();
+    assert_eq!(sum(&|h| h.times.apt_ms as f64), t.apt_ms as f64);
+    assert_eq!(sum(&|h| h.times.adet_ms as f64), t.adet_ms as f64);
+    assert_eq!(sum(&|h| h.counts.good.qty), day.counts.good.qty);
+    assert!((sum(&|h| h.times.ideal_ms) - t.ideal_ms).abs() < 1e-3);
+}
+
+/// A restart of the service mid-shift: at 10:05 the engine is rebuilt from the recorded inputs (as the
+/// service does from its store) and fed the rest of the shift; its shift, hours and current figures
+/// are exactly those of an engine that ran through. Changeover 06:00-06:30, jam 08:00-08:20, 300 good
+/// and 6 scrap at 60/h: A = (450 - 30 - 20)/450 = 0.8889, E = 306/400 = 0.7650, Q = 300/306.
+#[test]
+fn restart_mid_shift_loses_nothing() {
+    fn first_half(plant: &mut Plant) {
+        plant.rate(FILLER, 60.0);
+        plant.zero_counts(FILLER, at("06:00"));
+        plant.state(FILLER, at("06:00"), Setup, "changeover");
+        plant.state(FILLER, at("06:30"), Running, "Execute");
+        plant.state(FILLER, at("08:00"), UnplannedDown, "Jam");
+        plant.state(FILLER, at("08:20"), Running, "Execute");
+        plant.count(FILLER, Good, 120.0, at("10:05"));
+    }
+    fn second_half(plant: &mut Plant) {
+        plant.count(FILLER, Scrap, 6.0, at("12:00"));
+        plant.count(FILLER, Good, 300.0, at("13:59"));
+        plant.tick(at("14:01"));
+    }
+    let mut through = Plant::new(ONE_SHIFT);
+    first_half(&mut through);
+    second_half(&mut through);
+
+    let mut before = Plant::new(ONE_SHIFT);
+    first_half(&mut before);
+    let mut restarted = Plant::new(ONE_SHIFT);
+    for (topic, bytes) in &before.recorded {
+        let topic: UnsTopic = topic.parse().expect("recorded topic");
+        let input = input::decode(&topic, bytes)
+            .expect("decodes")
+            .expect("used");
+        restarted
+            .published
+            .extend(restarted.engine.apply(input).expect("ok").publications);
+    }
+    assert_eq!(
+        restarted.published, before.published,
+        "the replay republishes nothing new"
+    );
+    assert_eq!(
+        restarted.engine.current(Some(at("10:06"))),
+        before.engine.current(Some(at("10:06")))
+    );
+    second_half(&mut restarted);
+    assert_eq!(restarted.published, through.published);
+    let r = restarted.closed(FILLER, Shift, SHIFT);
+    let pbt = min(450.0);
+    let apt = pbt - min(30.0) - min(20.0);
+    close4(r.availability, apt / pbt); // 0.8889
+    close4(r.performance, 306.0 * min(1.0) / apt); // 0.7650
+    close4(r.quality, 300.0 / 306.0); // 0.9804
+    close4(r.oee, 300.0 * min(1.0) / pbt); // 0.6667
+    check_invariants(&r);
 }
 
 proptest! {

@@ -383,3 +383,179 @@ async fn bad_and_too_late_input_is_reported_counted_and_survived() -> anyhow::Re
     stop.cancel();
     Ok(())
 }
+
+/// `_cmd/oee/close` over MQTT 5 request/response: the filler ran all of yesterday (UTC) and then went
+/// quiet, so event time never passes yesterday's end plus the grace and nothing closes by itself.
+/// The request closes yesterday's shift (one 24-hour shift), hours and day at once, with the last state
+/// running up to the period's end; the reply lists what it closed and what is still running; a body
+/// that does not parse is refused, answered and reported on `_errors`; after a restart the closed
+/// shift is still there (the request was recorded with its time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_command_closes_ended_periods_without_waiting_for_events() -> anyhow::Result<()> {
+    use uns_model::payload::CmdReply;
+
+    let dir = tempfile::tempdir()?;
+    let broker = uns_broker::start(uns_broker::BrokerConfig {
+        listen: "127.0.0.1:0".parse()?,
+        ws_listen: None,
+        data_dir: dir.path().join("broker"),
+        ..Default::default()
+    })
+    .await?;
+    let url = BrokerUrl::new("127.0.0.1", broker.mqtt_addr().port());
+    let stop = CancellationToken::new();
+    let (plc, mut inbox, _) = UnsClient::start(
+        ClientOptions::new(url.clone(), "plc")?,
+        ClientMetrics::register(&Metrics::new()),
+        stop.clone(),
+    );
+    plc.wait_connected(DEADLINE).await?;
+    let filler = loc(FILLER);
+    plc.subscribe(&TopicFilter::under(&filler)).await?;
+    let data_dir = dir.path().join("oee");
+    let running = start_oee(&data_dir, &url).await?;
+
+    let now = chrono::Utc::now().timestamp_millis();
+    let today = now - now.rem_euclid(86_400_000);
+    let t0 = today - 86_400_000;
+    let hour = 3_600_000;
+    let at = |class: Class| UnsTopic::located(filler.clone(), class);
+    plc.publish(&at(Class::Meta), &meta_doc(60.0)).await?;
+    plc.publish(
+        &at(Class::Count(CountKind::Good)),
+        &count_doc(CountKind::Good, 0.0, t0),
+    )
+    .await?;
+    plc.publish(
+        &at(Class::State),
+        &state_doc(t0, StateCategory::Running, "Execute"),
+    )
+    .await?;
+    // Subscribed once its first current figures appear (the documents so far are retained, the
+    // broker keeps only the latest total of a counter, so the next one must come after).
+    next_result(
+        &mut inbox,
+        &at(Class::OeeCurrent(OeePeriodKind::Shift)),
+        |_| true,
+    )
+    .await?;
+    plc.publish(
+        &at(Class::Count(CountKind::Good)),
+        &count_doc(CountKind::Good, 1080.0, t0 + 23 * hour),
+    )
+    .await?;
+    let yesterday_id = format!(
+        "{}.day",
+        chrono::DateTime::from_timestamp_millis(t0)
+            .context("t0")?
+            .format("%Y-%m-%d")
+    );
+    let (status, _) = http_get(
+        running.http,
+        &format!("/api/v1/oee?scope={FILLER}&period=shift&id={yesterday_id}"),
+    )
+    .await?;
+    assert_eq!(status, 404, "closed before the request");
+
+    // Closing at the filler (requests on the same connection as the documents, so after them).
+    let close_topic = at(uns_oee::input::close_class());
+    let message = plc
+        .request(&close_topic, &serde_json::json!({}), DEADLINE)
+        .await?;
+    let reply: CmdReply = decode(&message.payload)?;
+    assert!(reply.ok, "{reply:?}");
+    let result = reply.result.context("a result")?;
+    let closed = result["closed"].as_array().context("closed")?;
+    assert!(
+        closed.iter().any(|c| c["period"] == "shift"
+            && c["id"] == yesterday_id.as_str()
+            && c["version"] == 1
+            && c["scope"] == FILLER),
+        "{result}"
+    );
+    // Event time (23:00) had closed yesterday's hours up to 22:00 (end 22:00 + grace ≤ 23:00); the
+    // request closes 22:00 and 23:00 and today's hours that ended by its time.
+    let closed_at: uns_model::payload::Timestamp =
+        serde_json::from_value(result["at"].clone()).context("at")?;
+    let today_hours = (closed_at.unix_ms() - today) / hour;
+    assert_eq!(
+        closed.iter().filter(|c| c["period"] == "hour").count() as i64,
+        2 + today_hours,
+        "{result}"
+    );
+    assert!(closed.iter().any(|c| c["period"] == "day"), "{result}");
+    let open = result["still_open"].as_array().context("still_open")?;
+    assert!(
+        open.iter()
+            .any(|o| o["period"] == "shift" && o["id"].as_str() != Some(&yesterday_id)),
+        "today's shift still runs: {result}"
+    );
+
+    let final_topic = at(Class::Oee(OeePeriodKind::Shift, Id::new(&yesterday_id)?));
+    let shift = next_result(&mut inbox, &final_topic, |r| r.is_final).await?;
+    // Running from 00:00 to 24:00 (the last state runs to the period's end), 1080 parts at 1 min each.
+    let (pbt, apt) = (min(24.0 * 60.0), min(24.0 * 60.0));
+    assert_eq!(shift.times.apt_ms as f64, apt);
+    assert_eq!(shift.version, 1);
+    close4(shift.availability, apt / pbt);
+    close4(shift.performance, 1080.0 * min(1.0) / apt); // 0.75
+    close4(shift.oee, 1080.0 * min(1.0) / pbt);
+
+    // A second close finds nothing more to close.
+    let message = plc
+        .request(
+            &close_topic,
+            &serde_json::json!({"period": "shift"}),
+            DEADLINE,
+        )
+        .await?;
+    let again: CmdReply = decode(&message.payload)?;
+    assert!(again.ok, "{again:?}");
+    assert_eq!(
+        again.result.context("result")?["closed"],
+        serde_json::json!([])
+    );
+
+    // A bad body: refused, answered and reported.
+    let message = plc
+        .request(
+            &close_topic,
+            &serde_json::json!({"period": "week"}),
+            DEADLINE,
+        )
+        .await?;
+    let refused: CmdReply = decode(&message.payload)?;
+    assert!(!refused.ok);
+    assert!(
+        refused.error.as_deref().is_some_and(|e| e.contains("week")),
+        "{refused:?}"
+    );
+    let report = next_error(&mut inbox, &at(Class::Errors)).await?;
+    assert_eq!(
+        report.topic.as_deref(),
+        Some(close_topic.to_string().as_str())
+    );
+    // Closing in the future is refused too.
+    let message = plc
+        .request(
+            &close_topic,
+            &serde_json::json!({"at": "2999-01-01T00:00:00Z"}),
+            DEADLINE,
+        )
+        .await?;
+    let refused: CmdReply = decode(&message.payload)?;
+    assert!(!refused.ok, "{refused:?}");
+
+    // Restart: the request was recorded with its time, so the shift is closed again from the log.
+    running.stop().await;
+    let running = start_oee(&data_dir, &url).await?;
+    let body = http_get_ok(
+        running.http,
+        &format!("/api/v1/oee?scope={FILLER}&period=shift&id={yesterday_id}"),
+    )
+    .await?;
+    assert_eq!(serde_json::from_str::<OeeResult>(&body)?, shift);
+    running.stop().await;
+    stop.cancel();
+    Ok(())
+}

@@ -132,7 +132,8 @@ pub struct TimeBuckets {
     /// Minor stops: inside ADET under `iso22400`, inside APT under `tpm`.
     #[serde(default)]
     pub minor_stop_ms: u64,
-    /// Time in state `unknown` (or before any state was received), inside ADOT and flagged.
+    /// Time in state `unknown`, inside ADOT and flagged (time before an asset's first state is not
+    /// monitored and in no bucket; `start` is then the first monitored instant).
     #[serde(default)]
     pub unknown_ms: u64,
     /// Ideal cycle time × PQ (not a bucket): what the production time would be at the ideal rate.

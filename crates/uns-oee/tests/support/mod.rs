@@ -278,6 +278,30 @@ impl Plant {
         );
     }
 
+    /// `_cmd/oee/close` at `location` for periods that ended by `at`.
+    pub(crate) fn close(
+        &mut self,
+        location: &str,
+        kind: Option<OeePeriodKind>,
+        at: i64,
+    ) -> Applied {
+        let topic = UnsTopic::located(loc(location), uns_oee::input::close_class());
+        let body = uns_oee::input::CloseRequest {
+            period: kind,
+            at: Some(ts(at)),
+        };
+        let bytes = serde_json::to_vec(&body).expect("json");
+        self.apply(
+            topic,
+            bytes,
+            Input::Close {
+                location: loc(location),
+                kind,
+                at,
+            },
+        )
+    }
+
     /// Moves event time to `at` with a clock asset on another site (a counter that never changes).
     pub(crate) fn tick(&mut self, at: i64) {
         self.ticks += 1;
