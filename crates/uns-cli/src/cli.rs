@@ -258,7 +258,7 @@ pub(crate) struct TraceArgs {
     /// The graph as it stood at this RFC 3339 time (before later corrections).
     #[arg(long = "as-of")]
     pub(crate) as_of: Option<String>,
-    /// Output: a table of lots, the trace as JSON, or the recall sheet (CSV).
+    /// Output: a table of lots, the trace as JSON, the recall sheet (CSV) or the FSMA 204 sheet.
     #[arg(long, value_enum, default_value = "table")]
     pub(crate) format: TraceFormat,
     /// The HTTP endpoint of the process running the genealogy service.
@@ -275,6 +275,8 @@ pub(crate) enum TraceFormat {
     Json,
     /// The recall sheet: one row per affected lot.
     Csv,
+    /// The FSMA 204 sortable spreadsheet (CSV) of the trace's critical tracking events.
+    Fsma,
 }
 
 #[derive(Debug, Subcommand)]
@@ -389,6 +391,8 @@ pub(crate) enum Parsed {
         /// `(config key, value)` from the service's own flags.
         flags: Vec<(&'static str, String)>,
     },
+    /// `uns genealogy verify|export`: tools over the genealogy store.
+    Genealogy(crate::genealogy::GenealogyCommand),
 }
 
 /// The whole command line: the built-in commands plus one subcommand per listed service.
@@ -397,6 +401,9 @@ pub(crate) fn command() -> clap::Command {
     for listed in SERVICES {
         let entry = &listed.entry;
         let mut sub = ServiceArgs::augment_args(clap::Command::new(entry.name).about(entry.about));
+        if entry.name == crate::genealogy::SERVICE {
+            sub = crate::genealogy::augment(sub);
+        }
         for flag in entry.flags {
             sub = sub.arg(
                 clap::Arg::new(flag.long)
@@ -427,6 +434,12 @@ where
     if let Some((name, sub)) = matches.subcommand()
         && let Some(listed) = crate::services::find(name)
     {
+        if let Some(tool) = crate::genealogy::parse(sub)? {
+            return Ok(ParsedCli {
+                log,
+                command: Parsed::Genealogy(tool),
+            });
+        }
         let args = ServiceArgs::from_arg_matches(sub)?;
         let flags = listed
             .entry
@@ -544,6 +557,50 @@ mod tests {
         assert!(!args.forward);
         assert_eq!(args.format, TraceFormat::Table);
         assert!(parse_from(["uns", "trace", "x", "--format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn genealogy_runs_the_service_or_one_of_its_tools() {
+        use crate::genealogy::GenealogyCommand;
+        let parsed = parse_from(["uns", "genealogy", "--broker", "mqtt://h:1"]).unwrap();
+        assert!(matches!(parsed.command, Parsed::Service { .. }));
+        let parsed =
+            parse_from(["uns", "genealogy", "verify", "--data-dir", "/d", "--json"]).unwrap();
+        let Parsed::Genealogy(GenealogyCommand::Verify(args)) = parsed.command else {
+            panic!("verify expected");
+        };
+        assert_eq!(args.source.data_dir, Some(PathBuf::from("/d")));
+        assert!(args.json && args.source.url.is_none());
+        let parsed = parse_from([
+            "uns",
+            "genealogy",
+            "export",
+            "--epcis",
+            "--lot",
+            "l-1",
+            "--url",
+            "http://h:1",
+        ])
+        .unwrap();
+        let Parsed::Genealogy(GenealogyCommand::Export(args)) = parsed.command else {
+            panic!("export expected");
+        };
+        assert_eq!(args.lot.as_deref(), Some("l-1"));
+        assert_eq!(args.source.url.as_deref(), Some("http://h:1"));
+        assert!(parse_from(["uns", "genealogy", "export", "--lot", "l-1"]).is_err());
+        assert!(parse_from(["uns", "genealogy", "--broker", "mqtt://h:1", "verify"]).is_err());
+        assert!(
+            parse_from([
+                "uns",
+                "genealogy",
+                "verify",
+                "--url",
+                "http://h",
+                "--file",
+                "f"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod commands;
 mod config;
 mod erp;
 mod errors;
+mod genealogy;
 mod services;
 mod signal;
 mod up;
