@@ -29,6 +29,7 @@
 
 pub mod bridge_decode;
 pub mod e2e;
+pub mod genealogy;
 mod mqtt;
 mod process;
 mod report;

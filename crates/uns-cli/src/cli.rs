@@ -355,6 +355,32 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The genealogy ledger on a generated year of a multi-level plant (a bakery with rework):
+    /// bulk and durable ingest in events/s, backward and forward trace latency p50/p99 at
+    /// depth 5 and 20, store size per million events, time to verify the chain.
+    Genealogy {
+        /// Where to create the temporary store (use the disk of the data directory).
+        #[arg(long, default_value = "/tmp")]
+        dir: PathBuf,
+        /// Lots to generate (whole days of 2 690 lots; 1 M is about a year).
+        #[arg(long, default_value_t = 1_000_000)]
+        lots: usize,
+        /// Events per commit while generating.
+        #[arg(long, default_value_t = 2_000)]
+        batch: usize,
+        /// Events then applied one per durable commit, as the service does.
+        #[arg(long, default_value_t = 500)]
+        durable_events: usize,
+        /// Traces timed per direction and depth.
+        #[arg(long, default_value_t = 1_000)]
+        traces: usize,
+        /// Seed of the plant generator.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Also write the Markdown report to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The store (uns-store on redb): durable commit latency p50/p99 (one small write per
     /// commit) and outbox enqueue+ack per second, on a fresh file in a temporary directory.
     Store {

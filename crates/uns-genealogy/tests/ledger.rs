@@ -624,3 +624,50 @@ async fn refusals_change_no_answer_and_a_reopened_ledger_gives_the_same_answers(
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_batch_applies_each_event_as_apply_would_in_one_commit() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ledger = open(&dir);
+    let received = receive(1, "flour-1", "flour", 100.0, "M");
+    let results = ledger
+        .apply_batch(vec![
+            (site(), received.clone(), now(1)),
+            (
+                site(),
+                transform(
+                    2,
+                    "wo-1",
+                    vec![kg("salt-404", 1.0)],
+                    vec![new_kg("dough-9", "dough", 1.0)],
+                ),
+                now(2),
+            ),
+            (
+                site(),
+                transform(
+                    3,
+                    "wo-2",
+                    vec![kg("flour-1", 30.0)],
+                    vec![new_kg("dough-1", "dough", 30.0)],
+                ),
+                now(3),
+            ),
+            (site(), received, now(4)),
+        ])
+        .await?;
+    assert!(matches!(results[0], Ok(Outcome::Applied { seq: 1, .. })));
+    assert_eq!(results[1], Err(Refusal::UnknownLot(id("salt-404"))));
+    assert!(matches!(results[2], Ok(Outcome::Applied { seq: 2, .. })));
+    assert_eq!(results[3], Ok(Outcome::Duplicate));
+    assert_eq!(qty(&ledger, "flour-1").await, 70.0);
+    assert!(ledger.lot(&id("dough-9")).await?.is_none());
+    assert_eq!(ledger.n_records().await?, 2);
+    let trace = ledger
+        .trace(TraceQuery::backward(id("dough-1")))
+        .await?
+        .expect("known");
+    assert_eq!(lots_of(&trace), set(&["dough-1", "flour-1"]));
+    assert_eq!(ledger.verify().await?.first_bad, None);
+    Ok(())
+}
