@@ -30,6 +30,7 @@
 pub mod bridge_decode;
 pub mod e2e;
 pub mod erp;
+pub mod genealogy;
 mod mqtt;
 mod process;
 mod report;

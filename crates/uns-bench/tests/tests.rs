@@ -186,3 +186,69 @@ async fn the_store_bench_measures_every_figure_on_a_real_file() -> anyhow::Resul
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_genealogy_bench_generates_the_plant_and_measures_every_figure() -> anyhow::Result<()> {
+    use uns_bench::genealogy::{GenealogyBenchOptions, LOTS_PER_DAY};
+    use uns_genealogy::Direction;
+    let dir = tempfile::tempdir()?;
+    let options = GenealogyBenchOptions {
+        dir: dir.path().to_owned(),
+        // Three days: the rework reaches back two days.
+        lots: 3 * LOTS_PER_DAY,
+        batch: 700,
+        durable_events: 5,
+        traces: 20,
+        seed: 3,
+    };
+    let report = uns_bench::genealogy::run(&options).await?;
+    anyhow::ensure!(report.days == 3, "{report:?}");
+    // Every generated lot is there (counted before the durable figure adds its own).
+    anyhow::ensure!(
+        report.n_lots == (3 * LOTS_PER_DAY) as u64,
+        "{} lots",
+        report.n_lots
+    );
+    anyhow::ensure!(
+        report.n_events == 3 * 2_600,
+        "{} events",
+        report.n_events
+    );
+    let edges_per_lot = report.n_edges as f64 / report.n_lots as f64;
+    anyhow::ensure!(
+        (2.7..3.3).contains(&edges_per_lot),
+        "{edges_per_lot} edges per lot"
+    );
+    anyhow::ensure!(report.traces.len() == 4, "{report:?}");
+    for figure in &report.traces {
+        anyhow::ensure!(
+            0.0 < figure.p50_us && figure.p50_us <= figure.p99_us && figure.p99_us <= figure.max_us,
+            "{figure:?}"
+        );
+        anyhow::ensure!(figure.mean_lots >= 2.0, "{figure:?}");
+    }
+    // Deeper answers hold at least as many lots, and the rework makes depth 5 cut some.
+    let backward: Vec<_> = report
+        .traces
+        .iter()
+        .filter(|f| f.direction == Direction::Backward)
+        .collect();
+    anyhow::ensure!(backward[0].depth == 5 && backward[1].depth == 20);
+    anyhow::ensure!(
+        backward[1].mean_lots >= backward[0].mean_lots,
+        "{backward:?}"
+    );
+    anyhow::ensure!(backward[0].truncated_share > 0.0, "{backward:?}");
+    anyhow::ensure!(report.bulk_events_per_s > 0.0 && report.durable_events_per_s > 0.0);
+    anyhow::ensure!(report.store_bytes > 0 && report.verify_secs > 0.0);
+    let markdown = report.to_markdown();
+    for line in [
+        "bulk ingest",
+        "durable ingest",
+        "per million events",
+        "backward from a pallet",
+    ] {
+        anyhow::ensure!(markdown.contains(line), "{line} missing from\n{markdown}");
+    }
+    Ok(())
+}

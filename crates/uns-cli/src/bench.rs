@@ -2,7 +2,7 @@
 //! mosquitto), `bridge-decode` (the SCADA bridge's decode + map path on one thread) and `e2e`
 //! (`uns sim` → broker → bridge → UNS as child processes of this binary), `store` (uns-store
 //! commit latency and outbox throughput), `erp` (orders in and confirmations out through `uns
-//! erp-bridge`).
+//! erp-bridge`), `genealogy` (the genealogy ledger on a generated plant).
 
 use std::path::Path;
 use std::time::Duration;
@@ -86,6 +86,28 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
             let report = uns_bench::erp::run(&options)
                 .await
                 .context("running the ERP benchmark")?;
+            emit(&report.to_markdown(), out.as_deref())
+        }
+        BenchCommand::Genealogy {
+            dir,
+            lots,
+            batch,
+            durable_events,
+            traces,
+            seed,
+            out,
+        } => {
+            let options = uns_bench::genealogy::GenealogyBenchOptions {
+                dir,
+                lots,
+                batch,
+                durable_events,
+                traces,
+                seed,
+            };
+            let report = uns_bench::genealogy::run(&options)
+                .await
+                .context("running the genealogy benchmark")?;
             emit(&report.to_markdown(), out.as_deref())
         }
         BenchCommand::Store {

@@ -258,7 +258,7 @@ pub(crate) struct TraceArgs {
     /// The graph as it stood at this RFC 3339 time (before later corrections).
     #[arg(long = "as-of")]
     pub(crate) as_of: Option<String>,
-    /// Output: a table of lots, the trace as JSON, or the recall sheet (CSV).
+    /// Output: a table of lots, the trace as JSON, the recall sheet (CSV) or the FSMA 204 sheet.
     #[arg(long, value_enum, default_value = "table")]
     pub(crate) format: TraceFormat,
     /// The HTTP endpoint of the process running the genealogy service.
@@ -275,6 +275,8 @@ pub(crate) enum TraceFormat {
     Json,
     /// The recall sheet: one row per affected lot.
     Csv,
+    /// The FSMA 204 sortable spreadsheet (CSV) of the trace's critical tracking events.
+    Fsma,
 }
 
 #[derive(Debug, Subcommand)]
@@ -373,6 +375,32 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The genealogy ledger on a generated year of a multi-level plant (a bakery with rework):
+    /// bulk and durable ingest in events/s, backward and forward trace latency p50/p99 at
+    /// depth 5 and 20, store size per million events, time to verify the chain.
+    Genealogy {
+        /// Where to create the temporary store (use the disk of the data directory).
+        #[arg(long, default_value = "/tmp")]
+        dir: PathBuf,
+        /// Lots to generate (whole days of 2 690 lots; 1 M is about a year).
+        #[arg(long, default_value_t = 1_000_000)]
+        lots: usize,
+        /// Events per commit while generating.
+        #[arg(long, default_value_t = 2_000)]
+        batch: usize,
+        /// Events then applied one per durable commit, as the service does.
+        #[arg(long, default_value_t = 500)]
+        durable_events: usize,
+        /// Traces timed per direction and depth.
+        #[arg(long, default_value_t = 1_000)]
+        traces: usize,
+        /// Seed of the plant generator.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// Also write the Markdown report to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The store (uns-store on redb): durable commit latency p50/p99 (one small write per
     /// commit) and outbox enqueue+ack per second, on a fresh file in a temporary directory.
     Store {
@@ -411,6 +439,8 @@ pub(crate) enum Parsed {
     },
     /// `uns oee report`.
     OeeReport(crate::oee::ReportArgs),
+    /// `uns genealogy verify|export`: tools over the genealogy store.
+    Genealogy(crate::genealogy::GenealogyCommand),
 }
 
 /// The whole command line: the built-in commands plus one subcommand per listed service.
@@ -419,6 +449,9 @@ pub(crate) fn command() -> clap::Command {
     for listed in SERVICES {
         let entry = &listed.entry;
         let mut sub = ServiceArgs::augment_args(clap::Command::new(entry.name).about(entry.about));
+        if entry.name == crate::genealogy::SERVICE {
+            sub = crate::genealogy::augment(sub);
+        }
         for flag in entry.flags {
             sub = sub.arg(
                 clap::Arg::new(flag.long)
@@ -453,6 +486,12 @@ where
     if let Some((name, sub)) = matches.subcommand()
         && let Some(listed) = crate::services::find(name)
     {
+        if let Some(tool) = crate::genealogy::parse(sub)? {
+            return Ok(ParsedCli {
+                log,
+                command: Parsed::Genealogy(tool),
+            });
+        }
         let args = ServiceArgs::from_arg_matches(sub)?;
         let flags = listed
             .entry
@@ -570,6 +609,50 @@ mod tests {
         assert!(!args.forward);
         assert_eq!(args.format, TraceFormat::Table);
         assert!(parse_from(["uns", "trace", "x", "--format", "xml"]).is_err());
+    }
+
+    #[test]
+    fn genealogy_runs_the_service_or_one_of_its_tools() {
+        use crate::genealogy::GenealogyCommand;
+        let parsed = parse_from(["uns", "genealogy", "--broker", "mqtt://h:1"]).unwrap();
+        assert!(matches!(parsed.command, Parsed::Service { .. }));
+        let parsed =
+            parse_from(["uns", "genealogy", "verify", "--data-dir", "/d", "--json"]).unwrap();
+        let Parsed::Genealogy(GenealogyCommand::Verify(args)) = parsed.command else {
+            panic!("verify expected");
+        };
+        assert_eq!(args.source.data_dir, Some(PathBuf::from("/d")));
+        assert!(args.json && args.source.url.is_none());
+        let parsed = parse_from([
+            "uns",
+            "genealogy",
+            "export",
+            "--epcis",
+            "--lot",
+            "l-1",
+            "--url",
+            "http://h:1",
+        ])
+        .unwrap();
+        let Parsed::Genealogy(GenealogyCommand::Export(args)) = parsed.command else {
+            panic!("export expected");
+        };
+        assert_eq!(args.lot.as_deref(), Some("l-1"));
+        assert_eq!(args.source.url.as_deref(), Some("http://h:1"));
+        assert!(parse_from(["uns", "genealogy", "export", "--lot", "l-1"]).is_err());
+        assert!(parse_from(["uns", "genealogy", "--broker", "mqtt://h:1", "verify"]).is_err());
+        assert!(
+            parse_from([
+                "uns",
+                "genealogy",
+                "verify",
+                "--url",
+                "http://h",
+                "--file",
+                "f"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub(crate) async fn run(parsed: Parsed) -> anyhow::Result<()> {
             return serve(settings).await;
         }
         Parsed::OeeReport(args) => return crate::oee::report(args).await,
+        Parsed::Genealogy(command) => return crate::genealogy::run(command).await,
         Parsed::Builtin(command) => command,
     };
     match command {
@@ -286,17 +287,7 @@ async fn healthcheck(url: &str) -> anyhow::Result<()> {
 
 /// `uns trace`: a trace from the genealogy service's HTTP API, as a table, JSON or the recall CSV.
 async fn trace(args: TraceArgs) -> anyhow::Result<()> {
-    fn encode(text: &str) -> String {
-        text.bytes()
-            .map(|byte| {
-                if byte.is_ascii_alphanumeric() || b"-._~:".contains(&byte) {
-                    char::from(byte).to_string()
-                } else {
-                    format!("%{byte:02X}")
-                }
-            })
-            .collect()
-    }
+    use crate::genealogy::encode;
     let mut url = format!(
         "{}/api/v1/trace/{}?direction={}",
         args.url.trim_end_matches('/'),
@@ -309,32 +300,23 @@ async fn trace(args: TraceArgs) -> anyhow::Result<()> {
     if let Some(as_of) = &args.as_of {
         url.push_str(&format!("&as_of={}", encode(as_of)));
     }
-    if args.format == TraceFormat::Csv {
-        url.push_str("&format=csv");
+    match args.format {
+        TraceFormat::Csv => url.push_str("&format=csv"),
+        TraceFormat::Fsma => url.push_str("&format=fsma"),
+        TraceFormat::Table | TraceFormat::Json => {}
     }
-    let (status, body) = tokio::task::spawn_blocking(move || -> anyhow::Result<(u16, String)> {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(std::time::Duration::from_secs(30)))
-            .build()
-            .into();
-        let mut response = agent
-            .get(&url)
-            .call()
-            .with_context(|| format!("GET {url}"))?;
-        let status = response.status().as_u16();
-        Ok((
-            status,
-            response.body_mut().read_to_string().unwrap_or_default(),
-        ))
-    })
-    .await??;
+    let (status, body) = crate::genealogy::get(url).await?;
     if status != 200 {
         anyhow::bail!("the genealogy service answered HTTP {status}: {body}");
     }
     let mut out = std::io::stdout();
     match args.format {
-        TraceFormat::Json | TraceFormat::Csv => writeln!(out, "{body}")?,
+        TraceFormat::Json | TraceFormat::Csv | TraceFormat::Fsma => {
+            write!(out, "{body}")?;
+            if !body.ends_with('\n') {
+                writeln!(out)?;
+            }
+        }
         TraceFormat::Table => {
             let trace: serde_json::Value = serde_json::from_str(&body)?;
             let text = |value: &serde_json::Value| match value {

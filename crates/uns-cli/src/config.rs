@@ -133,6 +133,18 @@ impl FileConfig {
         })
     }
 
+    /// The data directory a run with config file `config` and `--data-dir` `flag` uses (for
+    /// the offline tools that read a service's store, `uns genealogy verify`).
+    pub(crate) fn data_dir(
+        config: Option<&Path>,
+        flag: Option<&Path>,
+    ) -> Result<PathBuf, ConfigFailure> {
+        match flag {
+            Some(dir) => Ok(dir.to_owned()),
+            None => Ok(Self::read(config)?.core.data_dir),
+        }
+    }
+
     fn read(path: Option<&Path>) -> Result<Self, ConfigFailure> {
         let Some(path) = path else {
             return Ok(Self {

@@ -9,6 +9,7 @@ mod config;
 mod erp;
 mod errors;
 mod oee;
+mod genealogy;
 mod services;
 mod signal;
 mod up;

@@ -272,7 +272,7 @@ impl ExportFilter {
     }
 }
 
-fn epcis_in(
+pub(crate) fn epcis_in(
     tx: &impl ReadableTx,
     filter: &ExportFilter,
     created_ms: u64,

@@ -1066,6 +1066,24 @@ impl Ledger {
         Ok(result?)
     }
 
+    /// Applies `events` (each with its location and service time) in order in one write
+    /// transaction, committed once: bulk imports and the benchmark's generated plant. Each event
+    /// is accepted or refused on its own exactly as by [`Ledger::apply`] (a refused one writes
+    /// nothing, later ones still apply); only a store failure loses the whole batch.
+    pub async fn apply_batch(
+        &self,
+        events: Vec<(Option<Location>, GenealogyEvent, u64)>,
+    ) -> Result<Vec<Result<Outcome, Refusal>>, StoreError> {
+        self.store
+            .write(move |tx| {
+                events
+                    .iter()
+                    .map(|(site, event, now_ms)| apply_in(tx, site.as_ref(), event, *now_ms))
+                    .collect()
+            })
+            .await
+    }
+
     /// Applies a quality decision; returns the outcome and the change recorded.
     pub async fn decide(
         &self,

@@ -8,11 +8,14 @@
 //!   name and keep it in the log) and returns a [`Refusal`] with the reason otherwise.
 //! - [`Ledger::trace`]: backward or forward, with depth and `as_of`, and a mass balance per
 //!   transform within a per-material tolerance.
+//! - [`LedgerFile`]: the same file opened read-only, for `uns genealogy verify` and `export`
+//!   without the service.
 
 #![deny(missing_docs)]
 
 mod export;
 mod ledger;
+mod offline;
 mod service;
 mod trace;
 
@@ -21,6 +24,7 @@ pub use ledger::{
     CHAIN, Decision, Edge, Ledger, LedgerError, LogEntry, LogRecord, LotRecord, Outcome, Refusal,
     Shipment, StatusChange, StatusChangeRequest, Tolerances, Void,
 };
+pub use offline::LedgerFile;
 pub use service::{
     DEMO_LOTS, DEMO_SITE, FILE, Genealogy, GenealogyConfig, GenealogyError, REQUEST_TIMEOUT,
     verify_json,

@@ -501,3 +501,173 @@ async fn verify_names_exactly_the_altered_record() -> anyhow::Result<()> {
     assert!(bad.reason.contains("hashes to"), "{}", bad.reason);
     Ok(())
 }
+
+/// Everything the ledger answers about the scenario, as JSON text: every lot traced backward
+/// and forward, now and as of minute 45 (before the correction) and at depth 1, the recall and
+/// FSMA sheets of the pallet's trace, the EPCIS document, the log and the chain check.
+async fn answers(ledger: &Ledger) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for record in ledger.lots(None, 1000).await? {
+        out.push(serde_json::to_string(&record)?);
+        for query in [
+            TraceQuery::backward(record.lot.id.clone()),
+            TraceQuery::forward(record.lot.id.clone()),
+        ] {
+            for (as_of, depth) in [(None, None), (Some(at(45)), None), (None, Some(1))] {
+                let query = TraceQuery {
+                    as_of,
+                    depth,
+                    ..query.clone()
+                };
+                let trace = ledger.trace(query).await?.expect("a listed lot");
+                out.push(serde_json::to_string(&trace)?);
+            }
+        }
+    }
+    let pallet = ledger
+        .trace(TraceQuery::backward(id("pallet-1")))
+        .await?
+        .expect("known");
+    out.push(uns_genealogy::recall_csv(&pallet));
+    out.push(ledger.fsma_csv(pallet).await?);
+    out.push(
+        ledger
+            .epcis(uns_genealogy::ExportFilter::default(), 0)
+            .await?
+            .to_string(),
+    );
+    out.push(serde_json::to_string(&ledger.log(1, 1000).await?)?);
+    out.push(format!("{:?}", ledger.verify().await?));
+    Ok(out)
+}
+
+#[tokio::test]
+async fn refusals_change_no_answer_and_a_reopened_ledger_gives_the_same_answers()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ledger = open(&dir);
+    let scenario = build(&ledger).await;
+    ledger
+        .decide(
+            StatusChangeRequest {
+                event_id: Uuid::now_v7(),
+                lot: id("flour-2"),
+                decision: Decision::Quarantine,
+                reason: Some("mould found in the retained sample".to_owned()),
+                by: Some("qa-anna".to_owned()),
+            },
+            now(85),
+        )
+        .await?;
+    let before = answers(&ledger).await?;
+    // More than 60 answers: 10 lots × 6 traces plus sheets, document, log and check.
+    assert!(before.len() > 60, "{}", before.len());
+
+    // Refused: the quarantined lot consumed, more than a lot holds, an unknown input, a
+    // correction of an unknown event; a duplicate of the shipment applied once.
+    let refused = [
+        transform(
+            90,
+            "wo-9",
+            vec![kg("flour-2", 1.0)],
+            vec![new_kg("dough-9", "dough", 1.0)],
+        ),
+        transform(
+            91,
+            "wo-9",
+            vec![kg("flour-1", 41.0)],
+            vec![new_kg("dough-9", "dough", 41.0)],
+        ),
+        transform(
+            92,
+            "wo-9",
+            vec![kg("salt-404", 1.0)],
+            vec![new_kg("dough-9", "dough", 1.0)],
+        ),
+        {
+            let mut correction = event(93, GenealogyKind::Correct);
+            correction.header = correction
+                .header
+                .correcting(Uuid::now_v7(), "an event nobody sent");
+            correction
+        },
+    ];
+    for (n, event) in refused.into_iter().enumerate() {
+        let result = ledger.apply(site(), event, now(90 + n as u32)).await;
+        assert!(
+            matches!(result, Err(LedgerError::Refused(_))),
+            "event {n}: {result:?}"
+        );
+    }
+    assert_eq!(
+        ledger.apply(site(), scenario.ship.clone(), now(95)).await?,
+        Outcome::Duplicate
+    );
+    assert_eq!(
+        answers(&ledger).await?,
+        before,
+        "a refusal changed an answer"
+    );
+
+    // Restart: the same answers, and the duplicate is still known.
+    ledger.close();
+    drop(ledger);
+    let ledger = open(&dir);
+    let after = answers(&ledger).await?;
+    for (n, (a, b)) in before.iter().zip(&after).enumerate() {
+        assert_eq!(a, b, "answer {n} differs after the reopen");
+    }
+    assert_eq!(after.len(), before.len());
+    assert_eq!(
+        ledger.apply(site(), scenario.ship, now(96)).await?,
+        Outcome::Duplicate
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_batch_applies_each_event_as_apply_would_in_one_commit() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ledger = open(&dir);
+    let received = receive(1, "flour-1", "flour", 100.0, "M");
+    let results = ledger
+        .apply_batch(vec![
+            (site(), received.clone(), now(1)),
+            (
+                site(),
+                transform(
+                    2,
+                    "wo-1",
+                    vec![kg("salt-404", 1.0)],
+                    vec![new_kg("dough-9", "dough", 1.0)],
+                ),
+                now(2),
+            ),
+            (
+                site(),
+                transform(
+                    3,
+                    "wo-2",
+                    vec![kg("flour-1", 30.0)],
+                    vec![new_kg("dough-1", "dough", 30.0)],
+                ),
+                now(3),
+            ),
+            (site(), received, now(4)),
+        ])
+        .await?;
+    assert!(matches!(results[0], Ok(Outcome::Applied { seq: 1, .. })));
+    assert_eq!(results[1], Err(Refusal::UnknownLot(id("salt-404"))));
+    assert!(matches!(results[2], Ok(Outcome::Applied { seq: 2, .. })));
+    assert_eq!(results[3], Ok(Outcome::Duplicate));
+    assert_eq!(qty(&ledger, "flour-1").await, 70.0);
+    assert!(ledger.lot(&id("dough-9")).await?.is_none());
+    assert_eq!(ledger.n_records().await?, 2);
+    let trace = ledger
+        .trace(TraceQuery::backward(id("dough-1")))
+        .await?
+        .expect("known");
+    assert_eq!(lots_of(&trace), set(&["dough-1", "flour-1"]));
+    assert_eq!(ledger.verify().await?.first_bad, None);
+    Ok(())
+}

@@ -19,6 +19,7 @@
 //! - [`Outbox`]: durable queue with leases, retries ([`RetryPolicy`]), dead letters and replay.
 //! - [`Chain`]: append-only hash-chained log with [`Chain::verify`].
 //! - [`Seen`]: event ids already applied (idempotency).
+//! - [`ReadOnlyStore`]: a file opened without writing to it, for offline tools.
 //!
 //! No clock inside: every operation that needs the time takes `now_ms` (Unix ms), so tests
 //! are deterministic. The byte layouts and the format version are in `docs/STORAGE.md`.
@@ -41,5 +42,7 @@ pub use outbox::{
     Enqueued, EntryId, EntryState, FailOutcome, Outbox, OutboxEntry, OutboxStats, RetryPolicy,
 };
 pub use seen::Seen;
-pub use store::{FORMAT_VERSION, ReadTx, ReadableTx, Row, Store, StoreHealth, WriteTx};
+pub use store::{
+    FORMAT_VERSION, ReadOnlyStore, ReadTx, ReadableTx, Row, Store, StoreHealth, WriteTx,
+};
 pub use table::Table;

@@ -863,3 +863,91 @@ fn decode_rows<K: KeyCodec, V: ValueCodec>(
 
 impl ReadableTx for ReadTx {}
 impl ReadableTx for WriteTx<'_> {}
+
+/// A store file opened read-only, for offline tools (`uns genealogy verify`, exports) that must
+/// not change the file in any way, not even repair it. redb lets several read-only handles share
+/// a file but none beside a [`Store`]: while a service holds the file, [`ReadOnlyStore::open`]
+/// fails with [`StoreError::Locked`] (ask the running service instead), and a file that was not
+/// closed cleanly is refused rather than repaired (open it once with [`Store::open`]).
+pub struct ReadOnlyStore {
+    db: redb::ReadOnlyDatabase,
+    path: PathBuf,
+}
+
+impl ReadOnlyStore {
+    /// Opens the existing file at `path` without writing to it. Blocking.
+    pub fn open(path: &Path) -> Result<ReadOnlyStore, StoreError> {
+        if !path.is_file() {
+            return Err(StoreError::Open {
+                path: path.to_owned(),
+                message: "no such file".to_owned(),
+            });
+        }
+        let db = redb::ReadOnlyDatabase::open(path).map_err(|source| match source {
+            redb::DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                path: path.to_owned(),
+            },
+            redb::DatabaseError::RepairAborted => StoreError::Open {
+                path: path.to_owned(),
+                message: "the file was not closed cleanly and needs a repair, which a read-only \
+                          open does not do: start the service that owns it once (it repairs the \
+                          file on open), stop it, and try again"
+                    .to_owned(),
+            },
+            other => StoreError::Open {
+                path: path.to_owned(),
+                message: other.to_string(),
+            },
+        })?;
+        let store = ReadOnlyStore {
+            db,
+            path: path.to_owned(),
+        };
+        let found = store.read_blocking(|tx| {
+            tx.raw_get(META_TABLE, META_FORMAT_KEY)?
+                .map(|value| {
+                    <[u8; 4]>::try_from(value.as_slice())
+                        .map(u32::from_le_bytes)
+                        .map_err(|_| StoreError::Decode {
+                            table: META_TABLE.to_owned(),
+                            what: "value",
+                            message: "format is not 4 bytes".to_owned(),
+                        })
+                })
+                .transpose()
+        })?;
+        if let Some(found) = found.filter(|found| *found > FORMAT_VERSION) {
+            return Err(StoreError::NewerFormat {
+                path: path.to_owned(),
+                found,
+                supported: FORMAT_VERSION,
+            });
+        }
+        Ok(store)
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in a read transaction (a snapshot) on the calling thread. Blocking.
+    pub fn read_blocking<R>(
+        &self,
+        f: impl FnOnce(&ReadTx) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|e| StoreError::transaction("begin read", e))?;
+        f(&ReadTx { txn })
+    }
+}
+
+impl std::fmt::Debug for ReadOnlyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadOnlyStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}

@@ -137,6 +137,37 @@ fn a_second_open_of_the_same_file_is_one_clear_sentence() -> anyhow::Result<()> 
 }
 
 #[test]
+fn a_read_only_open_reads_a_closed_file_and_is_refused_beside_a_writer() -> anyhow::Result<()> {
+    let (dir, store) = temp_store()?;
+    let path = dir.path().join("svc").join("svc.redb");
+    store.write_blocking(|tx| tx.insert(&ORDERS, "wo-1", &order("wo-1", 5)))?;
+    // The service holds the file: one clear sentence naming it.
+    let error = uns_store::ReadOnlyStore::open(&path).expect_err("beside a writer");
+    assert!(matches!(error, StoreError::Locked { .. }), "{error:?}");
+    assert!(error.to_string().contains(&path.display().to_string()));
+    store.close();
+    let before = std::fs::read(&path)?;
+    let read_only = uns_store::ReadOnlyStore::open(&path)?;
+    let found = read_only.read_blocking(|tx| tx.get(&ORDERS, "wo-1"))?;
+    assert_eq!(found, Some(order("wo-1", 5)));
+    // Two read-only handles share the file; neither writes to it.
+    let second = uns_store::ReadOnlyStore::open(&path)?;
+    assert_eq!(second.read_blocking(|tx| tx.len(&ORDERS))?, 1);
+    drop((read_only, second));
+    assert_eq!(
+        std::fs::read(&path)?,
+        before,
+        "a read-only open changed the file"
+    );
+    // A missing file is an error, and is not created.
+    let missing = dir.path().join("nope.redb");
+    let error = uns_store::ReadOnlyStore::open(&missing).expect_err("missing");
+    assert!(matches!(error, StoreError::Open { .. }), "{error:?}");
+    assert!(!missing.exists());
+    Ok(())
+}
+
+#[test]
 fn a_file_from_a_newer_format_is_refused() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("svc.redb");
