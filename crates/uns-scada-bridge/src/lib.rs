@@ -30,6 +30,7 @@ pub mod bridge;
 pub mod config;
 mod connection;
 pub mod context;
+mod paths;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
