@@ -26,7 +26,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use uns_model::payload::{
     CountChange, CountDoc, CountEvent, ErrorReport, EventHeader, MachineState, Mode, Quality,
     Quantity, SchemaTag, SparkplugSource, StateCategory, StateDoc, StateEvent, StateSnapshot,
@@ -37,6 +39,7 @@ use uns_sparkplug::host::{HostEvent, MetricUpdate, NodeId, Outgoing, Rejected};
 use uns_sparkplug::{DataType, SparkplugTopic, Value};
 
 use crate::config::{Mapping, mode_of};
+use crate::errors::ErrorLimiter;
 use crate::{context, paths};
 
 /// Something the I/O loop must publish.
@@ -85,6 +88,17 @@ pub struct BridgeCounters {
     pub rebirths: Counter,
     /// `_state` changes published.
     pub states: Counter,
+    /// Every rejected input, by kind: reported on `_errors` or held back by the rate limit.
+    pub rejected: Family<KindLabel, Counter>,
+    /// Rejections held back by the `_errors` rate limit (counted in a summary report instead).
+    pub error_reports_suppressed: Counter,
+}
+
+/// The label of [`BridgeCounters::rejected`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// A short, stable class, e.g. `bad_payload`.
+    pub kind: String,
 }
 
 type ScopeKey = (NodeId, Option<Arc<str>>);
@@ -160,6 +174,8 @@ pub struct Bridge {
     contexts: HashMap<Location, TagContext>,
     /// The UNS total behind each `_count/{kind}` and the machine counter's last raw value.
     counts: HashMap<(Location, CountKind), CountTotal>,
+    /// Rate limit of `_errors` reports per source.
+    errors: ErrorLimiter,
 }
 
 /// One `_count/{kind}` of a location: the monotonic UNS total and what the machine said last.
@@ -237,6 +253,7 @@ impl Bridge {
     /// A bridge with nothing published yet.
     pub fn new(mapping: Mapping, service: Id, counters: BridgeCounters) -> Self {
         Self {
+            errors: ErrorLimiter::new(mapping.error_window_ms, counters.clone()),
             mapping,
             service,
             counters,
@@ -329,7 +346,28 @@ impl Bridge {
         for location in touched_states {
             self.flush_state(location, now_ms, &mut out);
         }
+        if out
+            .iter()
+            .any(|publication| matches!(publication, Publication::Error { .. }))
+        {
+            out = out
+                .into_iter()
+                .filter_map(|publication| self.errors.admit(publication, now_ms))
+                .collect();
+        }
         out
+    }
+
+    /// When [`Bridge::flush_errors`] must be called next (ms since the epoch, wall clock), if an
+    /// `_errors` window holds reports back.
+    pub fn next_errors_deadline_ms(&self) -> Option<u64> {
+        self.errors.next_deadline_ms()
+    }
+
+    /// The summary reports of the `_errors` windows that ended by `now_ms` (`u64::MAX`: of all of
+    /// them, e.g. at shutdown). See [`crate::errors`].
+    pub fn flush_errors(&mut self, now_ms: u64) -> Vec<Publication> {
+        self.errors.flush(now_ms)
     }
 
     /// A birth of `node` (device `None`) or of a device, whose metrics are the `Metric` events at the

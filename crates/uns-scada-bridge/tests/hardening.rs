@@ -75,3 +75,57 @@ async fn names_that_differ_only_by_case_stay_apart_and_are_reported() -> anyhow:
     assert!(text.contains("kind=\"tag_collision\""), "{text}");
     Ok(())
 }
+
+/// 2 000 corrupt messages from one edge node: the first is reported at once, the other 1 999 in
+/// one summary at the end of the window; `/metrics` counts all 2 000.
+#[tokio::test]
+async fn a_flood_of_bad_messages_gives_one_report_and_one_summary_per_window() -> anyhow::Result<()>
+{
+    let config = BridgeConfig {
+        error_window_ms: 1_500,
+        ..BridgeConfig::default()
+    };
+    let mut uns = TestBridge::start(config).await?;
+    let edge = Edge::connect(uns.addr, "broken-line-2", None).await?;
+    let n_bad = 2_000_u64;
+    for idx in 0..n_bad {
+        let payload = vec![0xFF, 0xFF, u8::try_from(idx % 200).unwrap_or(0)];
+        edge.client
+            .publish(
+                "spBv1.0/acme-berlin/NDATA/line-2",
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .await?;
+    }
+    edge.wait_acks(n_bad).await?;
+    let errors = "uns/v1/acme/berlin/packaging/line-2/_errors";
+    let summary = uns
+        .wait_json(errors, |report| {
+            report["reason"]
+                .as_str()
+                .is_some_and(|reason| reason.starts_with("1999 more rejected"))
+        })
+        .await?;
+    assert!(
+        summary["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("bad_payload 1999")),
+        "{summary}"
+    );
+    // The last example: the 2 000th message's payload.
+    assert_eq!(summary["payload_excerpt"], "hex:ffffc7");
+    let n_reports = uns.seen.iter().filter(|(topic, _)| topic == errors).count();
+    assert_eq!(n_reports, 2, "{}", uns.seen_summary());
+    let text = uns.metrics.encode();
+    assert!(
+        text.contains("uns_scada_bridge_rejected_total{kind=\"bad_payload\"} 2000"),
+        "{text}"
+    );
+    assert!(
+        text.contains("uns_scada_bridge_error_reports_suppressed_total 1999"),
+        "{text}"
+    );
+    Ok(())
+}
