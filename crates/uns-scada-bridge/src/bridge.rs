@@ -22,11 +22,13 @@
 //! - A value that JSON would give as an object (DataSet, Template, PropertySet) is published as its JSON
 //!   text in a string, since a tag's value is never an object.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use uns_model::payload::{
     CountChange, CountDoc, CountEvent, ErrorReport, EventHeader, MachineState, Mode, Quality,
     Quantity, SchemaTag, SparkplugSource, StateCategory, StateDoc, StateEvent, StateSnapshot,
@@ -37,7 +39,8 @@ use uns_sparkplug::host::{HostEvent, MetricUpdate, NodeId, Outgoing, Rejected};
 use uns_sparkplug::{DataType, SparkplugTopic, Value};
 
 use crate::config::{Mapping, mode_of};
-use crate::context;
+use crate::errors::ErrorLimiter;
+use crate::{context, paths};
 
 /// Something the I/O loop must publish.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,6 +88,17 @@ pub struct BridgeCounters {
     pub rebirths: Counter,
     /// `_state` changes published.
     pub states: Counter,
+    /// Every rejected input, by kind: reported on `_errors` or held back by the rate limit.
+    pub rejected: Family<KindLabel, Counter>,
+    /// Rejections held back by the `_errors` rate limit (counted in a summary report instead).
+    pub error_reports_suppressed: Counter,
+}
+
+/// The label of [`BridgeCounters::rejected`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// A short, stable class, e.g. `bad_payload`.
+    pub kind: String,
 }
 
 type ScopeKey = (NodeId, Option<Arc<str>>);
@@ -147,7 +161,11 @@ pub struct Bridge {
     service: Id,
     counters: BridgeCounters,
     /// Per node/device, per metric name: what the metric becomes and what its `_tag` got last.
+    /// Replaced by each birth of the node/device.
     targets: HashMap<ScopeKey, HashMap<Arc<str>, Target>>,
+    /// Per node/device: the tag paths of the last birth's metrics that a collision moved off their
+    /// plain path ([`crate::paths`]).
+    overrides: HashMap<ScopeKey, HashMap<Arc<str>, TagPath>>,
     /// `{"schema":"uns/tag/v1","value":`, the constant start of every `TagValue` document.
     tag_prefix: Box<[u8]>,
     /// Reused buffer the `TagValue` JSON is written into.
@@ -156,6 +174,8 @@ pub struct Bridge {
     contexts: HashMap<Location, TagContext>,
     /// The UNS total behind each `_count/{kind}` and the machine counter's last raw value.
     counts: HashMap<(Location, CountKind), CountTotal>,
+    /// Rate limit of `_errors` reports per source.
+    errors: ErrorLimiter,
 }
 
 /// One `_count/{kind}` of a location: the monotonic UNS total and what the machine said last.
@@ -233,10 +253,12 @@ impl Bridge {
     /// A bridge with nothing published yet.
     pub fn new(mapping: Mapping, service: Id, counters: BridgeCounters) -> Self {
         Self {
+            errors: ErrorLimiter::new(mapping.error_window_ms, counters.clone()),
             mapping,
             service,
             counters,
             targets: HashMap::new(),
+            overrides: HashMap::new(),
             states: HashMap::new(),
             contexts: HashMap::new(),
             counts: HashMap::new(),
@@ -297,9 +319,12 @@ impl Bridge {
         let mut out = Vec::with_capacity(events.len());
         let mut touched_states: Vec<Location> = Vec::new();
         // By reference: a HostEvent is large, and moving each out of the vector costs a copy per metric.
-        for event in &events {
+        for (event_idx, event) in events.iter().enumerate() {
             match event {
-                HostEvent::Online { .. } => {}
+                HostEvent::Online { node, device } => {
+                    let birth = &events[event_idx + 1..];
+                    self.birth(node, device.as_ref(), birth, input, now_ms, &mut out);
+                }
                 HostEvent::Metric(update) => {
                     self.metric(update, &mut out, &mut touched_states);
                 }
@@ -321,34 +346,124 @@ impl Bridge {
         for location in touched_states {
             self.flush_state(location, now_ms, &mut out);
         }
+        if out
+            .iter()
+            .any(|publication| matches!(publication, Publication::Error { .. }))
+        {
+            out = out
+                .into_iter()
+                .filter_map(|publication| self.errors.admit(publication, now_ms))
+                .collect();
+        }
         out
+    }
+
+    /// When [`Bridge::flush_errors`] must be called next (ms since the epoch, wall clock), if an
+    /// `_errors` window holds reports back.
+    pub fn next_errors_deadline_ms(&self) -> Option<u64> {
+        self.errors.next_deadline_ms()
+    }
+
+    /// The summary reports of the `_errors` windows that ended by `now_ms` (`u64::MAX`: of all of
+    /// them, e.g. at shutdown). See [`crate::errors`].
+    pub fn flush_errors(&mut self, now_ms: u64) -> Vec<Publication> {
+        self.errors.flush(now_ms)
+    }
+
+    /// A birth of `node` (device `None`) or of a device, whose metrics are the `Metric` events at the
+    /// start of `following`: the scope's targets are replaced by the birth's (a rebirth never adds
+    /// to what the last one left), tag paths are made distinct ([`crate::paths`]) and every
+    /// collision is reported on `_errors`.
+    fn birth(
+        &mut self,
+        node: &NodeId,
+        device: Option<&Arc<str>>,
+        following: &[HostEvent],
+        input: Option<(&str, &[u8])>,
+        now_ms: u64,
+        out: &mut Vec<Publication>,
+    ) {
+        let names: Vec<Arc<str>> = following
+            .iter()
+            .map_while(|event| match event {
+                HostEvent::Metric(update)
+                    if update.from_birth
+                        && update.node == *node
+                        && update.device.as_ref() == device =>
+                {
+                    Some(&update.name)
+                }
+                _ => None,
+            })
+            .filter(|name| !self.mapping.skips(name))
+            .cloned()
+            .collect();
+        let (overrides, collisions) = paths::assign(&names);
+        let key = (node.clone(), device.cloned());
+        let previous = self.overrides.remove(&key).unwrap_or_default();
+        if let Some(targets) = self.targets.get_mut(&key) {
+            let born: HashSet<&str> = names.iter().map(|name| &**name).collect();
+            // A target whose path changed is resolved again on its first value.
+            targets.retain(|name, _| {
+                born.contains(&**name) && overrides.get(name) == previous.get(name)
+            });
+            targets.shrink_to_fit();
+        }
+        if !overrides.is_empty() {
+            self.overrides.insert(key, overrides);
+        }
+        if collisions.is_empty() {
+            return;
+        }
+        let location =
+            self.mapping
+                .location(&node.group, &node.edge, device.map(|device| &**device));
+        let (topic, payload) = input.unwrap_or_default();
+        for collision in collisions {
+            out.push(self.report(
+                &location,
+                "tag_collision",
+                Some(topic.to_owned()).filter(|topic| !topic.is_empty()),
+                collision.reason(),
+                payload,
+                now_ms,
+            ));
+        }
     }
 
     /// The target of `update`, resolved and cached on first sight.
     fn target<'a>(
         targets: &'a mut HashMap<ScopeKey, HashMap<Arc<str>, Target>>,
+        overrides: &HashMap<ScopeKey, HashMap<Arc<str>, TagPath>>,
         mapping: &Mapping,
         update: &MetricUpdate,
     ) -> &'a mut Target {
-        let tags = targets
-            .entry((update.node.clone(), update.device.clone()))
-            .or_default();
+        let key = (update.node.clone(), update.device.clone());
+        let tags = targets.entry(key).or_default();
         if !tags.contains_key(&*update.name) {
-            tags.insert(update.name.clone(), Self::resolve(mapping, update));
+            let path = overrides
+                .get(&(update.node.clone(), update.device.clone()))
+                .and_then(|paths| paths.get(&*update.name))
+                .cloned();
+            tags.insert(update.name.clone(), Self::resolve(mapping, update, path));
         }
         // Inserted just above when it was missing.
         tags.get_mut(&*update.name)
             .unwrap_or_else(|| unreachable!())
     }
 
-    fn resolve(mapping: &Mapping, update: &MetricUpdate) -> Target {
+    /// What `update`'s metric becomes. `path` is its tag path when a collision moved it off the
+    /// plain one; such a metric takes a role (state, count) only by its exact name.
+    fn resolve(mapping: &Mapping, update: &MetricUpdate, path: Option<TagPath>) -> Target {
         let location = mapping.location(
             &update.node.group,
             &update.node.edge,
             update.device.as_deref(),
         );
         let name: &str = &update.name;
-        let matches = |configured: &str| configured == name || slug(configured) == slug(name);
+        let moved = path.is_some();
+        let matches =
+            |configured: &str| configured == name || (!moved && slug(configured) == slug(name));
         let role = if matches(&mapping.state_metric) {
             Role::State
         } else if mapping.state_name_metric.as_deref().is_some_and(matches) {
@@ -363,7 +478,7 @@ impl Bridge {
         let tag = (!mapping.skips(name)).then(|| {
             Arc::new(UnsTopic::located(
                 location.clone(),
-                Class::Tag(tag_path(name)),
+                Class::Tag(path.unwrap_or_else(|| tag_path(name))),
             ))
         });
         let src = SparkplugSource {
@@ -395,7 +510,7 @@ impl Bridge {
         out: &mut Vec<Publication>,
         touched: &mut Vec<Location>,
     ) {
-        let target = Self::target(&mut self.targets, &self.mapping, update);
+        let target = Self::target(&mut self.targets, &self.overrides, &self.mapping, update);
         let timestamp_ms = i64::try_from(update.timestamp).unwrap_or(i64::MAX);
         let json = update
             .value
@@ -752,14 +867,34 @@ impl Bridge {
             .filter(|(topic, _)| *topic == rejected.topic)
             .map(|(_, payload)| payload)
             .unwrap_or_default();
+        self.report(
+            &location,
+            rejected.reason.kind(),
+            Some(rejected.topic.clone()),
+            rejected.reason.to_string(),
+            payload,
+            now_ms,
+        )
+    }
+
+    /// An `_errors` report of `location`.
+    fn report(
+        &self,
+        location: &Location,
+        kind: &'static str,
+        topic: Option<String>,
+        reason: String,
+        payload: &[u8],
+        now_ms: u64,
+    ) -> Publication {
         Publication::Error {
-            topic: Arc::new(UnsTopic::located(location, Class::Errors)),
-            kind: rejected.reason.kind(),
+            topic: Arc::new(UnsTopic::located(location.clone(), Class::Errors)),
+            kind,
             report: Box::new(ErrorReport {
                 schema: SchemaTag::default(),
                 service: self.service.clone(),
-                topic: Some(rejected.topic.clone()),
-                reason: rejected.reason.to_string(),
+                topic,
+                reason,
                 payload_excerpt: Some(excerpt(payload)),
                 payload_sha256: None,
                 occurred_at: timestamp(i64::try_from(now_ms).unwrap_or(i64::MAX)),

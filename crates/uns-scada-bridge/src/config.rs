@@ -41,6 +41,9 @@ pub struct BridgeConfig {
     pub max_payload_bytes: usize,
     /// Births with more metrics are rejected.
     pub max_birth_metrics: usize,
+    /// The `_errors` rate limit: per edge node, the first rejection of a window of this many ms is
+    /// reported at once and the rest in one summary at its end (0: report every one).
+    pub error_window_ms: u64,
     /// Refuse every deviation from the Sparkplug spec instead of the documented leniencies.
     pub strict: bool,
     /// MQTT keep-alive of the Sparkplug connection, in seconds.
@@ -116,6 +119,7 @@ impl Default for BridgeConfig {
             rebirth_interval_ms: 5000,
             max_payload_bytes: 1024 * 1024,
             max_birth_metrics: 100_000,
+            error_window_ms: 10_000,
             strict: false,
             keep_alive_s: 30,
             skip_metrics: vec!["bdSeq".to_owned(), "Node Control/*".to_owned()],
@@ -222,6 +226,7 @@ pub struct Mapping {
     pub(crate) mode_metric: Option<String>,
     pub(crate) state_map: HashMap<String, StateCategory>,
     pub(crate) counts: Vec<(String, CountKind)>,
+    pub(crate) error_window_ms: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -323,6 +328,7 @@ impl TryFrom<BridgeConfig> for Mapping {
                 .into_iter()
                 .map(|(kind, metric)| (metric, kind))
                 .collect(),
+            error_window_ms: config.error_window_ms,
         })
     }
 }

@@ -23,13 +23,18 @@
 //!
 //! Bad input (corrupt protobuf, wrong topic shape, garbage `seq`, oversize births, unknown aliases) goes
 //! to the `_errors` topic of the location concerned with the reason and is counted
-//! (`uns_rejected_input{service="scada-bridge",kind=…}`); the loop keeps running.
+//! (`uns_scada_bridge_rejected{kind=…}`, every one); the loop keeps running. Reports are rate
+//! limited per edge node ([`errors`]: the first of a window at once, the rest as one summary), so
+//! a broken node cannot flood `_errors`; `uns_rejected_input{service="scada-bridge",kind=…}` counts
+//! the reports published.
 #![deny(missing_docs)]
 
 pub mod bridge;
 pub mod config;
 mod connection;
 pub mod context;
+pub mod errors;
+mod paths;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -41,7 +46,7 @@ use uns_model::topic::{Class, Id, TopicFilter, UnsTopic};
 use uns_service::{ConfigEnv, ConfigError as ServiceConfigError, Context, Service};
 use uns_sparkplug::host::{HostSession, Incoming, Now};
 
-pub use bridge::{Bridge, BridgeCounters, Publication};
+pub use bridge::{Bridge, BridgeCounters, KindLabel, Publication};
 pub use config::{BridgeConfig, ConfigError, EXAMPLE_TOML, Mapping, NodeMapping, StateConfig};
 
 /// The service name, as in `uns/v1/_services/scada-bridge`.
@@ -188,6 +193,7 @@ async fn run_mapped(
                 None => break,
             },
             () = sleep_until(clock.start, deadline) => Trigger::Deadline,
+            () = sleep_until_utc(bridge.next_errors_deadline_ms()) => Trigger::ErrorsWindow,
         };
         let now = clock.now();
         let publications = match event {
@@ -214,6 +220,7 @@ async fn run_mapped(
                 continue;
             }
             Trigger::Deadline => bridge.apply(host.poll(now), None, now.utc_ms),
+            Trigger::ErrorsWindow => bridge.flush_errors(now.utc_ms),
             Trigger::Sparkplug(connection::Event::Message {
                 topic,
                 payload,
@@ -241,6 +248,8 @@ async fn run_mapped(
         };
         execute(&client, &connection, publications).await?;
     }
+    // Summaries still held back go out before the bridge stops.
+    execute(&client, &connection, bridge.flush_errors(u64::MAX)).await?;
     let death = host.disconnect(clock.now().utc_ms);
     connection.stop(death, SHUTDOWN_GRACE).await;
     info!("scada-bridge stopped");
@@ -329,7 +338,10 @@ async fn learn_counts(
 enum Trigger {
     Uns(uns_client::Message),
     Sparkplug(connection::Event),
+    /// The host's reorder deadline.
     Deadline,
+    /// An `_errors` window with reports held back ended.
+    ErrorsWindow,
 }
 
 async fn execute(
@@ -357,6 +369,17 @@ async fn execute(
 async fn sleep_until(start: tokio::time::Instant, deadline: Option<Duration>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(start + deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until the wall-clock `deadline_ms` (ms since the epoch); forever when `None`.
+async fn sleep_until_utc(deadline_ms: Option<u64>) {
+    match deadline_ms {
+        Some(deadline_ms) => {
+            let wait = deadline_ms.saturating_sub(utc_ms());
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+        }
         None => std::future::pending().await,
     }
 }
@@ -419,5 +442,15 @@ fn register_counters(metrics: &Metrics, counters: &BridgeCounters) {
         "scada_bridge_states",
         "_state changes published",
         counters.states.clone(),
+    );
+    metrics.register(
+        "scada_bridge_rejected",
+        "Every rejected input, by kind, whether reported on _errors at once or in a summary",
+        counters.rejected.clone(),
+    );
+    metrics.register(
+        "scada_bridge_error_reports_suppressed",
+        "Rejections held back by the _errors rate limit (error_window_ms) and counted in a summary",
+        counters.error_reports_suppressed.clone(),
     );
 }

@@ -4,5 +4,6 @@
 
 mod bridge;
 mod counts;
+mod hardening;
 mod interop;
 mod support;
