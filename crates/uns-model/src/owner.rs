@@ -118,7 +118,8 @@ pub enum Publisher {
     Service(ServiceName),
     /// Any service (`_errors`, `_replies`, `_cmd` requests between services).
     EveryService,
-    /// The service the topic names (`uns/v1/_services/{name}`).
+    /// The service the topic names (`uns/v1/_services/{name}`, or `{name}.{part}` for a further
+    /// client of that service).
     NamedService,
     /// People and their tools, through the broker's `operator` role (`_cmd`, corrections).
     Operators,
@@ -362,6 +363,14 @@ pub fn may_publish(principal: &Principal<'_>, topic: &str) -> bool {
         .any(|publisher| admits(*publisher, principal, named, None))
 }
 
+/// Whether `_services/{named}` is the health of `service`: its own name, or `{name}.{part}` for
+/// a further client of the service (the ERP bridge's `erp-bridge.confirmations`).
+fn is_health_name_of(named: &str, service: ServiceName) -> bool {
+    named
+        .strip_prefix(service.as_str())
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+}
+
 /// Whether `publisher` (an owner column entry) is `principal`. `named` is the service a
 /// `_services` topic names, `group` the Sparkplug group of a node topic.
 fn admits(
@@ -373,7 +382,9 @@ fn admits(
     match (publisher, principal) {
         (Publisher::Service(owner), Principal::Service(service)) => owner == *service,
         (Publisher::EveryService, Principal::Service(_)) => true,
-        (Publisher::NamedService, Principal::Service(service)) => named == Some(service.as_str()),
+        (Publisher::NamedService, Principal::Service(service)) => {
+            named.is_some_and(|named| is_health_name_of(named, *service))
+        }
         (Publisher::Operators, Principal::Operator) => true,
         (Publisher::EdgeNodes, Principal::Edge { groups }) => {
             group.is_some_and(|group| groups.iter().any(|own| own == group))
@@ -407,6 +418,13 @@ mod tests {
         check(bridge, &format!("{CELL}/_cmd/scada-bridge/sync"), true);
         check(bridge, "uns/v1/_services/scada-bridge", true);
         check(bridge, "uns/v1/_services/oee", false);
+        check(bridge, "uns/v1/_services/scada-bridge.sparkplug", true);
+        check(bridge, "uns/v1/_services/scada-bridge-x", false);
+        check(
+            Principal::Service(ErpBridge),
+            "uns/v1/_services/erp-bridge.confirmations",
+            true,
+        );
         check(bridge, &format!("{CELL}/_meta"), false);
         check(bridge, &format!("{CELL}/_wo/wo-1"), false);
         check(bridge, "uns/v1/_schemas/tag/v1", false);
