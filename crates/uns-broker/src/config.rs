@@ -48,6 +48,13 @@ pub struct BrokerConfig {
     /// [`BrokerConfig::allow_anonymous`] is set. With users configured, anonymous clients are
     /// refused unless `allow_anonymous` is set.
     pub users: Vec<User>,
+    /// Accounts the embedding program adds for its own services (`uns up` gives each in-process
+    /// service a `service` account with a generated password). Checked like [`BrokerConfig::users`],
+    /// but they do not count as configured users: anonymous clients keep the rights they have
+    /// without users, and the network listeners still need `users` or `allow_anonymous`.
+    /// Never read from a config file.
+    #[serde(skip)]
+    pub internal_users: Vec<User>,
     /// Explicit opt-in to anonymous clients on non-loopback listeners (or alongside users).
     pub allow_anonymous: bool,
     /// Messages queued per client beyond its inflight window (default [`DEFAULT_MAX_QUEUE`],
@@ -94,6 +101,7 @@ impl Default for BrokerConfig {
             ws_listen: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8083)),
             data_dir: PathBuf::from("data"),
             users: Vec::new(),
+            internal_users: Vec::new(),
             allow_anonymous: false,
             max_queue: DEFAULT_MAX_QUEUE,
             max_inflight: DEFAULT_MAX_INFLIGHT,
@@ -109,8 +117,9 @@ impl Default for BrokerConfig {
 
 /// One broker account.
 ///
-/// In a config file: `{ username = "scada", password = "..." }` or
-/// `{ username = "scada", password_hash = "$argon2id$v=19$..." }`.
+/// In a config file: `{ username = "scada-bridge", password = "..." }` (a service's account, by
+/// its name), `{ username = "line-1", password_hash = "$argon2id$v=19$...", role = "edge",
+/// groups = ["acme-berlin"] }`, `{ username = "alice", password = "...", role = "operator" }`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct User {
     /// The MQTT CONNECT username.
@@ -118,10 +127,33 @@ pub struct User {
     /// How the password is checked.
     #[serde(flatten)]
     pub secret: Secret,
-    /// What the account may publish and subscribe to, first match wins (see [`crate::AclRule`]).
-    /// Empty: everything. Not empty: what no rule allows is refused.
+    /// What the account may do when no `acl` rule decides (see [`crate::Role`]). `None`: the
+    /// `service` role if the username is a service's name, else `viewer`.
+    #[serde(default)]
+    pub role: Option<crate::Role>,
+    /// For `role = "service"`: the service (default: the username).
+    #[serde(default)]
+    pub service: Option<String>,
+    /// For `role = "edge"`: the Sparkplug groups the account publishes for.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Additional rules, tried before the role, first match wins (see [`crate::AclRule`]).
     #[serde(default)]
     pub acl: Vec<crate::AclRule>,
+}
+
+impl User {
+    /// An account with the default role and no rules.
+    pub fn new(username: impl Into<String>, secret: Secret) -> User {
+        User {
+            username: username.into(),
+            secret,
+            role: None,
+            service: None,
+            groups: Vec::new(),
+            acl: Vec::new(),
+        }
+    }
 }
 
 /// A user's password, in clear or as a hash.
@@ -257,7 +289,7 @@ impl BrokerConfig {
             "1s..=7 days",
         )?;
         let mut seen = std::collections::HashSet::new();
-        for user in &self.users {
+        for user in self.users.iter().chain(&self.internal_users) {
             let bad = |reason: &str| ConfigError::BadUser {
                 username: user.username.clone(),
                 reason: reason.to_owned(),
@@ -269,6 +301,9 @@ impl BrokerConfig {
                 return Err(bad("configured twice"));
             }
             if let Some(problem) = user.acl.iter().find_map(crate::acl::rule_problem) {
+                return Err(bad(&problem));
+            }
+            if let Err(problem) = crate::acl::Grant::of(user) {
                 return Err(bad(&problem));
             }
             match &user.secret {
@@ -384,11 +419,7 @@ mod tests {
     }
 
     fn user(username: &str, secret: Secret) -> User {
-        User {
-            username: username.to_owned(),
-            secret,
-            acl: Vec::new(),
-        }
+        User::new(username, secret)
     }
 
     #[test]

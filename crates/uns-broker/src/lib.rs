@@ -34,8 +34,8 @@
 //! | per-client queue | 1 000 | [`BrokerConfig::max_queue`] = 100 000 | a `#` subscriber receives every retained message |
 //! | inflight window | 16 | [`BrokerConfig::max_inflight`] = 128 | throughput for QoS 1 subscribers |
 //! | shared subscriptions | refused | `$share/group/filter`, round robin | services scale out |
-//! | ACL | none (allow) | none (allow): `#` and `$SYS/#` are never denied | MQTT Explorer |
-//! | auth | anonymous | users from config (plain or Argon2 PHC hash); anonymous only on loopback unless opted in | secure by default |
+//! | ACL | none (allow) | per-account roles derived from the model's owner column, then rules (see `acl.rs`); reading `#` and `$SYS/#` is allowed to every role but `edge` | each account writes only what it owns; MQTT Explorer reads everything |
+//! | auth | anonymous | users from config (plain or Argon2 PHC hash); anonymous only on loopback unless opted in; a service's client ids only for its account | secure by default; no session takeover of a service |
 //! | busy check | on (refuses CONNECT under host load) | off | an edge box under load must still accept its services |
 //! | `$SYS` | JSON blobs, plugin | mosquitto topic names, retained, every [`BrokerConfig::sys_interval`] | what MQTT Explorer and dashboards read |
 //!
@@ -55,7 +55,7 @@ mod store;
 
 use std::net::SocketAddr;
 
-pub use acl::{Access, AclRule, Permission};
+pub use acl::{Access, AclRule, Permission, Role};
 pub use config::{
     BrokerConfig, ConfigError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_INFLIGHT,
     DEFAULT_MAX_PACKET_SIZE, DEFAULT_MAX_QUEUE, DEFAULT_MAX_TOPIC_LENGTH, DEFAULT_MAX_TOPIC_LEVELS,

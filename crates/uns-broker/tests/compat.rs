@@ -1106,11 +1106,7 @@ async fn k_websocket_client_can_publish_and_subscribe() -> Result {
 #[tokio::test]
 async fn l_username_password_auth_when_users_configured() -> Result {
     let broker = start_with(|c| {
-        c.users = vec![User {
-            username: "scada".into(),
-            secret: Secret::Password("s3cret".into()),
-            acl: Vec::new(),
-        }];
+        c.users = vec![User::new("scada", Secret::Password("s3cret".into()))];
     })
     .await?;
     let port = broker.port();

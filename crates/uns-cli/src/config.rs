@@ -257,11 +257,10 @@ impl Settings {
             .iter()
             .filter(|user| !user.username.is_empty())
         {
-            broker.users.push(User {
-                username: user.username.clone(),
-                secret: Secret::Password(user.password.clone()),
-                acl: Vec::new(),
-            });
+            broker.users.push(User::new(
+                user.username.clone(),
+                Secret::Password(user.password.clone()),
+            ));
         }
         broker
             .validate()

@@ -81,4 +81,23 @@ mod tests {
             );
         }
     }
+
+    /// The broker's `service` role and reserved client ids come from the model's owner table
+    /// (`uns_model::owner::ServiceName`): every service has a row there, and the client id its
+    /// client uses by default is one the broker reserves for it.
+    #[test]
+    fn every_service_has_a_row_in_the_owner_table() {
+        for listed in SERVICES {
+            let name = listed.entry.name;
+            let service: uns_model::owner::ServiceName = name.parse().expect("a known service");
+            let options =
+                uns_client::ClientOptions::new(uns_client::BrokerUrl::new("127.0.0.1", 1883), name)
+                    .expect("a valid service name");
+            assert!(
+                service.owns_client_id(&options.client_id),
+                "{name}: {}",
+                options.client_id
+            );
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! Stop order is the reverse: services publish `stopped` and disconnect, HTTP stops, the broker
 //! flushes its store last.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
@@ -17,8 +18,9 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
-use uns_broker::{BrokerHandle, Secret, User};
+use uns_broker::{BrokerHandle, Role, Secret, User};
 use uns_client::{BrokerUrl, Metrics};
+use uns_model::owner::ServiceName;
 use uns_service::{
     BrokerEndpoint, ConfigEnv, ConfigError, Configured, Context, Failure, Health, HttpServer,
     Routes, Runtime, RuntimeOptions, Service,
@@ -119,29 +121,26 @@ impl App {
         let metrics = Metrics::new();
         let health = Health::default();
         let routes = Routes::default();
+        let mut accounts = HashMap::new();
         let (broker, broker_url, credentials) = match settings.backbone {
             Backbone::Embedded(mut config) => {
-                // With accounts configured, in-process services need one too: a random one
-                // per run, never written anywhere.
-                let credentials = if config.users.is_empty() {
-                    None
-                } else {
-                    let user = format!("uns-internal-{}", uuid::Uuid::new_v4().simple());
-                    let password = uuid::Uuid::new_v4().simple().to_string();
-                    config.users.push(User {
-                        username: user.clone(),
-                        secret: Secret::Password(password.clone()),
-                        acl: Vec::new(),
-                    });
-                    Some((user, password))
-                };
+                // Each in-process service connects under its own `service` account (a random
+                // name and password per run, never written or printed), so a buggy or
+                // compromised service cannot write another's topics. Internal accounts do not
+                // change what anonymous clients may do.
+                let names = std::iter::once(<BrokerHealth as Service>::NAME)
+                    .chain(settings.services.iter().map(Configured::name));
+                for name in names {
+                    let (user, password) = service_account(name, &mut config)?;
+                    accounts.insert(name, (user, password));
+                }
                 let data_dir = config.data_dir.clone();
                 let broker = uns_broker::start(config)
                     .await
                     .context("starting the embedded broker")?;
                 info!(mqtt = %broker.mqtt_addr(), ws = ?broker.ws_addr(), data_dir = %data_dir.display(), "broker listening");
                 let url = local_url(broker.mqtt_addr());
-                (Some(Arc::new(broker)), url, credentials)
+                (Some(Arc::new(broker)), url, None)
             }
             Backbone::External { url, credentials } => (None, url, credentials),
         };
@@ -172,7 +171,7 @@ impl App {
             }));
         }
         services.extend(settings.services);
-        let runtime = Runtime::start(
+        let runtime = Runtime::start_with_accounts(
             RuntimeOptions {
                 broker: BrokerEndpoint {
                     url: broker_url,
@@ -186,6 +185,7 @@ impl App {
                 routes,
             },
             services,
+            &accounts,
         )
         .await
         .context("starting the services")?;
@@ -256,6 +256,25 @@ impl App {
     }
 }
 
+/// Adds an internal `service` account for the in-process service `name` to `config` and
+/// returns its credentials.
+fn service_account(
+    name: &'static str,
+    config: &mut uns_broker::BrokerConfig,
+) -> anyhow::Result<(String, String)> {
+    let service: ServiceName = name
+        .parse()
+        .with_context(|| format!("service {name} has no row in the owner table"))?;
+    let username = format!("uns-internal-{name}-{}", uuid::Uuid::new_v4().simple());
+    let password = uuid::Uuid::new_v4().simple().to_string();
+    config.internal_users.push(User {
+        role: Some(Role::Service),
+        service: Some(service.as_str().to_owned()),
+        ..User::new(username.clone(), Secret::Password(password.clone()))
+    });
+    Ok((username, password))
+}
+
 /// Waits until the broker has delivered what the services said last (their `stopped` health),
 /// judged by its sent-messages counter standing still for 100 ms, at most one second.
 async fn drain_deliveries(broker: &BrokerHandle) {
@@ -282,6 +301,7 @@ fn spawn_broker_stats(
     let sent = Gauge::<i64>::default();
     let dropped = Gauge::<i64>::default();
     let retained = Gauge::<i64>::default();
+    let acl_refused = Gauge::<i64>::default();
     let store_degraded = Gauge::<i64>::default();
     let store_failed_writes = Gauge::<i64>::default();
     let store_uncommitted = Gauge::<i64>::default();
@@ -327,6 +347,11 @@ fn spawn_broker_stats(
         dropped.clone(),
     );
     metrics.register(
+        "broker_acl_refused",
+        "PUBLISH packets and SUBSCRIBE filters refused by an account's role or rules since start",
+        acl_refused.clone(),
+    );
+    metrics.register(
         "broker_retained_messages",
         "Retained messages held",
         retained.clone(),
@@ -350,6 +375,7 @@ fn spawn_broker_stats(
             sent.set(saturating_i64(now.messages_sent));
             dropped.set(saturating_i64(now.messages_dropped));
             retained.set(saturating_i64(now.retained_messages as u64));
+            acl_refused.set(saturating_i64(now.acl_refused));
             store_degraded.set(i64::from(now.retained_store_degraded));
             store_failed_writes.set(saturating_i64(now.retained_store_failed_writes));
             store_uncommitted.set(saturating_i64(now.retained_store_uncommitted));
@@ -435,6 +461,146 @@ mod tests {
 
     fn detail(broker: &serde_json::Value) -> &str {
         broker["detail"].as_str().unwrap_or_default()
+    }
+
+    /// A stand-in for the OEE service whose loop, once connected, writes one topic of its own
+    /// and one of the SCADA bridge's, and hands the broker credentials it was given to the test.
+    struct RogueOee {
+        credentials: tokio::sync::mpsc::UnboundedSender<Option<(String, String)>>,
+    }
+
+    impl Service for RogueOee {
+        const NAME: &'static str = "oee";
+        const SECTION: &'static str = "oee";
+        type Config = ();
+        type Error = uns_client::ClientError;
+
+        fn configure((): (), _env: &ConfigEnv) -> Result<Self, ConfigError> {
+            unreachable!("built in code")
+        }
+
+        async fn run(&self, ctx: Context) -> Result<(), Self::Error> {
+            use uns_model::topic::{Class, Location, OeePeriodKind, UnsTopic};
+            let _ = self.credentials.send(ctx.broker.credentials.clone());
+            let cell: Location = "acme/berlin/packaging/line-1/filler"
+                .parse()
+                .unwrap_or_else(|_| unreachable!("a valid location"));
+            let foreign = UnsTopic::located(cell.clone(), Class::State);
+            let own = UnsTopic::located(cell, Class::OeeCurrent(OeePeriodKind::Hour));
+            ctx.client
+                .publish_bytes(&foreign, bytes::Bytes::from_static(b"fake"))
+                .await?;
+            ctx.client
+                .publish_bytes(&own, bytes::Bytes::from_static(b"{}"))
+                .await?;
+            ctx.shutdown.cancelled().await;
+            Ok(())
+        }
+    }
+
+    /// Issue 14: `uns up` runs each in-process service under its own `service` account, so a
+    /// service that publishes another's topic (here the OEE service writing the bridge's
+    /// `_state`) is refused by the broker, while its own topics go through. The generated
+    /// account is the service's only (a random name) and anonymous loopback clients keep their
+    /// rights.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn each_embedded_service_writes_only_its_own_topics() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let loopback = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
+        let config = BrokerConfig {
+            listen: loopback,
+            ws_listen: None,
+            data_dir: dir.path().to_path_buf(),
+            ..BrokerConfig::default()
+        };
+        let (credentials_tx, mut credentials_rx) = tokio::sync::mpsc::unbounded_channel();
+        let app = App::start(Settings {
+            backbone: Backbone::Embedded(config),
+            data_dir: dir.path().to_path_buf(),
+            http_listen: loopback,
+            ready_file: None,
+            restart: RestartPolicy::Exit,
+            services: vec![Configured::new(RogueOee {
+                credentials: credentials_tx,
+            })],
+        })
+        .await
+        .expect("uns up starts");
+        let mqtt = app.addresses().mqtt.expect("embedded broker");
+        let (username, _) = credentials_rx
+            .recv()
+            .await
+            .expect("the rogue ran")
+            .expect("it got credentials of its own");
+        assert!(username.starts_with("uns-internal-oee-"), "{username}");
+
+        // Both topics are retained: a late subscriber sees what the broker accepted.
+        let mut options = rumqttc::MqttOptions::new("observer", mqtt.ip().to_string(), mqtt.port());
+        options.set_keep_alive(Duration::from_secs(30));
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 16);
+        client
+            .subscribe("uns/v1/acme/#", rumqttc::QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut seen = Vec::new();
+        while !seen
+            .iter()
+            .any(|topic: &String| topic.ends_with("_oee/current/hour"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "own topic never arrived: {seen:?}"
+            );
+            let event = tokio::time::timeout_at(deadline, eventloop.poll())
+                .await
+                .expect("within the deadline")
+                .expect("observer connection");
+            if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish)) = event {
+                seen.push(publish.topic);
+            }
+        }
+        // A retained `_state` would come with this subscription, before the marker.
+        client
+            .subscribe(
+                "uns/v1/acme/berlin/packaging/line-1/filler/_state",
+                rumqttc::QoS::AtLeastOnce,
+            )
+            .await
+            .expect("subscribe");
+        client
+            .subscribe("test/marker", rumqttc::QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
+        client
+            .publish("test/marker", rumqttc::QoS::AtLeastOnce, false, "m")
+            .await
+            .expect("publish");
+        while !seen.iter().any(|topic| topic == "test/marker") {
+            let event = tokio::time::timeout_at(deadline, eventloop.poll())
+                .await
+                .expect("marker within the deadline")
+                .expect("observer connection");
+            if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(publish)) = event {
+                seen.push(publish.topic);
+            }
+        }
+        assert!(
+            !seen.iter().any(|topic| topic.ends_with("/_state")),
+            "the bridge's _state written by the OEE service's account: {seen:?}"
+        );
+        let stats = app.broker.as_ref().expect("embedded").stats();
+        assert!(stats.acl_refused >= 1, "{stats:?}");
+        let http = app.addresses().http;
+        let (_, refused) = await_broker(
+            http,
+            "uns_broker_acl_refused",
+            "refusals on /metrics",
+            |_, v| v >= 1.0,
+        )
+        .await;
+        assert!(refused >= 1.0);
+        app.stop().await.expect("clean stop");
     }
 
     /// Issue 9 item 6: while the retained store cannot write, `uns broker`'s health says

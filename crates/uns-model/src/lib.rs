@@ -4,6 +4,8 @@
 //!   `Display`/`FromStr` round trips, and validated MQTT subscription filters ([`topic::TopicFilter`]).
 //! - [`payload`]: serde types for every JSON document and event, each tagged with its
 //!   `"schema": "uns/<name>/v<N>"`, and [`payload::decode`] for bytes from the network.
+//! - [`owner`]: the owner column of DESIGN §2 (who may publish each topic), from which the broker's
+//!   roles are derived.
 //! - [`schemas`]: the hand-written JSON Schemas of those payloads, compiled in.
 //!
 //! **Architecture invariant:** this crate does no I/O and has no async code: pure types, parsing,
@@ -25,6 +27,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod owner;
 pub mod payload;
 pub mod schemas;
 pub mod topic;

@@ -12,6 +12,7 @@
 //! Stop order is the reverse of the start order: each service's loop is cancelled and awaited, then
 //! its client publishes `stopped` and disconnects cleanly (so no Will fires).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -162,6 +163,18 @@ impl Runtime {
         options: RuntimeOptions,
         services: Vec<Configured>,
     ) -> Result<Runtime, RuntimeError> {
+        Self::start_with_accounts(options, services, &HashMap::new()).await
+    }
+
+    /// Like [`Runtime::start`], but a service named in `accounts` connects with its own
+    /// username and password (its client and [`crate::Context::broker`], so its further
+    /// connections too) instead of `options.broker.credentials`: `uns up` gives each in-process
+    /// service its own least-privilege broker account this way.
+    pub async fn start_with_accounts(
+        options: RuntimeOptions,
+        services: Vec<Configured>,
+        accounts: &HashMap<&'static str, (String, String)>,
+    ) -> Result<Runtime, RuntimeError> {
         let root = CancellationToken::new();
         let client_metrics = ClientMetrics::register(&options.metrics);
         let supervisor_metrics = SupervisorMetrics::register(&options.metrics);
@@ -184,7 +197,14 @@ impl Runtime {
                         source,
                     }
                 })?;
-            client_options.credentials = options.broker.credentials.clone();
+            let broker = BrokerEndpoint {
+                url: options.broker.url.clone(),
+                credentials: accounts
+                    .get(name)
+                    .cloned()
+                    .or_else(|| options.broker.credentials.clone()),
+            };
+            client_options.credentials = broker.credentials.clone();
             let (client, inbox, event_loop) =
                 UnsClient::start(client_options, client_metrics.clone(), root.clone());
             let label = ServiceLabel {
@@ -206,7 +226,7 @@ impl Runtime {
                 status,
                 data_dir,
                 routes: options.routes.clone(),
-                broker: options.broker.clone(),
+                broker,
                 stop: stop.clone(),
                 supervisor_metrics: supervisor_metrics.clone(),
                 label,

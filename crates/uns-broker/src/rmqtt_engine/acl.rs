@@ -1,4 +1,4 @@
-//! Enforces the accounts' access rules ([`crate::AclRule`]) on PUBLISH and SUBSCRIBE.
+//! Enforces the accounts' roles and access rules (`crate::acl`) on PUBLISH and SUBSCRIBE.
 //!
 //! A refused PUBLISH gets PUBACK/PUBREC 0x87 (Not authorized) on MQTT 5 and is not delivered or
 //! retained; the client stays connected. On MQTT 3.1.1, which has no negative acknowledgement,
@@ -6,7 +6,7 @@
 //! SUBACK 0x87 (v5) / 0x80 (3.1.1). Each refusal counts in
 //! [`crate::BrokerStats::acl_refused`] and is logged once per client, action and topic.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -16,50 +16,33 @@ use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType};
 use rmqtt::types::{PublishAclResult, SubscribeAclResult};
 
 use super::hooks::Counters;
-use crate::acl::{Access, AclRule, Requester, allowed};
-use crate::config::User;
+use crate::acl::{Access, Accounts};
 
 /// Most (client, topic) pairs remembered for "logged once"; beyond it refusals log again.
 const MAX_LOGGED: usize = 10_000;
 
 pub(crate) struct AclGuard {
-    /// Rules per username; accounts without rules are absent (everything allowed).
-    rules: HashMap<String, Vec<AclRule>>,
+    accounts: Arc<Accounts>,
     counters: Arc<Counters>,
-    logged: Mutex<std::collections::HashSet<(String, &'static str, String)>>,
+    logged: Mutex<HashSet<(String, &'static str, String)>>,
 }
 
 impl AclGuard {
-    pub(crate) fn new(users: &[User], counters: Arc<Counters>) -> Self {
-        let rules = users
-            .iter()
-            .filter(|user| !user.acl.is_empty())
-            .map(|user| (user.username.clone(), user.acl.clone()))
-            .collect();
+    pub(crate) fn new(accounts: Arc<Accounts>, counters: Arc<Counters>) -> Self {
         AclGuard {
-            rules,
+            accounts,
             counters,
             logged: Mutex::default(),
         }
     }
 
-    /// Whether any account has rules (no handler is needed otherwise).
+    /// Whether any session may be refused anything (no handler is needed otherwise).
     pub(crate) fn is_active(&self) -> bool {
-        !self.rules.is_empty()
+        !self.accounts.all_admin()
     }
 
     fn check(&self, username: Option<&str>, client_id: &str, access: Access, topic: &str) -> bool {
-        let Some(username) = username else {
-            return true;
-        };
-        let Some(rules) = self.rules.get(username) else {
-            return true;
-        };
-        let who = Requester {
-            username,
-            client_id,
-        };
-        if allowed(rules, &who, access, topic) {
+        if self.accounts.allowed(username, client_id, access, topic) {
             return true;
         }
         self.counters.acl_refused.fetch_add(1, Ordering::Relaxed);
@@ -72,7 +55,7 @@ impl AclGuard {
             logged.clear();
         }
         if logged.insert((client_id.to_owned(), action, topic.to_owned())) {
-            tracing::warn!(%username, %client_id, %topic, action, "refused by the account's access rules (logged once per client and topic)");
+            tracing::warn!(?username, %client_id, %topic, action, "refused by the account's role or rules (logged once per client and topic)");
         }
         false
     }

@@ -18,7 +18,8 @@ use rmqtt::types::{
     SubscribeAclResult,
 };
 
-use crate::config::{Secret, User};
+use crate::acl::Accounts;
+use crate::config::Secret;
 use crate::limits::{TopicLimits, TopicRefusal};
 
 /// Message counters, updated by [`CountingHandler`] and read by `BrokerHandle::stats`.
@@ -59,32 +60,35 @@ impl Handler for CountingHandler {
     }
 }
 
-/// Checks every CONNECT: its Will topic against the topic limits (and for wildcards), then username/password
-/// against the configured users.
+/// Checks every CONNECT: its Will topic against the topic limits (and for wildcards), then
+/// username/password against the accounts, then the client id (a service's ids are reserved
+/// for its account) and whether the account may publish its Will.
 ///
 /// rmqtt calls this for every client because the listeners' own `allow_anonymous` is off; the
 /// anonymous decision is ours ([`crate::BrokerConfig::anonymous_allowed`]). With no users
-/// configured, any username is accepted (there is nothing to check it against).
+/// configured, an unknown username is accepted as anonymous (there is nothing to check it
+/// against); internal accounts are always checked. rmqtt runs this hook before it takes over an
+/// existing session of the same client id, so a refused client id disturbs no one.
 pub(crate) struct AuthHandler {
-    users: Vec<User>,
+    accounts: Arc<Accounts>,
     anonymous: bool,
     limits: TopicLimits,
 }
 
 impl AuthHandler {
-    pub(crate) fn new(users: Vec<User>, anonymous: bool, limits: TopicLimits) -> Self {
+    pub(crate) fn new(accounts: Arc<Accounts>, anonymous: bool, limits: TopicLimits) -> Self {
         AuthHandler {
-            users,
+            accounts,
             anonymous,
             limits,
         }
     }
 
     fn verify(&self, username: &str, password: &[u8]) -> bool {
-        let Some(user) = self.users.iter().find(|user| user.username == username) else {
+        let Some(account) = self.accounts.account(Some(username)) else {
             return false;
         };
-        match &user.secret {
+        match &account.secret {
             Secret::Password(expected) => constant_time_eq(expected.as_bytes(), password),
             Secret::PasswordHash(hash) => {
                 use argon2::PasswordVerifier;
@@ -96,6 +100,42 @@ impl AuthHandler {
                             .is_ok()
                     })
                     .unwrap_or(false)
+            }
+        }
+    }
+
+    /// The decision for a CONNECT whose Will topic passed the limits.
+    fn authenticate(&self, connect_info: &ConnectInfo) -> AuthResult {
+        let client_id = &connect_info.id().client_id;
+        let username = connect_info.username().map(|name| name.as_ref());
+        match username {
+            None if !self.anonymous => {
+                // NotFound makes rmqtt refuse with "not authorized".
+                return AuthResult::NotFound;
+            }
+            None => {}
+            Some(username) if self.accounts.must_verify(username) => {
+                let password = connect_info
+                    .password()
+                    .map(|p| p.as_ref())
+                    .unwrap_or_default();
+                if !self.verify(username, password) {
+                    tracing::info!(%username, "refused connect: bad username or password");
+                    return AuthResult::BadUsernameOrPassword;
+                }
+            }
+            Some(_) => {}
+        }
+        let will_topic = connect_info.last_will().map(|will| match will {
+            LastWill::V3(will) => will.topic.as_ref(),
+            LastWill::V5(will) => will.topic.as_ref(),
+        });
+        match self.accounts.admit(username, client_id, will_topic) {
+            Ok(()) => AuthResult::Allow(false, None),
+            Err(refusal) => {
+                tracing::warn!(?username, %client_id, ?refusal, "refused connect: not authorized");
+                // CONNACK 0x87 Not authorized (v5) / 0x05 (3.1.1).
+                AuthResult::NotAuthorized
             }
         }
     }
@@ -123,31 +163,7 @@ impl Handler for AuthHandler {
                 Some(HookResult::AuthResult(AuthResult::NotAuthorized)),
             );
         }
-        let Some(username) = connect_info.username() else {
-            // Anonymous and anonymous is off: NotFound makes rmqtt refuse with "not authorized".
-            let result = if self.anonymous {
-                AuthResult::Allow(false, None)
-            } else {
-                AuthResult::NotFound
-            };
-            return (false, Some(HookResult::AuthResult(result)));
-        };
-        if self.users.is_empty() {
-            return (
-                false,
-                Some(HookResult::AuthResult(AuthResult::Allow(false, None))),
-            );
-        }
-        let password = connect_info
-            .password()
-            .map(|p| p.as_ref())
-            .unwrap_or_default();
-        let result = if self.verify(username, password) {
-            AuthResult::Allow(false, None)
-        } else {
-            tracing::info!(%username, "refused connect: bad username or password");
-            AuthResult::BadUsernameOrPassword
-        };
+        let result = self.authenticate(connect_info);
         (false, Some(HookResult::AuthResult(result)))
     }
 }
@@ -220,14 +236,11 @@ impl Handler for TopicGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::User;
 
     fn check_verify(secret: Secret, username: &str, password: &str, expected: bool) {
         let handler = AuthHandler::new(
-            vec![User {
-                username: "scada".into(),
-                secret,
-                acl: Vec::new(),
-            }],
+            Arc::new(Accounts::new(&[User::new("scada", secret)], &[])),
             false,
             TopicLimits {
                 max_levels: 64,

@@ -154,11 +154,15 @@ pub(crate) async fn start(config: BrokerConfig) -> Result<RmqttEngine, BrokerErr
             .await;
     }
     let limits = config.topic_limits();
+    let accounts = Arc::new(crate::acl::Accounts::new(
+        &config.users,
+        &config.internal_users,
+    ));
     register
         .add(
             Type::ClientAuthenticate,
             Box::new(AuthHandler::new(
-                config.users.clone(),
+                accounts.clone(),
                 config.anonymous_allowed(),
                 limits,
             )),
@@ -175,7 +179,7 @@ pub(crate) async fn start(config: BrokerConfig) -> Result<RmqttEngine, BrokerErr
             )
             .await;
     }
-    let acl_guard = acl::AclGuard::new(&config.users, counters.clone());
+    let acl_guard = acl::AclGuard::new(accounts, counters.clone());
     if acl_guard.is_active() {
         // After `TopicGuard` (registered first): malformed topics are refused as such.
         let acl_guard = Arc::new(acl_guard);

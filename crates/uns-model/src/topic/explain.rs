@@ -20,8 +20,8 @@ pub struct TopicExplanation {
     pub class_args: Vec<ClassArg>,
     /// Whether messages on the topic are retained.
     pub retained: bool,
-    /// The service(s) that publish on it.
-    pub owner: &'static str,
+    /// The service(s) that publish on it (DESIGN §2 owner column, [`crate::owner`]).
+    pub owner: String,
     /// The payload's schema id, when the class has a single one.
     pub payload_schema: Option<String>,
 }
@@ -84,7 +84,7 @@ impl UnsTopic {
                 class: "schema",
                 class_args: vec![arg("name", name), arg("version", version)],
                 retained: true,
-                owner: "each service",
+                owner: crate::owner::join(self.owners()),
                 payload_schema: None,
             },
             UnsTopic::Service { name } => TopicExplanation {
@@ -94,7 +94,7 @@ impl UnsTopic {
                 class: "service",
                 class_args: vec![arg("name", name)],
                 retained: true,
-                owner: "each service",
+                owner: crate::owner::join(self.owners()),
                 payload_schema: Some(
                     <crate::payload::ServiceHealth as crate::payload::Document>::schema_id(),
                 ),
@@ -106,7 +106,7 @@ impl UnsTopic {
                 class: "reply",
                 class_args: vec![arg("client", client)],
                 retained: false,
-                owner: "the service answering a `_cmd`",
+                owner: crate::owner::join(self.owners()),
                 payload_schema: Some(
                     <crate::payload::CmdReply as crate::payload::Document>::schema_id(),
                 ),

@@ -360,27 +360,6 @@ impl Class {
         }
     }
 
-    /// The service that publishes this class (DESIGN §2 "owner" column).
-    pub fn owner(&self) -> &'static str {
-        match self {
-            Self::Meta => "config / any",
-            Self::Tag(_)
-            | Self::TagHistory(_)
-            | Self::State
-            | Self::StateEvents
-            | Self::Count(_) => "scada-bridge",
-            Self::CountEvents => "scada-bridge / operators",
-            Self::ErpProductionOrder(_) => "erp-bridge",
-            Self::WorkOrder(_) | Self::WorkOrderActive => "workorders",
-            Self::WorkOrderEvents(_) => "workorders / erp-bridge",
-            Self::Lot(_) => "genealogy",
-            Self::GenealogyEvents => "workorders / operators",
-            Self::OeeCurrent(_) | Self::Oee(..) => "oee",
-            Self::Cmd(_) => "any → owner",
-            Self::Errors => "every service",
-        }
-    }
-
     /// The schema id (`uns/<name>/v<N>`) of the payload published on this class, if it has a single one.
     /// `_cmd` requests vary by verb (their reply is `uns/cmd-reply/v1`); `_wo/_active` may also be `null`.
     pub fn payload_schema(&self) -> Option<String> {
