@@ -725,14 +725,23 @@ impl Drop for AbortOnDrop {
 }
 
 /// A `uns` child process on port 0 with its ready file read; killed on drop.
-struct Process {
-    mqtt: Option<SocketAddr>,
-    http: SocketAddr,
-    _child: Child,
+pub(crate) struct Process {
+    /// Its MQTT listener, when it runs a broker.
+    pub(crate) mqtt: Option<SocketAddr>,
+    /// Its HTTP endpoint.
+    pub(crate) http: SocketAddr,
+    child: Child,
 }
 
 impl Process {
-    async fn start(
+    /// Its process id (0 once reaped).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// Starts `program` with `args` plus `--http-listen 127.0.0.1:0 --data-dir DIR
+    /// --ready-file DIR/ready.json` and waits (30 s at most) for the ready file.
+    pub(crate) async fn start(
         what: &'static str,
         program: &Path,
         args: &[&str],
@@ -773,11 +782,7 @@ impl Process {
                 && let Some(http) = addrs["http"].as_str().and_then(|a| a.parse().ok())
             {
                 let mqtt = addrs["mqtt"].as_str().and_then(|a| a.parse().ok());
-                return Ok(Self {
-                    mqtt,
-                    http,
-                    _child: child,
-                });
+                return Ok(Self { mqtt, http, child });
             }
             if let Some(status) = child.try_wait()? {
                 return Err(failed(format!("exited with {status} before it was ready")));

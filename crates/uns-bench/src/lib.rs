@@ -35,6 +35,7 @@ mod mqtt;
 mod process;
 mod report;
 mod scenarios;
+pub mod soak;
 pub mod store;
 
 use std::path::{Path, PathBuf};

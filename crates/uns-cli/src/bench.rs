@@ -2,7 +2,7 @@
 //! mosquitto), `bridge-decode` (the SCADA bridge's decode + map path on one thread) and `e2e`
 //! (`uns sim` → broker → bridge → UNS as child processes of this binary), `store` (uns-store
 //! commit latency and outbox throughput), `erp` (orders in and confirmations out through `uns
-//! erp-bridge`), `genealogy` (the genealogy ledger on a generated plant).
+//! erp-bridge`), `soak` (`uns up` under churn, RSS and descriptors over time), `genealogy` (the genealogy ledger on a generated plant).
 
 use std::path::Path;
 use std::time::Duration;
@@ -109,6 +109,29 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 .await
                 .context("running the genealogy benchmark")?;
             emit(&report.to_markdown(), out.as_deref())
+        }
+        BenchCommand::Soak {
+            duration,
+            interval,
+            warmup,
+            out,
+        } => {
+            let program = std::env::current_exe().context("finding the uns binary")?;
+            let options = uns_bench::soak::SoakOptions {
+                duration,
+                interval,
+                warmup,
+                ..uns_bench::soak::SoakOptions::new(program)
+            };
+            let report = uns_bench::soak::run(&options)
+                .await
+                .context("running the soak")?;
+            emit(&report.to_markdown(), out.as_deref())?;
+            anyhow::ensure!(
+                report.flat,
+                "RSS or descriptors did not stay flat after the warm-up (see the report)"
+            );
+            Ok(())
         }
         BenchCommand::Store {
             dir,

@@ -401,6 +401,22 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// A soak of `uns up` under mixed churn (clean and persistent sessions, Sparkplug births,
+    /// bad input): RSS and open descriptors sampled at an interval, with a flat-line check.
+    Soak {
+        /// How long the churn runs.
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        duration: Duration,
+        /// Time between two samples.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        interval: Duration,
+        /// Samples before this are left out of the flat-line check.
+        #[arg(long, default_value = "60s", value_parser = parse_duration)]
+        warmup: Duration,
+        /// Also write the Markdown report to this file.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The store (uns-store on redb): durable commit latency p50/p99 (one small write per
     /// commit) and outbox enqueue+ack per second, on a fresh file in a temporary directory.
     Store {
