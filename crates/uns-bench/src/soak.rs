@@ -25,7 +25,9 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use uns_model::topic::{Class, Id, Location, TopicFilter, UnsTopic};
 use uns_sparkplug::edge::{DeviceDef, EdgeNode, MetricDef, Outgoing, Qos};
+use uns_sparkplug::topic::{DeviceMessageKind, SparkplugTopic};
 use uns_sparkplug::value::Value;
 
 use crate::erp::Process;
@@ -316,7 +318,9 @@ impl Churn {
                 .connect(self.options(&format!("soak-clean-{n}"), true))
                 .await
             {
-                let _ = client.subscribe("uns/v1/#", QoS::AtMostOnce).await;
+                let _ = client
+                    .subscribe(TopicFilter::all_uns().as_str(), QoS::AtMostOnce)
+                    .await;
                 poll_until(&mut events, |e| {
                     matches!(e, Event::Incoming(Packet::SubAck(_)))
                 })
@@ -429,12 +433,28 @@ impl Churn {
         };
         let mut events = events;
         let pump = tokio::spawn(async move { while events.poll().await.is_ok() {} });
+        let ddata = SparkplugTopic::Device {
+            group: "acme-berlin".to_owned(),
+            kind: DeviceMessageKind::DData,
+            edge: "line-1".to_owned(),
+            device: "filler".to_owned(),
+        }
+        .to_string();
+        let release = ["wo", "release"]
+            .iter()
+            .map(|verb| Id::new(verb))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| SoakError::Edge(err.to_string()))?;
+        let site: Location = "acme/berlin"
+            .parse()
+            .map_err(|err: uns_model::topic::TopicError| SoakError::Edge(err.to_string()))?;
+        let command = UnsTopic::located(site, Class::Cmd(release)).to_string();
         let mut n = 0u64;
         while !self.stop.is_cancelled() {
             n += 1;
             let _ = client
                 .publish(
-                    "spBv1.0/acme-berlin/DDATA/line-1/filler",
+                    ddata.as_str(),
                     QoS::AtMostOnce,
                     false,
                     vec![0xff, 0x01, 0x02, 0x03, 0xff],
@@ -442,7 +462,7 @@ impl Churn {
                 .await;
             let _ = client
                 .publish(
-                    "uns/v1/acme/berlin/_cmd/wo/release",
+                    command.as_str(),
                     QoS::AtMostOnce,
                     false,
                     b"{not json".to_vec(),

@@ -32,7 +32,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, OnceCell};
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
+use tracing::{info, warn};
 use uns_client::{ClientError, ClientMetrics, ClientOptions, Message, UnsClient};
 use uns_model::payload::{
     ErrorReport, EventHeader, NodeMeta, SchemaTag, Timestamp, WorkOrderEvent, WorkOrderEventKind,
@@ -343,6 +343,20 @@ impl Service for ErpBridge {
             service_id: Id::new(Self::NAME).unwrap_or_else(|_| unreachable!("a valid id")),
             wake: Notify::new(),
         });
+        // Leases still held were taken by an earlier process of this service that died (kill -9,
+        // power loss) while posting: those confirmations are due now, not when the lease runs out.
+        let outbox = db::confirmations();
+        let now = now_ms();
+        let released = shared
+            .store
+            .write(move |tx| outbox.release_leases(tx, now))
+            .await?;
+        if released > 0 {
+            info!(
+                released,
+                "confirmations an earlier process had leased are due again"
+            );
+        }
         for filter in TopicFilter::at_any_location(&Class::Meta) {
             ctx.client.subscribe(&filter).await?;
         }

@@ -358,6 +358,30 @@ impl Outbox {
         Ok(leased)
     }
 
+    /// Makes every leased entry due at `now_ms` again, keeping its attempt count, and returns how
+    /// many there were. For a service starting on its store: a store has one writer (redb's file
+    /// lock), so leases still held were taken by an earlier process of the same service that
+    /// died without acking or failing them; without this they would wait for the lease to run
+    /// out. Delivery stays at least once: an entry whose posting succeeded just before the crash
+    /// is posted again, under the same idempotency key.
+    pub fn release_leases(&self, tx: &mut WriteTx<'_>, now_ms: u64) -> Result<u64, StoreError> {
+        let mut released = 0;
+        for (id, value) in tx.iter(&self.entries)? {
+            let mut entry = self.decode(&self.entries, id, &value)?;
+            if entry.state != EntryState::Leased {
+                continue;
+            }
+            let id = EntryId(id);
+            tx.remove(&self.due, &due_key(entry.due_ms, id))?;
+            entry.state = EntryState::Ready;
+            entry.due_ms = now_ms;
+            tx.insert(&self.entries, &id.0, &encode_entry(&entry))?;
+            tx.insert(&self.due, &due_key(now_ms, id), &[])?;
+            released += 1;
+        }
+        Ok(released)
+    }
+
     /// Removes a delivered entry and remembers its key as done at `now_ms`. False if the
     /// entry is not live (already acked, or a dead letter).
     pub fn ack(&self, tx: &mut WriteTx<'_>, id: EntryId, now_ms: u64) -> Result<bool, StoreError> {

@@ -365,6 +365,43 @@ async fn lease_hands_out_oldest_due_first_and_at_most_max() -> anyhow::Result<()
     Ok(())
 }
 
+#[tokio::test]
+async fn leases_of_a_dead_process_are_released_at_start() -> anyhow::Result<()> {
+    let (dir, store) = temp_store()?;
+    let outbox = Outbox::new("erp");
+    let ob = outbox.clone();
+    store
+        .write(move |tx| {
+            for n in 0..4u64 {
+                ob.enqueue(tx, &format!("k{n}"), &[n as u8], 100)?;
+            }
+            Ok(())
+        })
+        .await?;
+    // Three leased for a minute, then the process "dies": the store is reopened.
+    let ob = outbox.clone();
+    let leased = store.write(move |tx| ob.lease(tx, 100, 3, 60_000)).await?;
+    assert_eq!(leased.len(), 3);
+    drop(store);
+    let store = Store::open(&dir.path().join("svc").join("svc.redb"))?;
+    let ob = outbox.clone();
+    // Before the release only the one never leased is due; after it, all four, attempts kept.
+    let due_before = store.write(move |tx| ob.lease(tx, 200, 10, 0)).await?;
+    assert_eq!(due_before.len(), 1, "{due_before:?}");
+    let ob = outbox.clone();
+    let released = store.write(move |tx| ob.release_leases(tx, 300)).await?;
+    assert_eq!(released, 4, "three from the dead process, one just leased");
+    let ob = outbox.clone();
+    let due_after = store.write(move |tx| ob.lease(tx, 300, 10, 60_000)).await?;
+    let mut keys: Vec<_> = due_after
+        .iter()
+        .map(|e| (e.key.as_str(), e.attempts))
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(keys, [("k0", 2), ("k1", 2), ("k2", 2), ("k3", 2)]);
+    Ok(())
+}
+
 #[test]
 fn retry_policy_backs_off_caps_and_jitters_deterministically() {
     let mut p = policy(10);
