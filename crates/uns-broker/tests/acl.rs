@@ -391,8 +391,18 @@ async fn an_edge_account_writes_its_group_only() -> Result {
         matches!(p, rumqttc::Packet::SubAck(_)).then_some(())
     })
     .await?;
-    let (edge3, _edge3_rx) = v4("edge-b-3", "edge-b", port).await?;
+    let (edge3, mut edge3_rx) = v4("edge-b-3", "edge-b", port).await?;
     let qos = rumqttc::QoS::AtLeastOnce;
+    edge3.subscribe("uns/v1/#", qos).await?;
+    let codes = next_matching(&mut edge3_rx, "SUBACK", |p| match p {
+        rumqttc::Packet::SubAck(ack) => Some(ack.return_codes.clone()),
+        _ => None,
+    })
+    .await?;
+    ensure!(
+        codes == vec![rumqttc::SubscribeReasonCode::Failure],
+        "3.1.1 SUBACK {codes:?}"
+    );
     edge3.publish(FOREIGN_NDEATH, qos, false, "x").await?;
     edge3
         .publish("spBv1.0/other-group/NDATA/n1", qos, false, "y")
@@ -407,7 +417,7 @@ async fn an_edge_account_writes_its_group_only() -> Result {
         "first delivered: {topic}"
     );
     ensure!(
-        broker.stats().acl_refused == 6,
+        broker.stats().acl_refused == 7,
         "refusals counted: {:?}",
         broker.stats()
     );
