@@ -23,7 +23,7 @@
 //! - **Several brokers per process are fine**: rmqtt keeps its state in a per-broker context;
 //!   the one global (a CPU-busy cache) is switched off.
 //!
-//! # Settings pinned against rmqtt's defaults (each covered by a test in `tests/compat.rs`)
+//! # Settings pinned against rmqtt's defaults (each covered by a test in `tests/`: `compat.rs`, ACL and auth in `acl.rs`, TLS in `tls.rs`)
 //!
 //! | setting | rmqtt default | ours | why |
 //! |---|---|---|---|
@@ -36,6 +36,7 @@
 //! | shared subscriptions | refused | `$share/group/filter`, round robin | services scale out |
 //! | ACL | none (allow) | per-account roles derived from the model's owner column, then rules (see `acl.rs`); reading `#` and `$SYS/#` is allowed to every role but `edge` | each account writes only what it owns; MQTT Explorer reads everything |
 //! | auth | anonymous | users from config (plain or Argon2 PHC hash); anonymous only on loopback unless opted in; a service's client ids only for its account | secure by default; no session takeover of a service |
+//! | TLS | rustls with aws-lc-rs (`tls` feature, a C build) | rustls with ring in `tls.rs`, relaying to the MQTT listener | no C toolchain; auth and limits apply unchanged |
 //! | busy check | on (refuses CONNECT under host load) | off | an edge box under load must still accept its services |
 //! | `$SYS` | JSON blobs, plugin | mosquitto topic names, retained, every [`BrokerConfig::sys_interval`] | what MQTT Explorer and dashboards read |
 //!

@@ -315,6 +315,18 @@ async fn spoofs_by_a_viewer_or_a_foreign_edge_are_refused_and_an_admin_may() -> 
             code == mqtt5::ConnectReturnCode::NotAuthorized,
             "{attacker}'s NDEATH Will: {code:?}"
         );
+        let mut options = v4_options(&format!("{attacker}-will3"), attacker, port);
+        options.set_last_will(rumqttc::LastWill::new(
+            FOREIGN_NDEATH,
+            "bdseq 0",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+        ));
+        let code = v4_refusal(options).await?;
+        ensure!(
+            code == rumqttc::ConnectReturnCode::NotAuthorized,
+            "{attacker}'s NDEATH Will over 3.1.1: {code:?}"
+        );
     }
     // Nothing refused was delivered or retained.
     let after = retained_snapshot(port, "after").await?;
