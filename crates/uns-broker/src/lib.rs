@@ -110,7 +110,8 @@ pub struct BrokerStats {
     pub messages_sent: u64,
     /// Messages discarded for a subscriber (queue full, expired, session gone).
     pub messages_dropped: u64,
-    /// PUBLISH packets and SUBSCRIBE filters refused by an account's access rules since start.
+    /// PUBLISH packets, SUBSCRIBE filters and CONNECTs (another service's client id, a Will the
+    /// account may not publish) refused by an account's role or rules since start.
     pub acl_refused: u64,
     /// Retained messages held (including the broker's own `$SYS` topics).
     pub retained_messages: usize,

@@ -352,7 +352,7 @@ fn spawn_broker_stats(
     );
     metrics.register(
         "broker_acl_refused",
-        "PUBLISH packets and SUBSCRIBE filters refused by an account's role or rules since start",
+        "PUBLISH packets, SUBSCRIBE filters and CONNECTs (reserved client id, Will) refused by an account's role or rules since start",
         acl_refused.clone(),
     );
     metrics.register(
