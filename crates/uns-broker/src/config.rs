@@ -41,6 +41,13 @@ pub struct BrokerConfig {
     pub listen: SocketAddr,
     /// MQTT over websockets (browser clients); `None` disables the listener.
     pub ws_listen: Option<SocketAddr>,
+    /// MQTT 3.1.1 and 5 over TLS (8883 by convention); `None` (the default) disables it. Needs
+    /// [`BrokerConfig::tls_cert`] and [`BrokerConfig::tls_key`].
+    pub tls_listen: Option<SocketAddr>,
+    /// The TLS listener's certificate chain, PEM (server certificate first).
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS listener's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub tls_key: Option<PathBuf>,
     /// State directory; the retained store is `data_dir/broker/retained.redb`.
     pub data_dir: PathBuf,
     /// Username/password accounts. Empty means anonymous clients, which
@@ -99,6 +106,9 @@ impl Default for BrokerConfig {
         BrokerConfig {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 1883),
             ws_listen: Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8083)),
+            tls_listen: None,
+            tls_cert: None,
+            tls_key: None,
             data_dir: PathBuf::from("data"),
             users: Vec::new(),
             internal_users: Vec::new(),
@@ -188,7 +198,7 @@ pub enum ConfigError {
          `allow_anonymous = true` under [broker]), or listen on 127.0.0.1"
     )]
     AnonymousOnNetwork {
-        /// `mqtt` or `websocket`.
+        /// `mqtt`, `websocket` or `tls`.
         listener: &'static str,
         /// The offending address.
         addr: SocketAddr,
@@ -211,6 +221,9 @@ pub enum ConfigError {
         /// What is wrong with it.
         reason: String,
     },
+    /// `tls_listen` is set without both `tls_cert` and `tls_key`.
+    #[error("tls_listen needs tls_cert (PEM certificate chain) and tls_key (PEM private key)")]
+    TlsIncomplete,
     /// The MQTT and websocket listeners ask for the same address.
     #[error("listen and ws_listen are both {0}; give them different ports")]
     SameAddress(SocketAddr),
@@ -222,12 +235,19 @@ impl BrokerConfig {
     /// Secure by default, as mosquitto 2 does it: a listener on a non-loopback address needs
     /// users or an explicit `allow_anonymous = true`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let listeners = [("mqtt", Some(self.listen)), ("websocket", self.ws_listen)];
+        let listeners = [
+            ("mqtt", Some(self.listen)),
+            ("websocket", self.ws_listen),
+            ("tls", self.tls_listen),
+        ];
         for (listener, addr) in listeners {
             let Some(addr) = addr else { continue };
             if !addr.ip().is_loopback() && self.users.is_empty() && !self.allow_anonymous {
                 return Err(ConfigError::AnonymousOnNetwork { listener, addr });
             }
+        }
+        if self.tls_listen.is_some() && (self.tls_cert.is_none() || self.tls_key.is_none()) {
+            return Err(ConfigError::TlsIncomplete);
         }
         if self.ws_listen == Some(self.listen) && self.listen.port() != 0 {
             return Err(ConfigError::SameAddress(self.listen));
@@ -461,6 +481,26 @@ mod tests {
                 ..base()
             },
             Ok(()),
+        );
+        check_validate(
+            BrokerConfig {
+                tls_listen: Some(addr("0.0.0.0:8883")),
+                tls_cert: Some("cert.pem".into()),
+                tls_key: Some("key.pem".into()),
+                ..base()
+            },
+            Err(ConfigError::AnonymousOnNetwork {
+                listener: "tls",
+                addr: addr("0.0.0.0:8883"),
+            }),
+        );
+        check_validate(
+            BrokerConfig {
+                tls_listen: Some(addr("127.0.0.1:8883")),
+                tls_cert: Some("cert.pem".into()),
+                ..base()
+            },
+            Err(ConfigError::TlsIncomplete),
         );
         check_validate(
             BrokerConfig {

@@ -1,5 +1,5 @@
-//! The UNS's embedded MQTT broker: MQTT 3.1.1 and 5 on one port, websockets, username/password
-//! auth, `$SYS` topics and retained messages that survive restarts.
+//! The UNS's embedded MQTT broker: MQTT 3.1.1 and 5 on one port, websockets, TLS (`tls.rs`),
+//! username/password auth with roles, `$SYS` topics and retained messages that survive restarts.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), uns_broker::BrokerError> {
@@ -23,7 +23,7 @@
 //! - **Several brokers per process are fine**: rmqtt keeps its state in a per-broker context;
 //!   the one global (a CPU-busy cache) is switched off.
 //!
-//! # Settings pinned against rmqtt's defaults (each covered by a test in `tests/compat.rs`)
+//! # Settings pinned against rmqtt's defaults (each covered by a test in `tests/`: `compat.rs`, ACL and auth in `acl.rs`, TLS in `tls.rs`)
 //!
 //! | setting | rmqtt default | ours | why |
 //! |---|---|---|---|
@@ -36,6 +36,7 @@
 //! | shared subscriptions | refused | `$share/group/filter`, round robin | services scale out |
 //! | ACL | none (allow) | per-account roles derived from the model's owner column, then rules (see `acl.rs`); reading `#` and `$SYS/#` is allowed to every role but `edge` | each account writes only what it owns; MQTT Explorer reads everything |
 //! | auth | anonymous | users from config (plain or Argon2 PHC hash); anonymous only on loopback unless opted in; a service's client ids only for its account | secure by default; no session takeover of a service |
+//! | TLS | rustls with aws-lc-rs (`tls` feature, a C build) | rustls with ring in `tls.rs`, relaying to the MQTT listener | no C toolchain; auth and limits apply unchanged |
 //! | busy check | on (refuses CONNECT under host load) | off | an edge box under load must still accept its services |
 //! | `$SYS` | JSON blobs, plugin | mosquitto topic names, retained, every [`BrokerConfig::sys_interval`] | what MQTT Explorer and dashboards read |
 //!
@@ -52,6 +53,7 @@ mod engine;
 mod limits;
 mod rmqtt_engine;
 mod store;
+mod tls;
 
 use std::net::SocketAddr;
 
@@ -84,6 +86,14 @@ pub enum BrokerError {
     /// The retained store could not be opened, written or closed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The TLS certificate or key could not be read or used.
+    #[error("TLS: {path}: {reason}")]
+    Tls {
+        /// The certificate or key file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A broker task failed unexpectedly (a bug).
     #[error("broker internal error: {0}")]
     Internal(String),
@@ -100,7 +110,8 @@ pub struct BrokerStats {
     pub messages_sent: u64,
     /// Messages discarded for a subscriber (queue full, expired, session gone).
     pub messages_dropped: u64,
-    /// PUBLISH packets and SUBSCRIBE filters refused by an account's access rules since start.
+    /// PUBLISH packets, SUBSCRIBE filters and CONNECTs (another service's client id, a Will the
+    /// account may not publish) refused by an account's role or rules since start.
     pub acl_refused: u64,
     /// Retained messages held (including the broker's own `$SYS` topics).
     pub retained_messages: usize,
@@ -118,9 +129,28 @@ pub struct BrokerStats {
 /// accept connections. Must be called inside a tokio runtime, which then runs the broker.
 pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
     config.validate()?;
+    // Read the certificate before anything listens: a bad file fails the start cleanly.
+    let tls_config = match (&config.tls_listen, &config.tls_cert, &config.tls_key) {
+        (Some(listen), Some(cert), Some(key)) => Some((*listen, tls::server_config(cert, key)?)),
+        _ => None,
+    };
+    let handshake_timeout = config.connect_timeout;
     let engine = rmqtt_engine::start(config).await?;
+    let tls = match tls_config {
+        Some((listen, server_config)) => {
+            match tls::start(listen, server_config, engine.mqtt_addr(), handshake_timeout).await {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    let _ = Box::new(engine).shutdown().await;
+                    return Err(e);
+                }
+            }
+        }
+        None => None,
+    };
     Ok(BrokerHandle {
         engine: Box::new(engine),
+        tls,
     })
 }
 
@@ -128,6 +158,8 @@ pub async fn start(config: BrokerConfig) -> Result<BrokerHandle, BrokerError> {
 /// until the tokio runtime ends.
 pub struct BrokerHandle {
     engine: Box<dyn Engine>,
+    /// The TLS listener, if configured; it relays to the engine's MQTT listener.
+    tls: Option<tls::TlsListener>,
 }
 
 impl std::fmt::Debug for BrokerHandle {
@@ -135,6 +167,7 @@ impl std::fmt::Debug for BrokerHandle {
         f.debug_struct("BrokerHandle")
             .field("mqtt_addr", &self.mqtt_addr())
             .field("ws_addr", &self.ws_addr())
+            .field("tls_addr", &self.tls_addr())
             .finish()
     }
 }
@@ -148,6 +181,11 @@ impl BrokerHandle {
     /// The bound websocket address, if enabled.
     pub fn ws_addr(&self) -> Option<SocketAddr> {
         self.engine.ws_addr()
+    }
+
+    /// The bound MQTT-over-TLS address, if enabled.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(tls::TlsListener::addr)
     }
 
     /// Current counters.
@@ -166,6 +204,9 @@ impl BrokerHandle {
     /// Stops accepting, disconnects every client (their Wills are published), flushes and
     /// closes the retained store, and returns. Waits at most about 5 s for sessions to end.
     pub async fn shutdown(self) -> Result<(), BrokerError> {
+        if let Some(tls) = self.tls {
+            tls.stop().await;
+        }
         self.engine.shutdown().await
     }
 }

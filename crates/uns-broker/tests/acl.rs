@@ -315,12 +315,25 @@ async fn spoofs_by_a_viewer_or_a_foreign_edge_are_refused_and_an_admin_may() -> 
             code == mqtt5::ConnectReturnCode::NotAuthorized,
             "{attacker}'s NDEATH Will: {code:?}"
         );
+        let mut options = v4_options(&format!("{attacker}-will3"), attacker, port);
+        options.set_last_will(rumqttc::LastWill::new(
+            FOREIGN_NDEATH,
+            "bdseq 0",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+        ));
+        let code = v4_refusal(options).await?;
+        ensure!(
+            code == rumqttc::ConnectReturnCode::NotAuthorized,
+            "{attacker}'s NDEATH Will over 3.1.1: {code:?}"
+        );
     }
     // Nothing refused was delivered or retained.
     let after = retained_snapshot(port, "after").await?;
     ensure!(after == before, "retained changed: {before:?} → {after:?}");
+    // 5 PUBLISHes and 2 Wills (v5, 3.1.1) per attacker.
     ensure!(
-        broker.stats().acl_refused == 10,
+        broker.stats().acl_refused == 14,
         "refusals counted: {:?}",
         broker.stats()
     );
@@ -391,8 +404,18 @@ async fn an_edge_account_writes_its_group_only() -> Result {
         matches!(p, rumqttc::Packet::SubAck(_)).then_some(())
     })
     .await?;
-    let (edge3, _edge3_rx) = v4("edge-b-3", "edge-b", port).await?;
+    let (edge3, mut edge3_rx) = v4("edge-b-3", "edge-b", port).await?;
     let qos = rumqttc::QoS::AtLeastOnce;
+    edge3.subscribe("uns/v1/#", qos).await?;
+    let codes = next_matching(&mut edge3_rx, "SUBACK", |p| match p {
+        rumqttc::Packet::SubAck(ack) => Some(ack.return_codes.clone()),
+        _ => None,
+    })
+    .await?;
+    ensure!(
+        codes == vec![rumqttc::SubscribeReasonCode::Failure],
+        "3.1.1 SUBACK {codes:?}"
+    );
     edge3.publish(FOREIGN_NDEATH, qos, false, "x").await?;
     edge3
         .publish("spBv1.0/other-group/NDATA/n1", qos, false, "y")
@@ -407,7 +430,7 @@ async fn an_edge_account_writes_its_group_only() -> Result {
         "first delivered: {topic}"
     );
     ensure!(
-        broker.stats().acl_refused == 6,
+        broker.stats().acl_refused == 7,
         "refusals counted: {:?}",
         broker.stats()
     );
@@ -522,6 +545,7 @@ async fn a_services_client_id_is_refused_to_other_accounts() -> Result {
         "{:?}",
         broker.stats()
     );
+    ensure!(broker.stats().acl_refused == 2, "{:?}", broker.stats());
     // A client id of a service without an account is free.
     let (_oee, _oee_rx) = v5("uns-oee", "viewer", port).await?;
     broker.shutdown().await?;

@@ -51,6 +51,9 @@ pub(crate) struct Addresses {
     pub(crate) mqtt: Option<SocketAddr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) ws: Option<SocketAddr>,
+    /// The embedded broker's MQTT-over-TLS listener, if configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls: Option<SocketAddr>,
     pub(crate) http: SocketAddr,
 }
 
@@ -207,6 +210,7 @@ impl App {
         Addresses {
             mqtt: self.broker.as_ref().map(|broker| broker.mqtt_addr()),
             ws: self.broker.as_ref().and_then(|broker| broker.ws_addr()),
+            tls: self.broker.as_ref().and_then(|broker| broker.tls_addr()),
             http: self.http.local_addr(),
         }
     }
@@ -348,7 +352,7 @@ fn spawn_broker_stats(
     );
     metrics.register(
         "broker_acl_refused",
-        "PUBLISH packets and SUBSCRIBE filters refused by an account's role or rules since start",
+        "PUBLISH packets, SUBSCRIBE filters and CONNECTs (reserved client id, Will) refused by an account's role or rules since start",
         acl_refused.clone(),
     );
     metrics.register(

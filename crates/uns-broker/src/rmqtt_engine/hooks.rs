@@ -32,7 +32,8 @@ pub(crate) struct Counters {
     /// Messages the engine discarded for a subscriber: its queue was full, the message expired
     /// before delivery, or the session was gone.
     pub(crate) dropped: AtomicU64,
-    /// PUBLISH packets and SUBSCRIBE filters refused by an account's access rules.
+    /// PUBLISH packets, SUBSCRIBE filters and CONNECTs (reserved client id, Will) refused by
+    /// an account's role or rules.
     pub(crate) acl_refused: AtomicU64,
 }
 
@@ -71,14 +72,22 @@ impl Handler for CountingHandler {
 /// existing session of the same client id, so a refused client id disturbs no one.
 pub(crate) struct AuthHandler {
     accounts: Arc<Accounts>,
+    /// `acl_refused` counts CONNECTs refused for a reserved client id or a Will.
+    counters: Arc<Counters>,
     anonymous: bool,
     limits: TopicLimits,
 }
 
 impl AuthHandler {
-    pub(crate) fn new(accounts: Arc<Accounts>, anonymous: bool, limits: TopicLimits) -> Self {
+    pub(crate) fn new(
+        accounts: Arc<Accounts>,
+        counters: Arc<Counters>,
+        anonymous: bool,
+        limits: TopicLimits,
+    ) -> Self {
         AuthHandler {
             accounts,
+            counters,
             anonymous,
             limits,
         }
@@ -133,6 +142,7 @@ impl AuthHandler {
         match self.accounts.admit(username, client_id, will_topic) {
             Ok(()) => AuthResult::Allow(false, None),
             Err(refusal) => {
+                self.counters.acl_refused.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(?username, %client_id, ?refusal, "refused connect: not authorized");
                 // CONNACK 0x87 Not authorized (v5) / 0x05 (3.1.1).
                 AuthResult::NotAuthorized
@@ -241,6 +251,7 @@ mod tests {
     fn check_verify(secret: Secret, username: &str, password: &str, expected: bool) {
         let handler = AuthHandler::new(
             Arc::new(Accounts::new(&[User::new("scada", secret)], &[])),
+            Arc::default(),
             false,
             TopicLimits {
                 max_levels: 64,

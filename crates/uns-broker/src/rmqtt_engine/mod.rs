@@ -163,6 +163,7 @@ pub(crate) async fn start(config: BrokerConfig) -> Result<RmqttEngine, BrokerErr
             Type::ClientAuthenticate,
             Box::new(AuthHandler::new(
                 accounts.clone(),
+                counters.clone(),
                 config.anonymous_allowed(),
                 limits,
             )),
