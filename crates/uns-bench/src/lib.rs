@@ -30,6 +30,7 @@
 pub mod bridge_decode;
 pub mod e2e;
 mod mqtt;
+pub mod oee;
 mod process;
 mod report;
 mod scenarios;
