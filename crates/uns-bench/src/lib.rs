@@ -32,6 +32,7 @@ pub mod e2e;
 pub mod erp;
 pub mod genealogy;
 mod mqtt;
+pub mod oee;
 mod process;
 mod report;
 mod scenarios;

@@ -237,12 +237,55 @@ async fn the_genealogy_bench_generates_the_plant_and_measures_every_figure() -> 
     anyhow::ensure!(backward[0].truncated_share > 0.0, "{backward:?}");
     anyhow::ensure!(report.bulk_events_per_s > 0.0 && report.durable_events_per_s > 0.0);
     anyhow::ensure!(report.store_bytes > 0 && report.verify_secs > 0.0);
+    anyhow::ensure!(0 < report.copy_bytes && report.copy_bytes <= report.store_bytes);
     let markdown = report.to_markdown();
     for line in [
         "bulk ingest",
         "durable ingest",
         "per million events",
         "backward from a pallet",
+    ] {
+        anyhow::ensure!(markdown.contains(line), "{line} missing from\n{markdown}");
+    }
+    Ok(())
+}
+
+/// A tiny OEE run: every figure measured and rendered (the engine's inputs are the generator's,
+/// counted exactly: per asset a `_meta`, a first `_state`, then per 10 s tick a count and, at two of
+/// every 30 ticks, a state change).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_oee_bench_measures_every_figure() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let options = uns_bench::oee::OeeBenchOptions {
+        assets: 10,
+        hours: 0.25, // 90 ticks
+        latency_samples: 2,
+        service_inputs: 50,
+        dir: dir.path().to_owned(),
+    };
+    let report = uns_bench::oee::run(&options).await?;
+    anyhow::ensure!(
+        report.engine_inputs == 10 * (2 + 90 + 90 * 2 / 30),
+        "{report:?}"
+    );
+    anyhow::ensure!(
+        report.engine_inputs_per_s > 0.0 && report.current_all_ms > 0.0,
+        "{report:?}"
+    );
+    // Ten cells, their site.
+    anyhow::ensure!(report.scopes == 11, "{report:?}");
+    anyhow::ensure!(
+        0.0 < report.latency_min_ms
+            && report.latency_min_ms <= report.latency_p50_ms
+            && report.latency_p50_ms <= report.latency_max_ms,
+        "{report:?}"
+    );
+    anyhow::ensure!(report.service_inputs_per_s > 0.0, "{report:?}");
+    let markdown = report.to_markdown();
+    for line in [
+        "engine inputs per second",
+        "memory per tracked asset",
+        "`_state` → `_oee/current/hour`",
     ] {
         anyhow::ensure!(markdown.contains(line), "{line} missing from\n{markdown}");
     }

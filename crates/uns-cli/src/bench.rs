@@ -149,6 +149,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 .context("running the store benchmark")?;
             emit(&report.to_markdown(), out.as_deref())
         }
+        BenchCommand::Oee(args) => crate::oee::bench(args).await,
     }
 }
 

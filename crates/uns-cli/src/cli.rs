@@ -433,6 +433,10 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The OEE engine on one core (inputs per second, memory per asset, one `current` over every
+    /// scope) and the OEE service through an in-process broker (`_state` → `_oee/current` latency,
+    /// inputs per second stored durably).
+    Oee(crate::oee::BenchArgs),
 }
 
 /// What the command line asked for.

@@ -55,6 +55,50 @@ impl PeriodArg {
     }
 }
 
+/// `uns bench oee`.
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// Cells fed to the engine.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) assets: usize,
+    /// Hours of event time fed to the engine (a count every 10 s and a state change every 5 min
+    /// per cell).
+    #[arg(long, default_value_t = 2.0)]
+    pub(crate) hours: f64,
+    /// `_state` changes timed through the service.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) latency_samples: usize,
+    /// `_count/good` totals pushed through the service for its throughput.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) service_inputs: usize,
+    /// Where to put the service's store (use the disk of the data directory).
+    #[arg(long, default_value = "/tmp")]
+    pub(crate) dir: std::path::PathBuf,
+    /// Also write the Markdown report to this file.
+    #[arg(long)]
+    pub(crate) out: Option<std::path::PathBuf>,
+}
+
+/// Runs `uns bench oee` and prints its Markdown report.
+pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let options = uns_bench::oee::OeeBenchOptions {
+        assets: args.assets,
+        hours: args.hours,
+        latency_samples: args.latency_samples,
+        service_inputs: args.service_inputs,
+        dir: args.dir,
+    };
+    let report = uns_bench::oee::run(&options)
+        .await
+        .context("running the OEE benchmark")?;
+    let markdown = report.to_markdown();
+    write!(std::io::stdout(), "{markdown}")?;
+    if let Some(path) = args.out {
+        std::fs::write(&path, markdown).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// The `oee` service command with its `report` subcommand.
 pub(crate) fn with_report(oee: clap::Command) -> clap::Command {
     oee.subcommand(ReportArgs::augment_args(

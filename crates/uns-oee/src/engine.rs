@@ -84,6 +84,20 @@ pub enum Input {
     },
 }
 
+impl Input {
+    /// Where it happened.
+    pub fn location(&self) -> &Location {
+        match self {
+            Self::State { location, .. }
+            | Self::Count { location, .. }
+            | Self::CountEvent { location, .. }
+            | Self::ActiveOrder { location, .. }
+            | Self::Meta { location, .. }
+            | Self::Close { location, .. } => location,
+        }
+    }
+}
+
 /// A period that a close request found still running.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenPeriod {
@@ -425,9 +439,13 @@ pub struct Engine {
     /// Closed periods a late input may have changed, with the reasons.
     dirty: BTreeMap<FinalKey, Vec<String>>,
     last_prune_hour: i64,
-    /// The watermark at which the next period becomes due; `close_due` is a no-op before it. Reset when
-    /// anything that can add a period changes (a new location, a work-order change).
+    /// The watermark at which the next period of the known scopes becomes due; before it `close_due`
+    /// looks only at `new_scopes`.
     next_due: i64,
+    /// Scopes that may have periods `next_due` does not cover yet: those of a location that just got its
+    /// first state or count, or a work-order change. `close_due` looks at them (only them, so a plant of
+    /// n assets coming up costs n, not n², scope passes) and folds their next due time into `next_due`.
+    new_scopes: BTreeSet<Scope>,
     /// The latest time a `_cmd/oee/close` closed periods up to: an input older than it may change one.
     requested_until: i64,
 }
@@ -465,6 +483,7 @@ impl Engine {
             dirty: BTreeMap::new(),
             last_prune_hour: i64::MIN,
             next_due: i64::MIN,
+            new_scopes: BTreeSet::new(),
             requested_until: i64::MIN,
         }
     }
@@ -517,11 +536,16 @@ impl Engine {
         }
         let watermark = self.watermark;
         let now = at.or(watermark).unwrap_or(0);
-        let known = self.logs.len();
         let order_change = matches!(input, Input::ActiveOrder { .. });
+        let had_data = |engine: &Self, location: &Location| {
+            engine.logs.get(location).is_some_and(AssetLog::has_data)
+        };
+        let input_location = input.location().clone();
+        let had = had_data(self, &input_location);
         let (location, changed, what) = self.record(input, now);
-        if self.logs.len() != known || order_change {
-            self.next_due = i64::MIN;
+        if order_change || (!had && had_data(self, &location)) {
+            let affected = self.affected(&location);
+            self.new_scopes.extend(affected);
         }
         if !changed {
             return Ok(Applied {
@@ -1019,14 +1043,24 @@ impl Engine {
         let Some(watermark) = self.watermark else {
             return Vec::new();
         };
-        if watermark < self.next_due && self.dirty.is_empty() {
+        let all_due = watermark >= self.next_due;
+        if !all_due && self.new_scopes.is_empty() && self.dirty.is_empty() {
             return Vec::new();
         }
         let grace = self.settings.grace_ms;
         let due = |end: i64| end.saturating_add(grace) <= watermark;
         let mut next_due = i64::MAX;
         let mut out = Vec::new();
-        for scope in self.scopes() {
+        let new_scopes = std::mem::take(&mut self.new_scopes);
+        let scopes = if all_due {
+            self.scopes()
+        } else {
+            new_scopes
+                .into_iter()
+                .filter(|scope| self.has_scope(scope))
+                .collect()
+        };
+        for scope in scopes {
             for kind in [Kind::Hour, Kind::Shift, Kind::Day, Kind::Wo] {
                 let (closed, pending) = self.close_periods(&scope, kind, watermark, &due);
                 out.extend(closed);
@@ -1035,9 +1069,32 @@ impl Engine {
                 }
             }
         }
-        self.next_due = next_due;
+        self.next_due = if all_due {
+            next_due
+        } else {
+            self.next_due.min(next_due)
+        };
         out.extend(self.correct_dirty());
         out
+    }
+
+    /// Whether `scope` is one of [`Engine::scopes`] (has data), without listing them all.
+    fn has_scope(&self, scope: &Scope) -> bool {
+        let has = |location: &Location| self.logs.get(location).is_some_and(AssetLog::has_data);
+        match scope {
+            Scope::Cell(location) => {
+                location.depth() > 2 && self.line_of(location).is_none() && has(location)
+            }
+            Scope::Line(location) => self
+                .line_of(location)
+                .is_some_and(|line| has(&line.counting_cell) || has(&line.bottleneck_cell)),
+            // Locations below a site sort right after it.
+            Scope::Site(site) => self
+                .logs
+                .range(site.clone()..)
+                .take_while(|(location, _)| site.contains(location))
+                .any(|(location, log)| log.has_data() && self.line_of(location).is_none()),
+        }
     }
 
     /// `_cmd/oee/close`: closes the periods of every scope at or below `location` that ended by `at`,

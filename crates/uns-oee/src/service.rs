@@ -1,7 +1,8 @@
 //! [`Oee`], the service: subscribe → decode → [`Engine::apply`] → store → publish, in one loop.
 //!
 //! Durability: every input that changed the engine is appended to `oee_inputs_v1` in `data_dir/oee.redb`
-//! (as topic and payload) before anything it caused is published. On start the log is replayed through a
+//! (as topic and payload) before anything it caused is published. The messages already waiting in the
+//! inbox (up to [`MAX_BATCH`]) are applied together and stored in one commit, then published. On start the log is replayed through a
 //! fresh engine, which, being a function of its input sequence, comes back to exactly where it was:
 //! same accumulated time and counts, same closed periods and versions. Retained inputs the broker sends
 //! again after a (re)connect are duplicates and apply once.
@@ -101,7 +102,28 @@ impl Service for Oee {
                     }
                 }
                 Trigger::Message(message) => {
-                    if handle(&ctx.client, &store, &engine, &mut seq, &message).await? {
+                    // Whatever else is already waiting goes into the same store commit (one fsync per
+                    // batch instead of per input; nothing is published before its commit).
+                    let mut batch = vec![message];
+                    while batch.len() < MAX_BATCH {
+                        match tokio::time::timeout(Duration::ZERO, ctx.inbox.recv()).await {
+                            Ok(Some(message)) => batch.push(message),
+                            _ => break,
+                        }
+                    }
+                    let mut pending = Pending::default();
+                    for message in &batch {
+                        handle(
+                            &ctx.client,
+                            &store,
+                            &engine,
+                            &mut seq,
+                            &mut pending,
+                            message,
+                        )
+                        .await?;
+                    }
+                    if pending.flush(&ctx.client, &store, &mut seq).await? {
                         changed = true;
                     }
                 }
@@ -170,21 +192,69 @@ fn split_record(bytes: &[u8]) -> Option<(&str, &[u8])> {
     Some((std::str::from_utf8(&bytes[..idx]).ok()?, &bytes[idx + 1..]))
 }
 
-/// Handles one message; true when the engine changed.
+/// The most messages applied before one store commit.
+const MAX_BATCH: usize = 256;
+
+/// Inputs applied but not yet stored, and what they caused (published after the commit).
+#[derive(Default)]
+struct Pending {
+    records: Vec<Vec<u8>>,
+    publications: Vec<Publication>,
+}
+
+impl Pending {
+    /// Stores the records in one commit, then publishes; true when there were any.
+    async fn flush(
+        &mut self,
+        client: &UnsClient,
+        store: &Store,
+        seq: &mut u64,
+    ) -> Result<bool, OeeError> {
+        if self.records.is_empty() {
+            return Ok(false);
+        }
+        let records = std::mem::take(&mut self.records);
+        let first = *seq;
+        let n_records = records.len() as u64;
+        store
+            .write(move |tx| {
+                for (key, record) in (first..).zip(&records) {
+                    tx.insert(&INPUTS, &key, record)?;
+                }
+                Ok(())
+            })
+            .await?;
+        *seq += n_records;
+        publish(client, std::mem::take(&mut self.publications)).await?;
+        Ok(true)
+    }
+}
+
+fn record(topic: &str, payload: &[u8]) -> Vec<u8> {
+    let mut record = topic.as_bytes().to_vec();
+    record.push(b'\n');
+    record.extend_from_slice(payload);
+    record
+}
+
+/// Applies one message; what it changed goes into `pending`.
 async fn handle(
     client: &UnsClient,
     store: &Store,
     engine: &Arc<Mutex<Engine>>,
     seq: &mut u64,
+    pending: &mut Pending,
     message: &uns_client::Message,
-) -> Result<bool, OeeError> {
+) -> Result<(), OeeError> {
     let Ok(topic) = message.topic.parse::<UnsTopic>() else {
-        return Ok(false);
+        return Ok(());
     };
     if let (Some(location), Some(class)) = (topic.location(), topic.class())
         && input::is_close(class)
     {
-        close(
+        // The inputs before it are stored first: the log keeps the order the engine saw.
+        pending.flush(client, store, seq).await?;
+        return close(
             client,
             store,
             engine,
@@ -193,15 +263,14 @@ async fn handle(
             &topic,
             location.clone(),
         )
-        .await?;
-        return Ok(false);
+        .await;
     }
     let decoded = match input::decode(&topic, &message.payload) {
         Ok(Some(decoded)) => decoded,
-        Ok(None) => return Ok(false),
+        Ok(None) => return Ok(()),
         Err(err) => {
             reject(client, &topic, message, "bad_payload", err.to_string()).await?;
-            return Ok(false);
+            return Ok(());
         }
     };
     let applied = lock(engine).apply(decoded);
@@ -209,22 +278,22 @@ async fn handle(
         Ok(applied) => applied,
         Err(err @ (Rejected::TooLate { .. } | Rejected::BadTime)) => {
             reject(client, &topic, message, "too_late", err.to_string()).await?;
-            return Ok(false);
+            return Ok(());
         }
     };
     if applied.duplicate {
-        return Ok(false);
+        return Ok(());
     }
-    append(store, seq, &message.topic, &message.payload).await?;
-    publish(client, applied.publications).await?;
-    Ok(true)
+    pending
+        .records
+        .push(record(&message.topic, &message.payload));
+    pending.publications.extend(applied.publications);
+    Ok(())
 }
 
 /// Appends one input to the log.
 async fn append(store: &Store, seq: &mut u64, topic: &str, payload: &[u8]) -> Result<(), OeeError> {
-    let mut record = topic.as_bytes().to_vec();
-    record.push(b'\n');
-    record.extend_from_slice(payload);
+    let record = record(topic, payload);
     let key = *seq;
     store
         .write(move |tx| tx.insert(&INPUTS, &key, &record))

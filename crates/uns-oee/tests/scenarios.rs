@@ -875,6 +875,26 @@ fn restart_mid_shift_loses_nothing() {
     check_invariants(&r);
 }
 
+/// One asset alone, its `_meta` first (as the demo publishes it), then its state and counts: its
+/// periods close by its own event time (no other asset needed to move anything).
+#[test]
+fn a_lone_asset_whose_meta_came_first_closes_its_periods() {
+    let mut plant = Plant::new(ONE_SHIFT);
+    plant.rate(FILLER, 60.0);
+    plant.state(FILLER, at("06:00"), Running, "Execute");
+    plant.count(FILLER, Good, 0.0, at("06:00"));
+    plant.count(FILLER, Good, 300.0, at("13:00"));
+    plant.count(FILLER, Good, 330.0, at("14:01"));
+    let r = plant.closed(FILLER, Shift, SHIFT);
+    close4(r.performance, 300.0 * min(1.0) / min(450.0)); // 0.6667
+    assert!(
+        plant
+            .engine
+            .closed(&loc(FILLER), Hour, "2026-03-02t12")
+            .is_some()
+    );
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
