@@ -209,11 +209,7 @@ async fn the_genealogy_bench_generates_the_plant_and_measures_every_figure() -> 
         "{} lots",
         report.n_lots
     );
-    anyhow::ensure!(
-        report.n_events == 3 * 2_600,
-        "{} events",
-        report.n_events
-    );
+    anyhow::ensure!(report.n_events == 3 * 2_600, "{} events", report.n_events);
     let edges_per_lot = report.n_edges as f64 / report.n_lots as f64;
     anyhow::ensure!(
         (2.7..3.3).contains(&edges_per_lot),
