@@ -237,6 +237,7 @@ async fn the_genealogy_bench_generates_the_plant_and_measures_every_figure() -> 
     anyhow::ensure!(backward[0].truncated_share > 0.0, "{backward:?}");
     anyhow::ensure!(report.bulk_events_per_s > 0.0 && report.durable_events_per_s > 0.0);
     anyhow::ensure!(report.store_bytes > 0 && report.verify_secs > 0.0);
+    anyhow::ensure!(0 < report.copy_bytes && report.copy_bytes <= report.store_bytes);
     let markdown = report.to_markdown();
     for line in [
         "bulk ingest",
