@@ -94,7 +94,14 @@ pub(crate) struct ExportArgs {
 
 /// Adds the tools to the `uns genealogy` service command; without one it still runs the service.
 pub(crate) fn augment(command: clap::Command) -> clap::Command {
+    // The derive would put this enum's doc in place of the service's own description.
+    let about = command.get_about().cloned().unwrap_or_default();
     GenealogyCommand::augment_subcommands(command)
+        .about(about)
+        .after_help(
+            "Without a command it runs the service; `verify` and `export` read its store \
+             (docs/GENEALOGY.md).",
+        )
         .args_conflicts_with_subcommands(true)
         .subcommand_required(false)
 }
