@@ -468,7 +468,8 @@ pub(crate) fn command() -> clap::Command {
     let mut command = Cli::command();
     for listed in SERVICES {
         let entry = &listed.entry;
-        let mut sub = ServiceArgs::augment_args(clap::Command::new(entry.name).about(entry.about));
+        // `about` after the derive's augment, which would put ServiceArgs' own doc there.
+        let mut sub = ServiceArgs::augment_args(clap::Command::new(entry.name)).about(entry.about);
         if entry.name == crate::genealogy::SERVICE {
             sub = crate::genealogy::augment(sub);
         }
@@ -636,6 +637,17 @@ mod tests {
         use crate::genealogy::GenealogyCommand;
         let parsed = parse_from(["uns", "genealogy", "--broker", "mqtt://h:1"]).unwrap();
         assert!(matches!(parsed.command, Parsed::Service { .. }));
+        // Each service's --help says what it is (the derives would overwrite it).
+        let mut cmd = command();
+        for listed in SERVICES {
+            let sub = cmd
+                .find_subcommand_mut(listed.entry.name)
+                .expect("every service is a subcommand");
+            assert_eq!(
+                sub.get_about().map(ToString::to_string).as_deref(),
+                Some(listed.entry.about)
+            );
+        }
         let parsed =
             parse_from(["uns", "genealogy", "verify", "--data-dir", "/d", "--json"]).unwrap();
         let Parsed::Genealogy(GenealogyCommand::Verify(args)) = parsed.command else {

@@ -227,6 +227,33 @@ fn tamper(store: &Path, seq: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+const LOTS: &str = "genealogy.lots_v1";
+
+/// Sets lot `lot`'s quantity in the lot table (the service is stopped); returns the old row.
+fn edit_lot_qty(store: &Path, lot: &str, qty: f64) -> anyhow::Result<Vec<u8>> {
+    use uns_store::{Bytes, ReadableTx, Store, Str, Table};
+    let lots: Table<Str, Bytes> = Table::named(LOTS.to_owned());
+    let file = Store::open(store)?;
+    let original = file
+        .read_blocking(|tx| tx.get(&lots, lot))?
+        .context("the lot is stored")?;
+    let mut edited: Value = serde_json::from_slice(&original)?;
+    edited["lot"]["quantity"]["qty"] = serde_json::json!(qty);
+    let edited = serde_json::to_vec(&edited)?;
+    file.write_blocking(|tx| tx.insert(&lots, lot, &edited))?;
+    file.close();
+    Ok(original)
+}
+
+fn restore_lot(store: &Path, lot: &str, row: &[u8]) -> anyhow::Result<()> {
+    use uns_store::{Bytes, Store, Str, Table};
+    let lots: Table<Str, Bytes> = Table::named(LOTS.to_owned());
+    let file = Store::open(store)?;
+    file.write_blocking(|tx| tx.insert(&lots, lot, row))?;
+    file.close();
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_export_and_trace_from_the_command_line() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -388,6 +415,31 @@ async fn verify_export_and_trace_from_the_command_line() -> anyhow::Result<()> {
     assert!(!out.status.success() && stderr(&out).contains("--from"));
     let out = uns(&["genealogy", "export", "--data-dir", data_arg]).await?;
     assert!(!out.status.success(), "no format is a usage error");
+
+    // --replay: the lots and indexes beside the chain are what it says ...
+    let out = uns(&["genealogy", "verify", "--data-dir", data_arg, "--replay"]).await?;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("derived state intact"),
+        "{}",
+        stdout(&out)
+    );
+    // ... until a lot is edited in the file: the chain alone still checks out, the replay
+    // names the lot.
+    let original = edit_lot_qty(&store, "bread-2", 460.0)?;
+    let out = uns(&["genealogy", "verify", "--data-dir", data_arg]).await?;
+    assert!(out.status.success(), "the chain itself is intact");
+    let out = uns(&["genealogy", "verify", "--data-dir", data_arg, "--replay"]).await?;
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains(
+            "derived state altered: table genealogy.lots_v1, row bread-2: the file holds"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("row bread-2"), "{}", stderr(&out));
+    restore_lot(&store, "bread-2", &original)?;
 
     // Alter record 5 behind the service's back: verify names exactly it, and fails.
     tamper(&store, 5)?;

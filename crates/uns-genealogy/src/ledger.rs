@@ -838,7 +838,7 @@ fn kind_name(kind: &GenealogyKind) -> &'static str {
 }
 
 /// The whole write of one event: `Ok(Err)` refuses it with nothing written.
-fn apply_in(
+pub(crate) fn apply_in(
     tx: &mut WriteTx<'_>,
     site: Option<&Location>,
     event: &GenealogyEvent,
@@ -949,7 +949,7 @@ fn apply_in(
     }))
 }
 
-fn decide_in(
+pub(crate) fn decide_in(
     tx: &mut WriteTx<'_>,
     change: StatusChangeRequest,
     now_ms: u64,

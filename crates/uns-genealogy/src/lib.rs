@@ -9,13 +9,15 @@
 //! - [`Ledger::trace`]: backward or forward, with depth and `as_of`, and a mass balance per
 //!   transform within a per-material tolerance.
 //! - [`LedgerFile`]: the same file opened read-only, for `uns genealogy verify` and `export`
-//!   without the service.
+//!   without the service; [`LedgerFile::check_derived`] replays the chain and names the first
+//!   lot, event or index row that is not what the chain says.
 
 #![deny(missing_docs)]
 
 mod export;
 mod ledger;
 mod offline;
+mod replay;
 mod service;
 mod trace;
 
@@ -25,6 +27,7 @@ pub use ledger::{
     Shipment, StatusChange, StatusChangeRequest, Tolerances, Void,
 };
 pub use offline::LedgerFile;
+pub use replay::DerivedMismatch;
 pub use service::{
     DEMO_LOTS, DEMO_SITE, FILE, Genealogy, GenealogyConfig, GenealogyError, REQUEST_TIMEOUT,
     verify_json,

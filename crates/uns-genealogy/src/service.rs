@@ -1,6 +1,7 @@
 //! [`Genealogy`]: the service around the [`Ledger`]: `_genealogy/events` in, `_lot/{id}` out,
 //! refusals on `_errors`, `_cmd/lot/*` and `_cmd/trace` over MQTT 5 request/response, and the HTTP
-//! API (`/api/v1/trace/{lot}`, `/api/v1/lots`, `/api/v1/epcis/events`, `/api/v1/genealogy/verify`).
+//! API (`/api/v1/trace/{lot}`, `/api/v1/lots` with the lot commands as POSTs,
+//! `/api/v1/epcis/events`, `/api/v1/genealogy/verify`).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -145,16 +146,17 @@ impl Service for Genealogy {
         for filter in TopicFilter::at_any_location(&Class::Cmd(vec![id("trace")])) {
             ctx.client.subscribe(&filter).await?;
         }
-        ctx.http.mount(routes(Api {
-            ledger: ledger.clone(),
-            max_depth: self.max_depth,
-        }))?;
         let handler = Handler {
-            ledger,
+            ledger: ledger.clone(),
             client: ctx.client.clone(),
             service: id(Self::NAME),
             max_depth: self.max_depth,
         };
+        ctx.http.mount(routes(Api {
+            ledger,
+            max_depth: self.max_depth,
+            handler: handler.clone(),
+        }))?;
         if self.demo {
             handler.receive_demo_lots().await?;
         }
@@ -254,6 +256,7 @@ struct DecisionCmd {
     event_id: Option<Uuid>,
 }
 
+#[derive(Clone)]
 struct Handler {
     ledger: Ledger,
     client: UnsClient,
@@ -497,6 +500,8 @@ impl Handler {
 struct Api {
     ledger: Ledger,
     max_depth: u32,
+    /// Carries out the lot commands posted over HTTP exactly as their `_cmd/lot/*` twins.
+    handler: Handler,
 }
 
 fn query_pairs(raw: Option<&str>) -> BTreeMap<String, String> {
@@ -701,11 +706,123 @@ pub fn verify_json(report: &uns_store::VerifyReport) -> serde_json::Value {
     })
 }
 
+/// `POST /api/v1/lots` (receive) and `POST /api/v1/lots/{lot}/{verb}` (ship, release,
+/// quarantine, reject): the body of the `_cmd/lot/{verb}` command (the lot from the path), the
+/// site from `?site=` (for a receive: required; else the lot's own site); the answer is the
+/// command's reply, 200 when carried out, 409 when refused, 400 for a bad request.
+async fn post_lot_command(
+    api: &Api,
+    lot: Option<&str>,
+    verb: &str,
+    raw_query: Option<&str>,
+    body: &[u8],
+) -> Response {
+    let params = query_pairs(raw_query);
+    let mut command: serde_json::Map<String, serde_json::Value> = if body.is_empty() {
+        serde_json::Map::new()
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(command) => command,
+            Err(err) => return bad_request(format!("the body is not a JSON object: {err}")),
+        }
+    };
+    if let Some(lot) = lot {
+        match command.get("lot") {
+            Some(named) if named.as_str() != Some(lot) => {
+                return bad_request(format!("the body names lot {named}, the path {lot}"));
+            }
+            _ => {
+                command.insert("lot".to_owned(), serde_json::Value::from(lot));
+            }
+        }
+    }
+    let site = match params.get("site") {
+        Some(text) => match text.parse::<Location>() {
+            Ok(site) => Some(site),
+            Err(err) => return bad_request(format!("site {text:?}: {err}")),
+        },
+        None => None,
+    };
+    let site = match (site, lot) {
+        (Some(site), _) => site,
+        (None, Some(lot)) => {
+            let Ok(lot_id) = Id::new(lot) else {
+                return bad_request(format!("lot {lot:?} is not a valid id"));
+            };
+            match api.ledger.lot(&lot_id).await {
+                Ok(Some(record)) => match record.site {
+                    Some(site) => site,
+                    None => return bad_request(format!("lot {lot} has no site: give ?site=")),
+                },
+                Ok(None) => {
+                    return (
+                        StatusCode::NOT_FOUND,
+                        axum::Json(serde_json::json!({ "error": format!("lot {lot} is unknown") })),
+                    )
+                        .into_response();
+                }
+                Err(err) => return server_error(&err),
+            }
+        }
+        (None, None) => {
+            return bad_request("a receive needs ?site= (where _lot/{id} is published)".to_owned());
+        }
+    };
+    let body = serde_json::Value::Object(command).to_string();
+    match api
+        .handler
+        .command(&site, &["lot", verb], body.as_bytes())
+        .await
+    {
+        Ok(reply) => {
+            let status = match &reply.error {
+                None => StatusCode::OK,
+                Some(error) if error.starts_with("bad body") => StatusCode::BAD_REQUEST,
+                Some(_) => StatusCode::CONFLICT,
+            };
+            (status, axum::Json(reply)).into_response()
+        }
+        Err(err) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(serde_json::json!({ "error": err.to_string() })),
+        )
+            .into_response(),
+    }
+}
+
+async fn post_receive(State(api): State<Api>, RawQuery(raw): RawQuery, body: Bytes) -> Response {
+    post_lot_command(&api, None, "receive", raw.as_deref(), &body).await
+}
+
+async fn post_lot_verb(
+    State(api): State<Api>,
+    Path((lot, verb)): Path<(String, String)>,
+    RawQuery(raw): RawQuery,
+    body: Bytes,
+) -> Response {
+    match verb.as_str() {
+        "ship" | "release" | "quarantine" | "reject" => {
+            post_lot_command(&api, Some(&lot), &verb, raw.as_deref(), &body).await
+        }
+        other => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({
+                "error": format!("no lot command {other:?}: ship, release, quarantine or reject")
+            })),
+        )
+            .into_response(),
+    }
+}
+
 fn routes(api: Api) -> axum::Router {
     axum::Router::new()
         .route("/api/v1/trace/{lot}", get(get_trace))
-        .route("/api/v1/lots", get(get_lots))
+        .route("/api/v1/lots", get(get_lots).post(post_receive))
         .route("/api/v1/lots/{lot}", get(get_lot))
+        .route(
+            "/api/v1/lots/{lot}/{verb}",
+            axum::routing::post(post_lot_verb),
+        )
         .route("/api/v1/epcis/events", get(get_epcis))
         .route("/api/v1/genealogy/verify", get(get_verify))
         .with_state(api)

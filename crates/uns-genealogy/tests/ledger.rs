@@ -671,3 +671,67 @@ async fn a_batch_applies_each_event_as_apply_would_in_one_commit() -> anyhow::Re
     assert_eq!(ledger.verify().await?.first_bad, None);
     Ok(())
 }
+
+#[tokio::test]
+async fn the_replay_check_names_a_lot_or_an_edge_changed_beside_an_intact_chain()
+-> anyhow::Result<()> {
+    use uns_store::{Bytes, ReadableTx, Store, Str, Table};
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("genealogy.redb");
+    let ledger = open(&dir);
+    build(&ledger).await;
+    ledger.close();
+    drop(ledger);
+    let scratch = tempfile::tempdir()?;
+    let check = || -> anyhow::Result<Option<uns_genealogy::DerivedMismatch>> {
+        let file = uns_genealogy::LedgerFile::open(&path)?;
+        anyhow::ensure!(file.verify()?.first_bad.is_none(), "the chain stays intact");
+        Ok(file.check_derived(scratch.path())?)
+    };
+    assert_eq!(check()?, None, "an untouched file is what its chain says");
+
+    // bread-2 made ten times bigger in the lot table, behind the ledger's back.
+    let lots: Table<Str, Bytes> = Table::named("genealogy.lots_v1".to_owned());
+    let store = Store::open(&path)?;
+    let original = store
+        .read_blocking(|tx| tx.get(&lots, "bread-2"))?
+        .expect("bread-2 stored");
+    let mut edited: serde_json::Value = serde_json::from_slice(&original)?;
+    edited["lot"]["quantity"]["qty"] = serde_json::json!(460.0);
+    let edited = serde_json::to_vec(&edited)?;
+    store.write_blocking(|tx| tx.insert(&lots, "bread-2", &edited))?;
+    store.close();
+    let mismatch = check()?.expect("the edited lot is found");
+    assert_eq!(mismatch.table, "genealogy.lots_v1");
+    assert_eq!(mismatch.key, "bread-2");
+    assert!(mismatch.reason.contains("460"), "{mismatch}");
+
+    // Put it back, and drop one edge of the forward index instead.
+    let forward: Table<Bytes, Bytes> = Table::named("genealogy.forward_v1".to_owned());
+    let store = Store::open(&path)?;
+    store.write_blocking(|tx| tx.insert(&lots, "bread-2", &original))?;
+    let removed = store.write_blocking(|tx| {
+        let (key, _) = tx
+            .range_limit(&forward, b"flour-3".as_slice().., 1)?
+            .pop()
+            .expect("flour-3 has a forward edge");
+        tx.remove(&forward, &key)?;
+        Ok(key)
+    })?;
+    store.close();
+    let mismatch = check()?.expect("the missing edge is found");
+    assert_eq!(mismatch.table, "genealogy.forward_v1");
+    // The corrected wo-3 (record 9) is what put flour-3 into bread-2.
+    assert_eq!(mismatch.key, "flour-3 @ record 9", "{mismatch}");
+    assert!(
+        mismatch.reason.contains("the chain has this row"),
+        "{mismatch}"
+    );
+    assert!(removed.starts_with(b"flour-3\0"));
+    assert_eq!(
+        std::fs::read_dir(scratch.path())?.count(),
+        0,
+        "the replay's scratch file is removed"
+    );
+    Ok(())
+}

@@ -61,6 +61,28 @@ async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)>
     .await?
 }
 
+async fn http_post(addr: SocketAddr, path: &str, body: &str) -> anyhow::Result<(u16, Value)> {
+    let url = format!("http://{addr}{path}");
+    let body = body.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut response = agent
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(body.as_str())?;
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string()?;
+        Ok((
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        ))
+    })
+    .await?
+}
+
 fn lot_ids(trace: &Value) -> Vec<String> {
     let mut ids: Vec<String> = trace["lots"]
         .as_array()
@@ -290,6 +312,56 @@ async fn events_in_lots_out_trace_over_mqtt_and_http() -> anyhow::Result<()> {
     // The duplicate was applied once: 3 events + 1 decision in the chain.
     let (_, body) = http_get(addr, "/api/v1/genealogy/verify").await?;
     assert_eq!(serde_json::from_str::<Value>(&body)?["records_checked"], 4);
+
+    // The lot commands over HTTP: the same bodies and rules as `_cmd/lot/*`.
+    let salt = json!({"lot": "salt-1", "material": "salt", "quantity": {"qty": 10, "uom": "KGM"}})
+        .to_string();
+    let (status, reply) = http_post(addr, "/api/v1/lots", &salt).await?;
+    assert_eq!(status, 400, "a receive needs its site: {reply}");
+    let (status, reply) = http_post(addr, "/api/v1/lots?site=acme/bakery", &salt).await?;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["ok"], true);
+    assert_eq!(reply["result"]["id"], "salt-1");
+    next(&mut inbox, &topic(Class::Lot(id("salt-1"))), |p| {
+        decode::<Lot>(p).ok().filter(|l| l.quantity.qty == 10.0)
+    })
+    .await?;
+    let (status, reply) = http_post(
+        addr,
+        "/api/v1/lots/salt-1/quarantine",
+        &json!({"reason": "lab sample pending", "by": "qa"}).to_string(),
+    )
+    .await?;
+    assert_eq!(status, 200, "{reply}");
+    let ship = json!({"quantity": {"qty": 1, "uom": "KGM"}, "customer": "Kunde Sued"}).to_string();
+    let (status, reply) = http_post(addr, "/api/v1/lots/salt-1/ship", &ship).await?;
+    assert_eq!(status, 409, "a quarantined lot is not shipped: {reply}");
+    assert!(
+        reply["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Quarantine")),
+        "{reply}"
+    );
+    let (status, reply) = http_post(addr, "/api/v1/lots/salt-1/release", "").await?;
+    assert_eq!(status, 200, "{reply}");
+    let (status, reply) = http_post(addr, "/api/v1/lots/salt-1/ship", &ship).await?;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["result"]["quantity"]["qty"], 9.0);
+    let (status, body) = http_get(addr, "/api/v1/lots/salt-1").await?;
+    assert_eq!(status, 200);
+    let record: Value = serde_json::from_str(&body)?;
+    assert_eq!(record["shipments"][0]["customer"], "Kunde Sued");
+    let (status, _) = http_post(addr, "/api/v1/lots/salt-1/destroy", "").await?;
+    assert_eq!(status, 404);
+    let (status, _) = http_post(addr, "/api/v1/lots/salt-404/release", "").await?;
+    assert_eq!(status, 404);
+    let (status, _) = http_post(addr, "/api/v1/lots/salt-1/ship", "not json").await?;
+    assert_eq!(status, 400);
+    let (status, reply) = http_post(addr, "/api/v1/lots/salt-1/ship", "{\"quantity\": 1}").await?;
+    assert_eq!(status, 400, "{reply}");
+    // Receive, quarantine, release and ship logged; the refused ones not.
+    let (_, body) = http_get(addr, "/api/v1/genealogy/verify").await?;
+    assert_eq!(serde_json::from_str::<Value>(&body)?["records_checked"], 8);
 
     stop.cancel();
     runtime.stop().await;
