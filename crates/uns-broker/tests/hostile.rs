@@ -723,7 +723,9 @@ async fn persistent_session_churn_frees_descriptors_at_expiry_and_the_offline_qu
     let settle = async {
         loop {
             let now = open_fds().unwrap_or(usize::MAX);
-            if now <= baseline + 5 {
+            // This process's count: the other tests of this binary run in parallel and open
+            // and close their own sockets, so allow a margin far below the 300 held here.
+            if now <= baseline + 40 {
                 return now;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
