@@ -29,6 +29,7 @@ use bytes::Bytes;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use uns_model::payload::{
     CountChange, CountDoc, CountEvent, ErrorReport, EventHeader, MachineState, Mode, Quality,
     Quantity, SchemaTag, SparkplugSource, StateCategory, StateDoc, StateEvent, StateSnapshot,
@@ -92,6 +93,9 @@ pub struct BridgeCounters {
     pub rejected: Family<KindLabel, Counter>,
     /// Rejections held back by the `_errors` rate limit (counted in a summary report instead).
     pub error_reports_suppressed: Counter,
+    /// Metrics the bridge holds state for (the births in effect of every node and device): what
+    /// its memory grows with. A rebirth replaces, so this follows the births, never their number.
+    pub tracked_metrics: Gauge,
 }
 
 /// The label of [`BridgeCounters::rejected`].
@@ -318,10 +322,12 @@ impl Bridge {
     ) -> Vec<Publication> {
         let mut out = Vec::with_capacity(events.len());
         let mut touched_states: Vec<Location> = Vec::new();
+        let mut born = false;
         // By reference: a HostEvent is large, and moving each out of the vector costs a copy per metric.
         for (event_idx, event) in events.iter().enumerate() {
             match event {
                 HostEvent::Online { node, device } => {
+                    born = true;
                     let birth = &events[event_idx + 1..];
                     self.birth(node, device.as_ref(), birth, input, now_ms, &mut out);
                 }
@@ -345,6 +351,12 @@ impl Bridge {
         }
         for location in touched_states {
             self.flush_state(location, now_ms, &mut out);
+        }
+        if born {
+            let n_tracked: usize = self.targets.values().map(HashMap::len).sum();
+            self.counters
+                .tracked_metrics
+                .set(i64::try_from(n_tracked).unwrap_or(i64::MAX));
         }
         if out
             .iter()

@@ -41,6 +41,11 @@ pub struct BridgeConfig {
     pub max_payload_bytes: usize,
     /// Births with more metrics are rejected.
     pub max_birth_metrics: usize,
+    /// An edge node's births in effect (NBIRTH and every DBIRTH) may declare this many metrics
+    /// together; a birth beyond it is rejected. Bounds the bridge's memory per node.
+    pub max_node_metrics: usize,
+    /// An edge node's births in effect may hold this many bytes of metric names and units together.
+    pub max_node_bytes: usize,
     /// The `_errors` rate limit: per edge node, the first rejection of a window of this many ms is
     /// reported at once and the rest in one summary at its end (0: report every one).
     pub error_window_ms: u64,
@@ -119,6 +124,8 @@ impl Default for BridgeConfig {
             rebirth_interval_ms: 5000,
             max_payload_bytes: 1024 * 1024,
             max_birth_metrics: 100_000,
+            max_node_metrics: 100_000,
+            max_node_bytes: 8 * 1024 * 1024,
             error_window_ms: 10_000,
             strict: false,
             keep_alive_s: 30,
@@ -299,6 +306,8 @@ impl TryFrom<BridgeConfig> for Mapping {
             rebirth_interval: Duration::from_millis(config.rebirth_interval_ms),
             max_payload_bytes: config.max_payload_bytes,
             max_birth_metrics: config.max_birth_metrics,
+            max_node_metrics: config.max_node_metrics,
+            max_node_bytes: config.max_node_bytes,
             leniency: if config.strict {
                 Leniency::strict()
             } else {

@@ -444,6 +444,11 @@ fn register_counters(metrics: &Metrics, counters: &BridgeCounters) {
         counters.states.clone(),
     );
     metrics.register(
+        "scada_bridge_tracked_metrics",
+        "Metrics the bridge holds state for: the births in effect of every node and device",
+        counters.tracked_metrics.clone(),
+    );
+    metrics.register(
         "scada_bridge_rejected",
         "Every rejected input, by kind, whether reported on _errors at once or in a summary",
         counters.rejected.clone(),
