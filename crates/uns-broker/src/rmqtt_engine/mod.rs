@@ -202,14 +202,10 @@ pub(crate) async fn start(config: BrokerConfig) -> Result<RmqttEngine, BrokerErr
         )
         .await;
     sessions::register(&*register, &scx).await;
+    let will_recorder = Arc::new(wills::WillRecorder::new(will_store.clone()));
     for typ in [Type::ClientConnected, Type::ClientDisconnected] {
         register
-            .add(
-                typ,
-                Box::new(wills::WillRecorder {
-                    store: will_store.clone(),
-                }),
-            )
+            .add(typ, Box::new(wills::Shared(will_recorder.clone())))
             .await;
     }
     register.start().await;

@@ -136,7 +136,26 @@ pub(crate) async fn publish_leftovers(
 
 /// Keeps the Will of every connected client in the store (see the [module docs](self)).
 pub(crate) struct WillRecorder {
-    pub(crate) store: Arc<Store>,
+    store: Arc<Store>,
+    /// Client id → connection of the Wills stored, so a disconnect of a client without one
+    /// costs no write.
+    recorded: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+impl WillRecorder {
+    pub(crate) fn new(store: Arc<Store>) -> Self {
+        Self {
+            store,
+            recorded: std::sync::Mutex::default(),
+        }
+    }
+
+    fn recorded(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, String>> {
+        // A poisoned lock only means a panic elsewhere while it was held; the map is still valid.
+        self.recorded
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 #[allow(elided_lifetimes_in_paths)]
@@ -155,6 +174,8 @@ impl Handler for WillRecorder {
                     return (true, acc);
                 };
                 let client_id = session.id.client_id.to_string();
+                self.recorded()
+                    .insert(client_id.clone(), connection_of(&session.id));
                 let record = StoredWill {
                     connection: connection_of(&session.id),
                     topic: publish.topic.to_string(),
@@ -174,6 +195,13 @@ impl Handler for WillRecorder {
             Parameter::ClientDisconnected(session, _) => {
                 let client_id = session.id.client_id.to_string();
                 let connection = connection_of(&session.id);
+                {
+                    let mut recorded = self.recorded();
+                    if recorded.get(&client_id) != Some(&connection) {
+                        return (true, acc);
+                    }
+                    recorded.remove(&client_id);
+                }
                 let removed = self
                     .store
                     .write(move |tx| {
@@ -191,5 +219,16 @@ impl Handler for WillRecorder {
             _ => {}
         }
         (true, acc)
+    }
+}
+
+/// One [`WillRecorder`] registered for both hooks.
+pub(crate) struct Shared(pub(crate) Arc<WillRecorder>);
+
+#[allow(elided_lifetimes_in_paths)]
+#[async_trait]
+impl Handler for Shared {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        self.0.hook(param, acc).await
     }
 }
