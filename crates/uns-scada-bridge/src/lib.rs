@@ -248,8 +248,11 @@ async fn run_mapped(
         };
         execute(&client, &connection, publications).await?;
     }
-    // Summaries still held back go out before the bridge stops.
-    execute(&client, &connection, bridge.flush_errors(u64::MAX)).await?;
+    // Summaries still held back go out before the bridge stops, if the client still runs (it may
+    // be shutting down with the same token): a clean stop is not an error.
+    if let Err(err) = execute(&client, &connection, bridge.flush_errors(u64::MAX)).await {
+        tracing::debug!(%err, "error summaries not published at shutdown");
+    }
     let death = host.disconnect(clock.now().utc_ms);
     connection.stop(death, SHUTDOWN_GRACE).await;
     info!("scada-bridge stopped");
