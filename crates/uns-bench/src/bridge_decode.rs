@@ -469,6 +469,7 @@ fn host_config(config: &BridgeConfig) -> HostConfig {
         max_birth_metrics: config.max_birth_metrics,
         max_node_metrics: config.max_node_metrics,
         max_node_bytes: config.max_node_bytes,
+        max_nodes: config.max_nodes,
         leniency: if config.strict {
             Leniency::strict()
         } else {

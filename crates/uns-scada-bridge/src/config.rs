@@ -46,6 +46,9 @@ pub struct BridgeConfig {
     pub max_node_metrics: usize,
     /// An edge node's births in effect may hold this many bytes of metric names and units together.
     pub max_node_bytes: usize,
+    /// Edge nodes the bridge keeps state for; beyond it an NBIRTH of a new node is rejected and
+    /// data from unknown nodes gets no rebirth request (made-up node ids cannot grow it).
+    pub max_nodes: usize,
     /// The `_errors` rate limit: per edge node, the first rejection of a window of this many ms is
     /// reported at once and the rest in one summary at its end (0: report every one).
     pub error_window_ms: u64,
@@ -126,6 +129,7 @@ impl Default for BridgeConfig {
             max_birth_metrics: 100_000,
             max_node_metrics: 100_000,
             max_node_bytes: 8 * 1024 * 1024,
+            max_nodes: 10_000,
             error_window_ms: 10_000,
             strict: false,
             keep_alive_s: 30,
@@ -308,6 +312,7 @@ impl TryFrom<BridgeConfig> for Mapping {
             max_birth_metrics: config.max_birth_metrics,
             max_node_metrics: config.max_node_metrics,
             max_node_bytes: config.max_node_bytes,
+            max_nodes: config.max_nodes,
             leniency: if config.strict {
                 Leniency::strict()
             } else {

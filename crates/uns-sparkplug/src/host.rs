@@ -153,6 +153,11 @@ pub struct HostConfig {
     /// An edge node's births in effect may hold this many bytes of metric names and units together
     /// (what the birth cache keeps of them); a birth that would go beyond is rejected.
     pub max_node_bytes: usize,
+    /// Edge nodes the host keeps state for (born ones, and unborn ones it asked for a rebirth). A
+    /// message naming a new node beyond it first makes room by forgetting unborn nodes whose rebirth
+    /// wait is over; if none, an NBIRTH is rejected and data gets no rebirth request, so a flood of
+    /// made-up node ids cannot grow the host without bound.
+    pub max_nodes: usize,
     /// Out-of-order messages held per node while waiting; when full, the wait ends at once.
     pub max_reorder_messages: usize,
     /// Which deviations from the spec to accept.
@@ -162,7 +167,7 @@ pub struct HostConfig {
 impl HostConfig {
     /// Defaults for `host_id`: reorder timeout 2 s, at most one rebirth request per node every 5 s,
     /// payloads up to 1 MiB, births up to 100 000 metrics, nodes up to 100 000 metrics and 8 MiB of
-    /// names and units, 64 held messages, lenient.
+    /// names and units, 10 000 nodes, 64 held messages, lenient.
     pub fn new(host_id: impl Into<String>) -> Self {
         Self {
             host_id: host_id.into(),
@@ -172,6 +177,7 @@ impl HostConfig {
             max_birth_metrics: 100_000,
             max_node_metrics: 100_000,
             max_node_bytes: 8 * 1024 * 1024,
+            max_nodes: 10_000,
             max_reorder_messages: 64,
             leniency: Leniency::default(),
         }
@@ -386,6 +392,12 @@ pub enum Rejection {
         /// [`HostConfig::max_node_bytes`].
         limit_bytes: usize,
     },
+    /// An NBIRTH of a new edge node while the host keeps [`HostConfig::max_nodes`] nodes.
+    #[error("the host keeps {limit} edge nodes already (max_nodes); this one is not taken on")]
+    TooManyNodes {
+        /// [`HostConfig::max_nodes`].
+        limit: usize,
+    },
     /// A birth metric has no name [tck-id-payloads-name-requirement].
     #[error("birth metric {index} has no name")]
     UnnamedBirthMetric {
@@ -477,7 +489,8 @@ impl Rejection {
         match self {
             Rejection::Oversize { .. }
             | Rejection::BirthTooLarge { .. }
-            | Rejection::NodeTooLarge { .. } => "oversize",
+            | Rejection::NodeTooLarge { .. }
+            | Rejection::TooManyNodes { .. } => "oversize",
             Rejection::Topic(_) => "bad_topic",
             Rejection::Payload(_) => "bad_payload",
             Rejection::BadSeq { .. } => "bad_seq",
@@ -870,6 +883,14 @@ impl HostSession {
         if let Err(reason) = self.check_node_size((0, 0), &scope) {
             return reject(events, reason);
         }
+        if !self.make_room_for(&node_id, now) {
+            return reject(
+                events,
+                Rejection::TooManyNodes {
+                    limit: self.config.max_nodes,
+                },
+            );
+        }
         let node = self.nodes.entry(node_id.clone()).or_default();
         // A new NBIRTH replaces the node's session: earlier DBIRTHs no longer hold, held messages of the
         // old session are dropped, and the DBIRTHs that follow rebuild the devices.
@@ -1221,8 +1242,27 @@ impl HostSession {
         Ok(scope)
     }
 
+    /// Whether `node_id` is kept or there is room for it, after forgetting the unborn nodes whose
+    /// rebirth wait is over (they hold nothing else).
+    fn make_room_for(&mut self, node_id: &NodeId, now: Now) -> bool {
+        if self.nodes.len() < self.config.max_nodes || self.nodes.contains_key(node_id) {
+            return true;
+        }
+        let interval = self.config.rebirth_interval;
+        self.nodes.retain(|_, node| {
+            node.online
+                || node
+                    .last_rebirth
+                    .is_some_and(|at| now.monotonic.saturating_sub(at) < interval)
+        });
+        self.nodes.len() < self.config.max_nodes
+    }
+
     fn request_rebirth(&mut self, node_id: &NodeId, now: Now, events: &mut Vec<HostEvent>) {
         let interval = self.config.rebirth_interval;
+        if !self.make_room_for(node_id, now) {
+            return;
+        }
         let node = self.nodes.entry(node_id.clone()).or_default();
         if node
             .last_rebirth

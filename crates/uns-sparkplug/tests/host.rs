@@ -1051,6 +1051,46 @@ fn node_limits_count_the_births_in_effect_and_a_rebirth_replaces() {
     });
 }
 
+/// Made-up node ids cannot grow the host: beyond `max_nodes`, data from a new node gets no rebirth
+/// request and an NBIRTH of one is refused, until unborn nodes' rebirth waits are over.
+#[test]
+fn a_flood_of_made_up_nodes_is_bounded_by_max_nodes() {
+    let mut host = session_with(HostConfig {
+        max_nodes: 3,
+        ..HostConfig::new(HOST)
+    });
+    let data_from = |host: &mut HostSession, edge: &str, now: Now| {
+        let topic = format!("spBv1.0/acme-berlin/NDATA/{edge}");
+        send(host, &topic, &data(1, vec![]), now)
+    };
+    assert!(rejections(&send(&mut host, NBIRTH, &nbirth(0, 3), at(0))).is_empty());
+    for edge in ["x-1", "x-2"] {
+        assert_eq!(
+            rebirths(&data_from(&mut host, edge, at(0))).len(),
+            1,
+            "{edge}"
+        );
+    }
+    // Full: no rebirth request for a fourth, and an NBIRTH of a new node is refused.
+    assert!(rebirths(&data_from(&mut host, "x-3", at(0))).is_empty());
+    let events = send(
+        &mut host,
+        "spBv1.0/acme-berlin/NBIRTH/line-2",
+        &nbirth(0, 1),
+        at(0),
+    );
+    assert!(
+        matches!(
+            rejections(&events)[..],
+            [Rejection::TooManyNodes { limit: 3 }]
+        ),
+        "{events:?}"
+    );
+    // The unborn nodes' waits (5 s) are over: they are forgotten, the born one stays.
+    assert_eq!(rebirths(&data_from(&mut host, "x-3", at(6))).len(), 1);
+    assert!(host.is_online(&node()));
+}
+
 #[test]
 fn host_config_is_validated() {
     assert!(HostSession::new(HostConfig::new("a/b")).is_err());
