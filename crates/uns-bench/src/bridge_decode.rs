@@ -467,6 +467,9 @@ fn host_config(config: &BridgeConfig) -> HostConfig {
         rebirth_interval: Duration::from_millis(config.rebirth_interval_ms),
         max_payload_bytes: config.max_payload_bytes,
         max_birth_metrics: config.max_birth_metrics,
+        max_node_metrics: config.max_node_metrics,
+        max_node_bytes: config.max_node_bytes,
+        max_nodes: config.max_nodes,
         leniency: if config.strict {
             Leniency::strict()
         } else {

@@ -20,6 +20,11 @@
 //! - **[`BrokerHandle::shutdown`] really stops the broker**: the ports close, every client is
 //!   disconnected (its Will published), the store is flushed and closed; a second [`start`] on
 //!   the same `data_dir` in the same process works afterwards.
+//! - **A crash does not swallow Wills.** The Will of every connected client is kept in
+//!   `data_dir/broker/wills.redb` (durable before its CONNACK, removed when its connection ends);
+//!   the next [`start`] publishes the ones a crash left before it accepts anyone, as the server
+//!   closing those connections would have (`rmqtt_engine/wills.rs`). So a retained STATE
+//!   `online` of a Sparkplug host does not outlive a `kill -9` of the broker.
 //! - **Several brokers per process are fine**: rmqtt keeps its state in a per-broker context;
 //!   the one global (a CPU-busy cache) is switched off.
 //!

@@ -29,6 +29,7 @@ use bytes::Bytes;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use uns_model::payload::{
     CountChange, CountDoc, CountEvent, ErrorReport, EventHeader, MachineState, Mode, Quality,
     Quantity, SchemaTag, SparkplugSource, StateCategory, StateDoc, StateEvent, StateSnapshot,
@@ -92,6 +93,9 @@ pub struct BridgeCounters {
     pub rejected: Family<KindLabel, Counter>,
     /// Rejections held back by the `_errors` rate limit (counted in a summary report instead).
     pub error_reports_suppressed: Counter,
+    /// Metrics the bridge holds state for (the births in effect of every node and device): what
+    /// its memory grows with. A rebirth replaces, so this follows the births, never their number.
+    pub tracked_metrics: Gauge,
 }
 
 /// The label of [`BridgeCounters::rejected`].
@@ -318,10 +322,12 @@ impl Bridge {
     ) -> Vec<Publication> {
         let mut out = Vec::with_capacity(events.len());
         let mut touched_states: Vec<Location> = Vec::new();
+        let mut born = false;
         // By reference: a HostEvent is large, and moving each out of the vector costs a copy per metric.
         for (event_idx, event) in events.iter().enumerate() {
             match event {
                 HostEvent::Online { node, device } => {
+                    born = true;
                     let birth = &events[event_idx + 1..];
                     self.birth(node, device.as_ref(), birth, input, now_ms, &mut out);
                 }
@@ -345,6 +351,12 @@ impl Bridge {
         }
         for location in touched_states {
             self.flush_state(location, now_ms, &mut out);
+        }
+        if born {
+            let n_tracked: usize = self.targets.values().map(HashMap::len).sum();
+            self.counters
+                .tracked_metrics
+                .set(i64::try_from(n_tracked).unwrap_or(i64::MAX));
         }
         if out
             .iter()
@@ -981,13 +993,36 @@ fn write_tag(
     quality_at
 }
 
-/// `Process/Temp 1` → `process/temp-1`: each `/` part slugged, empty parts dropped.
+/// At most this many parts in a tag path: a metric name of many `/` levels must not give a topic
+/// beyond the broker's level limit (64 by default), which would make the broker close the bridge's
+/// connection at every publish of it.
+pub const MAX_TAG_PARTS: usize = 16;
+
+/// At most this many bytes in a tag path (before the part that crosses it), so that location,
+/// path and `/_history` stay within the broker's topic length limit (1024 bytes by default).
+pub const MAX_TAG_PATH_BYTES: usize = 512;
+
+/// `Process/Temp 1` → `process/temp-1`: each `/` part slugged, empty parts dropped. Beyond
+/// [`MAX_TAG_PARTS`] parts or [`MAX_TAG_PATH_BYTES`] bytes, the rest of the name is folded into one
+/// last part (its slug: `-` for `/`, cut at 64 characters with a hash of the rest).
 pub fn tag_path(metric: &str) -> TagPath {
-    let parts: Vec<Id> = metric
+    let raw: Vec<&str> = metric
         .split('/')
         .filter(|part| !part.trim().is_empty())
-        .map(slug)
         .collect();
+    let mut parts: Vec<Id> = Vec::with_capacity(raw.len().min(MAX_TAG_PARTS));
+    let mut n_bytes = 0;
+    for (part_idx, part) in raw.iter().enumerate() {
+        let id = slug(part);
+        let last_allowed = parts.len() + 1 == MAX_TAG_PARTS;
+        let too_long = n_bytes + id.as_str().len() + 1 > MAX_TAG_PATH_BYTES;
+        if (last_allowed || too_long) && part_idx + 1 < raw.len() {
+            parts.push(slug(&raw[part_idx..].join("/")));
+            break;
+        }
+        n_bytes += id.as_str().len() + 1;
+        parts.push(id);
+    }
     // An empty or all-slash name still needs a path: the slug of the whole name.
     TagPath::new(parts)
         .unwrap_or_else(|| TagPath::new(vec![slug(metric)]).unwrap_or_else(|| unreachable!()))
@@ -1042,6 +1077,21 @@ mod tests {
         check("/", slug("/").as_str());
         check("Count/Good", "count/good");
         check("State", "state");
+        // Many levels: folded into the 16th part.
+        let deep = vec!["a"; 100].join("/");
+        let path = tag_path(&deep);
+        assert_eq!(path.parts().len(), MAX_TAG_PARTS);
+        assert!(
+            path.parts()[MAX_TAG_PARTS - 1]
+                .as_str()
+                .starts_with("a-a-a")
+        );
+        // Long parts: the path stays within its byte budget plus one folded part.
+        let long = vec!["b".repeat(60); 40].join("/");
+        let path = tag_path(&long);
+        assert!(path.to_string().len() <= MAX_TAG_PATH_BYTES + 64, "{path}");
+        // A deep name that fits keeps its levels.
+        assert_eq!(tag_path(&vec!["c"; 16].join("/")).parts().len(), 16);
     }
 
     /// The hand-written `TagValue` JSON (and its stale splice) is byte for byte what serde gives.

@@ -41,6 +41,14 @@ pub struct BridgeConfig {
     pub max_payload_bytes: usize,
     /// Births with more metrics are rejected.
     pub max_birth_metrics: usize,
+    /// An edge node's births in effect (NBIRTH and every DBIRTH) may declare this many metrics
+    /// together; a birth beyond it is rejected. Bounds the bridge's memory per node.
+    pub max_node_metrics: usize,
+    /// An edge node's births in effect may hold this many bytes of metric names and units together.
+    pub max_node_bytes: usize,
+    /// Edge nodes the bridge keeps state for; beyond it an NBIRTH of a new node is rejected and
+    /// data from unknown nodes gets no rebirth request (made-up node ids cannot grow it).
+    pub max_nodes: usize,
     /// The `_errors` rate limit: per edge node, the first rejection of a window of this many ms is
     /// reported at once and the rest in one summary at its end (0: report every one).
     pub error_window_ms: u64,
@@ -119,6 +127,9 @@ impl Default for BridgeConfig {
             rebirth_interval_ms: 5000,
             max_payload_bytes: 1024 * 1024,
             max_birth_metrics: 100_000,
+            max_node_metrics: 100_000,
+            max_node_bytes: 8 * 1024 * 1024,
+            max_nodes: 10_000,
             error_window_ms: 10_000,
             strict: false,
             keep_alive_s: 30,
@@ -299,6 +310,9 @@ impl TryFrom<BridgeConfig> for Mapping {
             rebirth_interval: Duration::from_millis(config.rebirth_interval_ms),
             max_payload_bytes: config.max_payload_bytes,
             max_birth_metrics: config.max_birth_metrics,
+            max_node_metrics: config.max_node_metrics,
+            max_node_bytes: config.max_node_bytes,
+            max_nodes: config.max_nodes,
             leniency: if config.strict {
                 Leniency::strict()
             } else {

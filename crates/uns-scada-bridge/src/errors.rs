@@ -29,6 +29,10 @@ use crate::bridge::{BridgeCounters, KindLabel, Publication};
 /// The `kind` a summary report is counted under in `uns_rejected_input_total`.
 pub(crate) const AGGREGATED_KIND: &str = "aggregated";
 
+/// Sources with a window of their own at most; rejections from further sources share the
+/// [`Source::Other`] window, so made-up node ids in topics cannot escape the limit (nor grow it).
+const MAX_SOURCES: usize = 1_024;
+
 /// Where rejected input came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Source {
@@ -99,7 +103,15 @@ impl ErrorLimiter {
                 report,
             });
         }
-        let source = source_of(report.topic.as_deref());
+        let mut source = source_of(report.topic.as_deref());
+        if !self.windows.contains_key(&source) && self.windows.len() >= MAX_SOURCES {
+            // Ended windows that hold nothing back are done with.
+            self.windows
+                .retain(|_, window| now_ms < window.until_ms || window.last.is_some());
+            if self.windows.len() >= MAX_SOURCES {
+                source = Source::Other;
+            }
+        }
         match self.windows.get_mut(&source) {
             Some(window) if now_ms < window.until_ms => {
                 *window.held.entry(kind).or_default() += 1;
@@ -273,6 +285,29 @@ mod tests {
             })
             .get();
         assert_eq!(n_bad_payload, 1 + 1_000 + 1 + 1);
+    }
+
+    #[test]
+    fn made_up_sources_beyond_the_cap_share_one_window() {
+        let mut limiter = ErrorLimiter::new(1_000, BridgeCounters::default());
+        let n_published = (0..MAX_SOURCES + 500)
+            .filter(|idx| {
+                let topic = format!("spBv1.0/g/NDATA/node-{idx}");
+                limiter
+                    .admit(error(&topic, "bad_payload", "x"), 0)
+                    .is_some()
+            })
+            .count();
+        // One each for the first sources (the `Other` window among them), none for the rest.
+        assert_eq!(n_published, MAX_SOURCES + 1);
+        assert_eq!(limiter.windows.len(), MAX_SOURCES + 1);
+        // Once their windows ended, room again.
+        assert!(
+            limiter
+                .admit(error("spBv1.0/g/NDATA/late", "bad_payload", "x"), 1_000)
+                .is_some()
+        );
+        assert!(limiter.windows.len() <= MAX_SOURCES + 1);
     }
 
     #[test]

@@ -248,8 +248,11 @@ async fn run_mapped(
         };
         execute(&client, &connection, publications).await?;
     }
-    // Summaries still held back go out before the bridge stops.
-    execute(&client, &connection, bridge.flush_errors(u64::MAX)).await?;
+    // Summaries still held back go out before the bridge stops, if the client still runs (it may
+    // be shutting down with the same token): a clean stop is not an error.
+    if let Err(err) = execute(&client, &connection, bridge.flush_errors(u64::MAX)).await {
+        tracing::debug!(%err, "error summaries not published at shutdown");
+    }
     let death = host.disconnect(clock.now().utc_ms);
     connection.stop(death, SHUTDOWN_GRACE).await;
     info!("scada-bridge stopped");
@@ -442,6 +445,11 @@ fn register_counters(metrics: &Metrics, counters: &BridgeCounters) {
         "scada_bridge_states",
         "_state changes published",
         counters.states.clone(),
+    );
+    metrics.register(
+        "scada_bridge_tracked_metrics",
+        "Metrics the bridge holds state for: the births in effect of every node and device",
+        counters.tracked_metrics.clone(),
     );
     metrics.register(
         "scada_bridge_rejected",

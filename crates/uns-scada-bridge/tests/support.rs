@@ -194,7 +194,7 @@ impl TestBridge {
 }
 
 /// Starts the bridge (its own UNS client and Sparkplug connection) on the broker at `addr`.
-async fn run_bridge(
+pub(crate) async fn run_bridge(
     addr: SocketAddr,
     config: BridgeConfig,
     metrics: Metrics,
@@ -225,7 +225,7 @@ async fn run_bridge(
         .await;
         client.shutdown(uns_scada_bridge::SHUTDOWN_GRACE).await;
         if let Err(err) = result {
-            panic!("bridge failed: {err}");
+            panic!("bridge failed: {err:?}");
         }
     });
     Ok((shutdown, task))
@@ -253,6 +253,8 @@ impl Edge {
     ) -> anyhow::Result<Self> {
         let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
         options.set_keep_alive(Duration::from_secs(5));
+        // Births up to the broker's packet limit (1 MiB).
+        options.set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
         if let Some((topic, payload)) = will {
             options.set_last_will(LastWill::new(
                 topic,

@@ -4,6 +4,7 @@
 
 mod bridge;
 mod counts;
+mod crash;
 mod hardening;
 mod interop;
 mod support;

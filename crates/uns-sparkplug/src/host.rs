@@ -8,8 +8,10 @@
 //! What it does (requirement ids of the Sparkplug 3.0 specification in brackets):
 //! - **STATE**: [`HostSession::connect`] gives the Will and the birth for `spBv1.0/STATE/{host_id}`, JSON
 //!   `{"online":bool,"timestamp":ms}`, QoS 1, retained, with the same timestamp in both
-//!   [tck-id-host-topic-phid-birth-payload-timestamp]. Seeing its own `online:false` while connected, it
-//!   publishes the birth again (a takeover or a stale Will must not leave edge nodes thinking it is gone).
+//!   [tck-id-host-topic-phid-birth-payload-timestamp]. Seeing its own `online:false` while connected, after
+//!   its birth came back, it publishes the birth again, once until that one comes back (a takeover or
+//!   a stale Will must not leave edge nodes thinking it is gone); a death that arrives before its birth
+//!   came back is the retained one its subscriptions bring, which the birth replaces anyway.
 //! - **Birth cache**: every NBIRTH/DBIRTH is kept per node and device: metric names, aliases, datatypes and
 //!   engineering units, so DATA metrics carrying only an alias are resolved and typed.
 //! - **Sequence numbers**: one counter per edge node across the node and its devices, 0..=255 with wrap
@@ -145,6 +147,17 @@ pub struct HostConfig {
     pub max_payload_bytes: usize,
     /// Births with more metrics than this are rejected (the birth cache is memory the peer controls).
     pub max_birth_metrics: usize,
+    /// An edge node's births in effect (its NBIRTH plus every device's DBIRTH) may declare this many
+    /// metrics together; a birth that would go beyond is rejected.
+    pub max_node_metrics: usize,
+    /// An edge node's births in effect may hold this many bytes of metric names and units together
+    /// (what the birth cache keeps of them); a birth that would go beyond is rejected.
+    pub max_node_bytes: usize,
+    /// Edge nodes the host keeps state for (born ones, and unborn ones it asked for a rebirth). A
+    /// message naming a new node beyond it first makes room by forgetting unborn nodes whose rebirth
+    /// wait is over; if none, an NBIRTH is rejected and data gets no rebirth request, so a flood of
+    /// made-up node ids cannot grow the host without bound.
+    pub max_nodes: usize,
     /// Out-of-order messages held per node while waiting; when full, the wait ends at once.
     pub max_reorder_messages: usize,
     /// Which deviations from the spec to accept.
@@ -153,7 +166,8 @@ pub struct HostConfig {
 
 impl HostConfig {
     /// Defaults for `host_id`: reorder timeout 2 s, at most one rebirth request per node every 5 s,
-    /// payloads up to 1 MiB, births up to 100 000 metrics, 64 held messages, lenient.
+    /// payloads up to 1 MiB, births up to 100 000 metrics, nodes up to 100 000 metrics and 8 MiB of
+    /// names and units, 10 000 nodes, 64 held messages, lenient.
     pub fn new(host_id: impl Into<String>) -> Self {
         Self {
             host_id: host_id.into(),
@@ -161,6 +175,9 @@ impl HostConfig {
             rebirth_interval: Duration::from_secs(5),
             max_payload_bytes: 1024 * 1024,
             max_birth_metrics: 100_000,
+            max_node_metrics: 100_000,
+            max_node_bytes: 8 * 1024 * 1024,
+            max_nodes: 10_000,
             max_reorder_messages: 64,
             leniency: Leniency::default(),
         }
@@ -359,6 +376,28 @@ pub enum Rejection {
         /// The limit.
         limit: usize,
     },
+    /// A birth would take its edge node's births in effect beyond [`HostConfig::max_node_metrics`]
+    /// or [`HostConfig::max_node_bytes`].
+    #[error(
+        "birth would give the edge node {n_metrics} metrics and {n_bytes} bytes of names and units; \
+         the limits are {limit_metrics} and {limit_bytes} (max_node_metrics, max_node_bytes)"
+    )]
+    NodeTooLarge {
+        /// Metrics of the node's births with this one.
+        n_metrics: usize,
+        /// Bytes of names and units of the node's births with this one.
+        n_bytes: usize,
+        /// [`HostConfig::max_node_metrics`].
+        limit_metrics: usize,
+        /// [`HostConfig::max_node_bytes`].
+        limit_bytes: usize,
+    },
+    /// An NBIRTH of a new edge node while the host keeps [`HostConfig::max_nodes`] nodes.
+    #[error("the host keeps {limit} edge nodes already (max_nodes); this one is not taken on")]
+    TooManyNodes {
+        /// [`HostConfig::max_nodes`].
+        limit: usize,
+    },
     /// A birth metric has no name [tck-id-payloads-name-requirement].
     #[error("birth metric {index} has no name")]
     UnnamedBirthMetric {
@@ -448,7 +487,10 @@ impl Rejection {
     /// A short, stable class for counters, e.g. `bad_payload`.
     pub fn kind(&self) -> &'static str {
         match self {
-            Rejection::Oversize { .. } | Rejection::BirthTooLarge { .. } => "oversize",
+            Rejection::Oversize { .. }
+            | Rejection::BirthTooLarge { .. }
+            | Rejection::NodeTooLarge { .. }
+            | Rejection::TooManyNodes { .. } => "oversize",
             Rejection::Topic(_) => "bad_topic",
             Rejection::Payload(_) => "bad_payload",
             Rejection::BadSeq { .. } => "bad_seq",
@@ -486,6 +528,10 @@ pub struct HostSession {
     state_topic: String,
     /// The timestamp of the current connection's Will and birth; `None` while disconnected.
     session_timestamp: Option<u64>,
+    /// Whether the broker has delivered this connection's STATE birth (or its latest
+    /// re-assertion) back to the host since it was sent: until then a death on the host's own
+    /// topic is older than the birth on its way (the retained one the subscription brings).
+    birth_seen: bool,
     nodes: HashMap<NodeId, NodeState>,
 }
 
@@ -516,6 +562,26 @@ struct Scope {
     defs: Vec<MetricDef>,
     by_alias: HashMap<u64, usize>,
     by_name: HashMap<Arc<str>, usize>,
+    /// Bytes of names and units held (for [`HostConfig::max_node_bytes`]).
+    n_bytes: usize,
+}
+
+impl NodeState {
+    /// Metrics and bytes of the node's births in effect, leaving out `device`'s (`None`: the
+    /// node's own).
+    fn totals_without(&self, device: Option<&str>) -> (usize, usize) {
+        let own = if device.is_none() {
+            (0, 0)
+        } else {
+            (self.metrics.defs.len(), self.metrics.n_bytes)
+        };
+        self.devices
+            .iter()
+            .filter(|(id, _)| device.is_some_and(|device| &***id != device))
+            .fold(own, |(n_metrics, n_bytes), (_, scope)| {
+                (n_metrics + scope.defs.len(), n_bytes + scope.n_bytes)
+            })
+    }
 }
 
 #[derive(Debug)]
@@ -552,6 +618,7 @@ impl HostSession {
             state_topic: format!("{}/STATE/{}", crate::topic::NAMESPACE, config.host_id),
             config,
             session_timestamp: None,
+            birth_seen: false,
             nodes: HashMap::new(),
         })
     }
@@ -571,6 +638,7 @@ impl HostSession {
     /// [tck-id-host-topic-phid-birth-payload-timestamp].
     pub fn connect(&mut self, utc_ms: u64) -> ConnectMessages {
         self.session_timestamp = Some(utc_ms);
+        self.birth_seen = false;
         ConnectMessages {
             will: self.state_message(false, utc_ms),
             birth: self.state_message(true, utc_ms),
@@ -746,8 +814,8 @@ impl HostSession {
     }
 
     fn handle_own_state(&mut self, message: Incoming<'_>, events: &mut Vec<HostEvent>) {
-        let online = match parse_state(message.payload) {
-            Ok((online, _)) => online,
+        let (online, timestamp) = match parse_state(message.payload) {
+            Ok(state) => state,
             Err(reason) => {
                 events.push(HostEvent::Rejected(Rejected {
                     topic: message.topic.to_owned(),
@@ -756,12 +824,30 @@ impl HostSession {
                 return;
             }
         };
-        // Our own death while we are connected: a Will from an earlier connection (or a takeover) is
-        // now the retained STATE, so edge nodes think we are gone. Assert the birth again, with this
-        // connection's timestamp so it still matches the Will registered for it.
-        if !online && let Some(timestamp) = self.session_timestamp {
-            events.push(HostEvent::Publish(self.state_message(true, timestamp)));
+        let Some(session_timestamp) = self.session_timestamp else {
+            return;
+        };
+        if online {
+            if timestamp == session_timestamp {
+                self.birth_seen = true;
+            }
+            return;
         }
+        // A death before our birth came back is the retained STATE the subscription delivered
+        // (an earlier connection's death or Will): the birth, sent after the SUBSCRIBE, replaces it.
+        // Publishing the birth again for it made 2-3 births per connect (one per subscription
+        // that matches the STATE topic).
+        if !self.birth_seen {
+            return;
+        }
+        // Our own death after our birth: a Will from an earlier connection (or a takeover) is now
+        // the retained STATE, so edge nodes think we are gone. Assert the birth again, with this
+        // connection's timestamp so it still matches the Will registered for it, once until it
+        // comes back.
+        self.birth_seen = false;
+        events.push(HostEvent::Publish(
+            self.state_message(true, session_timestamp),
+        ));
     }
 
     fn handle_nbirth(
@@ -793,6 +879,18 @@ impl HostSession {
             Ok(scope) => scope,
             Err(reason) => return reject(events, reason),
         };
+        // An NBIRTH replaces the devices too: it alone counts.
+        if let Err(reason) = self.check_node_size((0, 0), &scope) {
+            return reject(events, reason);
+        }
+        if !self.make_room_for(&node_id, now) {
+            return reject(
+                events,
+                Rejection::TooManyNodes {
+                    limit: self.config.max_nodes,
+                },
+            );
+        }
         let node = self.nodes.entry(node_id.clone()).or_default();
         // A new NBIRTH replaces the node's session: earlier DBIRTHs no longer hold, held messages of the
         // old session are dropped, and the DBIRTHs that follow rebuild the devices.
@@ -989,6 +1087,18 @@ impl HostSession {
                         return;
                     }
                 };
+                let Some(node) = self.nodes.get(node_id) else {
+                    return;
+                };
+                let others = node.totals_without(Some(&device));
+                if let Err(reason) = self.check_node_size(others, &scope) {
+                    // The device's earlier birth no longer holds either.
+                    if let Some(node) = self.nodes.get_mut(node_id) {
+                        node.devices.remove(&device);
+                    }
+                    events.push(HostEvent::Rejected(Rejected { topic, reason }));
+                    return;
+                }
                 let Some(node) = self.nodes.get_mut(node_id) else {
                     return;
                 };
@@ -1071,6 +1181,22 @@ impl HostSession {
         }
     }
 
+    /// Whether a birth `scope` fits its node next to the births in effect that stay (`others`:
+    /// their metrics and bytes).
+    fn check_node_size(&self, others: (usize, usize), scope: &Scope) -> Result<(), Rejection> {
+        let n_metrics = others.0 + scope.defs.len();
+        let n_bytes = others.1 + scope.n_bytes;
+        if n_metrics > self.config.max_node_metrics || n_bytes > self.config.max_node_bytes {
+            return Err(Rejection::NodeTooLarge {
+                n_metrics,
+                n_bytes,
+                limit_metrics: self.config.max_node_metrics,
+                limit_bytes: self.config.max_node_bytes,
+            });
+        }
+        Ok(())
+    }
+
     /// Builds the alias and name tables of one birth.
     fn build_scope(&self, payload: &Payload) -> Result<Scope, Rejection> {
         if payload.metrics.len() > self.config.max_birth_metrics {
@@ -1105,17 +1231,38 @@ impl HostSession {
                 scope.by_alias.insert(alias, def_idx);
             }
             scope.by_name.insert(name.clone(), def_idx);
+            let unit = unit_of(metric);
+            scope.n_bytes += name.len() + unit.as_ref().map_or(0, |unit| unit.len());
             scope.defs.push(MetricDef {
                 name,
                 datatype,
-                unit: unit_of(metric),
+                unit,
             });
         }
         Ok(scope)
     }
 
+    /// Whether `node_id` is kept or there is room for it, after forgetting the unborn nodes whose
+    /// rebirth wait is over (they hold nothing else).
+    fn make_room_for(&mut self, node_id: &NodeId, now: Now) -> bool {
+        if self.nodes.len() < self.config.max_nodes || self.nodes.contains_key(node_id) {
+            return true;
+        }
+        let interval = self.config.rebirth_interval;
+        self.nodes.retain(|_, node| {
+            node.online
+                || node
+                    .last_rebirth
+                    .is_some_and(|at| now.monotonic.saturating_sub(at) < interval)
+        });
+        self.nodes.len() < self.config.max_nodes
+    }
+
     fn request_rebirth(&mut self, node_id: &NodeId, now: Now, events: &mut Vec<HostEvent>) {
         let interval = self.config.rebirth_interval;
+        if !self.make_room_for(node_id, now) {
+            return;
+        }
         let node = self.nodes.entry(node_id.clone()).or_default();
         if node
             .last_rebirth

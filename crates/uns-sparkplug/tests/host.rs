@@ -254,12 +254,24 @@ fn host_topic_phid_death_payload_disconnect_clean() {
 fn host_reasserts_its_birth_when_it_sees_its_own_death() {
     let mut host = session();
     let state = "spBv1.0/STATE/scada-bridge";
-    let events = send_qos(
-        &mut host,
-        state,
-        br#"{"online":false,"timestamp":5}"#,
-        Qos::AtLeastOnce,
-        at(1),
+    let own_state = |host: &mut HostSession, payload: &[u8]| {
+        send_qos(host, state, payload, Qos::AtLeastOnce, at(1))
+    };
+    let birth_echo = format!(r#"{{"online":true,"timestamp":{}}}"#, at(0).utc_ms);
+    // The retained death the subscriptions bring before the birth comes back (once per matching
+    // subscription): the birth on its way replaces it, nothing is published again.
+    for _ in 0..2 {
+        assert!(own_state(&mut host, br#"{"online":false,"timestamp":5}"#).is_empty());
+    }
+    assert!(own_state(&mut host, birth_echo.as_bytes()).is_empty());
+    // A death after the birth (a late Will, a takeover): the birth once more, then nothing until
+    // that one came back.
+    let events = own_state(&mut host, br#"{"online":false,"timestamp":5}"#);
+    assert!(own_state(&mut host, br#"{"online":false,"timestamp":5}"#).is_empty());
+    assert!(own_state(&mut host, birth_echo.as_bytes()).is_empty());
+    assert_eq!(
+        own_state(&mut host, br#"{"online":false,"timestamp":6}"#).len(),
+        1
     );
     let [HostEvent::Publish(birth)] = events.as_slice() else {
         panic!("expected one re-published birth, got {events:?}");
@@ -998,6 +1010,85 @@ fn bad_topics_payloads_and_sizes_are_rejected_with_a_kind() {
         )
         .is_empty()
     );
+}
+
+/// A node's births together are bounded in metrics and in bytes of names and units; a rebirth of
+/// a device replaces its old birth (does not add to it), and an NBIRTH starts the count again.
+#[test]
+fn node_limits_count_the_births_in_effect_and_a_rebirth_replaces() {
+    const CAPPER: &str = "spBv1.0/acme-berlin/DBIRTH/line-1/capper";
+    let check = |config: HostConfig| {
+        let mut host = session_with(config);
+        let node = node();
+        assert!(rejections(&send(&mut host, NBIRTH, &nbirth(0, 3), at(0))).is_empty());
+        assert!(rejections(&send(&mut host, DBIRTH, &dbirth(1), at(0))).is_empty());
+        // The same device again: replaces, still fits.
+        assert!(rejections(&send(&mut host, DBIRTH, &dbirth(2), at(0))).is_empty());
+        // A second device would go beyond the node's limit.
+        let events = send(&mut host, CAPPER, &dbirth(3), at(0));
+        let reasons = rejections(&events);
+        assert!(
+            matches!(reasons.as_slice(), [Rejection::NodeTooLarge { .. }]),
+            "{events:?}"
+        );
+        assert_eq!(reasons[0].kind(), "oversize");
+        assert!(!host.is_device_online(&node, "capper"));
+        assert!(host.is_device_online(&node, "filler"));
+        // A new NBIRTH drops the devices' births: now the capper fits.
+        assert!(rejections(&send(&mut host, NBIRTH, &nbirth(0, 4), at(1))).is_empty());
+        assert!(rejections(&send(&mut host, CAPPER, &dbirth(1), at(1))).is_empty());
+        assert!(host.is_device_online(&node, "capper"));
+    };
+    // NBIRTH 3 metrics, each DBIRTH 8.
+    check(HostConfig {
+        max_node_metrics: 14,
+        ..HostConfig::new(HOST)
+    });
+    // NBIRTH 31 bytes of names, each DBIRTH 51 of names and 3 of its unit.
+    check(HostConfig {
+        max_node_bytes: 100,
+        ..HostConfig::new(HOST)
+    });
+}
+
+/// Made-up node ids cannot grow the host: beyond `max_nodes`, data from a new node gets no rebirth
+/// request and an NBIRTH of one is refused, until unborn nodes' rebirth waits are over.
+#[test]
+fn a_flood_of_made_up_nodes_is_bounded_by_max_nodes() {
+    let mut host = session_with(HostConfig {
+        max_nodes: 3,
+        ..HostConfig::new(HOST)
+    });
+    let data_from = |host: &mut HostSession, edge: &str, now: Now| {
+        let topic = format!("spBv1.0/acme-berlin/NDATA/{edge}");
+        send(host, &topic, &data(1, vec![]), now)
+    };
+    assert!(rejections(&send(&mut host, NBIRTH, &nbirth(0, 3), at(0))).is_empty());
+    for edge in ["x-1", "x-2"] {
+        assert_eq!(
+            rebirths(&data_from(&mut host, edge, at(0))).len(),
+            1,
+            "{edge}"
+        );
+    }
+    // Full: no rebirth request for a fourth, and an NBIRTH of a new node is refused.
+    assert!(rebirths(&data_from(&mut host, "x-3", at(0))).is_empty());
+    let events = send(
+        &mut host,
+        "spBv1.0/acme-berlin/NBIRTH/line-2",
+        &nbirth(0, 1),
+        at(0),
+    );
+    assert!(
+        matches!(
+            rejections(&events)[..],
+            [Rejection::TooManyNodes { limit: 3 }]
+        ),
+        "{events:?}"
+    );
+    // The unborn nodes' waits (5 s) are over: they are forgotten, the born one stays.
+    assert_eq!(rebirths(&data_from(&mut host, "x-3", at(6))).len(), 1);
+    assert!(host.is_online(&node()));
 }
 
 #[test]

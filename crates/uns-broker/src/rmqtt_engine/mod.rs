@@ -22,6 +22,7 @@ mod retain;
 mod sessions;
 mod shared_sub;
 mod sys;
+mod wills;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -64,6 +65,8 @@ pub(crate) struct RmqttEngine {
     counters: Arc<Counters>,
     retained: Arc<RetainAdapter>,
     store: Arc<RetainedStore>,
+    /// The Wills of connected clients (`wills.rs`), closed after the sessions ended.
+    will_store: Arc<uns_store::Store>,
     /// Our hook handlers; stopped on shutdown so a stopped broker's context does no work.
     register: Box<dyn Register>,
     /// rmqtt's accept loops; owns the listening sockets.
@@ -134,6 +137,12 @@ pub(crate) async fn start(config: BrokerConfig) -> Result<RmqttEngine, BrokerErr
         })??;
     let store = Arc::new(store);
     let n_loaded = loaded.len();
+    let wills_dir = config.data_dir.join("broker");
+    let will_store = tokio::task::spawn_blocking(move || wills::open(&wills_dir))
+        .await
+        .map_err(|e| BrokerError::Internal(format!("opening the Will store panicked: {e}")))?
+        .map_err(crate::store::StoreError::from)?;
+    let will_store = Arc::new(will_store);
     let retained = Arc::new(RetainAdapter::new(store.clone(), loaded));
 
     // Busy checking refuses connections when the host's load average is high: wrong for an
@@ -198,7 +207,17 @@ pub(crate) async fn start(config: BrokerConfig) -> Result<RmqttEngine, BrokerErr
         )
         .await;
     sessions::register(&*register, &scx).await;
+    let will_recorder = Arc::new(wills::WillRecorder::new(will_store.clone()));
+    for typ in [Type::ClientConnected, Type::ClientDisconnected] {
+        register
+            .add(typ, Box::new(wills::Shared(will_recorder.clone())))
+            .await;
+    }
     register.start().await;
+    // Before anyone can connect: what a crash left retained as "online" says offline again.
+    wills::publish_leftovers(&scx, &will_store, &store)
+        .await
+        .map_err(crate::store::StoreError::from)?;
 
     let (mqtt_listener, mqtt_addr) = bind(
         listener_builder(&config, "uns/mqtt", config.listen),
@@ -251,6 +270,7 @@ pub(crate) async fn start(config: BrokerConfig) -> Result<RmqttEngine, BrokerErr
         counters,
         retained,
         store,
+        will_store,
         register,
         server,
         sys,
@@ -263,6 +283,7 @@ impl RmqttEngine {
         let RmqttEngine {
             scx,
             store,
+            will_store,
             register,
             server,
             sys,
@@ -318,6 +339,7 @@ impl RmqttEngine {
             );
         }
         register.stop().await;
+        will_store.close();
 
         // 3. Flush and close the retained store last.
         tokio::task::spawn_blocking(move || store.close())
