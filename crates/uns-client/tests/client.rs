@@ -370,3 +370,32 @@ async fn raw_subscription_delivers_qos_retain_and_v5_properties() {
     assert_eq!(message.content_type.as_deref(), Some("text/plain"));
     assert_eq!(message.payload_format_indicator, Some(1));
 }
+
+/// Issue 10 item 12: every client metric is on the first scrape with 0, before any reconnect or
+/// rejection, so dashboards and alerts work from the start. The broker here is unreachable: the
+/// series exist anyway.
+#[tokio::test]
+async fn every_client_metric_is_registered_with_zero_before_anything_happens() {
+    let unused = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap_or_else(|err| panic!("{err}"));
+    let metrics = Metrics::new();
+    let stop = CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    let (_client, _inbox, _task) = UnsClient::start(
+        ClientOptions::new(BrokerUrl::new("127.0.0.1", unused), "svc")
+            .unwrap_or_else(|err| panic!("{err}")),
+        ClientMetrics::register(&metrics),
+        stop.clone(),
+    );
+    let text = metrics.encode();
+    for series in [
+        "uns_mqtt_published_total{service=\"svc\"} 0",
+        "uns_mqtt_received_total{service=\"svc\"} 0",
+        "uns_mqtt_reconnects_total{service=\"svc\"} 0",
+        "uns_mqtt_connected{service=\"svc\"} 0",
+    ] {
+        assert!(text.contains(series), "{series} missing from\n{text}");
+    }
+}
