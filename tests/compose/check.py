@@ -29,7 +29,7 @@ against the broker published on the host, and checks its report:
 
 When something does not hold yet it runs the peer again, until `--deadline` seconds have
 passed; then it prints what was missing and exits 1. `--publish TOPIC=PAYLOAD` publishes a
-retained QoS 1 message first (with paho, as the engineer account). Run it with the paho venv's
+retained QoS 1 message first (with paho, as `--publisher`, default the `--username` account). Run it with the paho venv's
 python (target/peers/paho/bin/python).
 """
 
@@ -105,7 +105,10 @@ def publish_retained(args, topic, payload):
         client_id="compose-test-pub-%d" % os.getpid(),
         protocol=mqtt.MQTTv311,
     )
-    client.username_pw_set(args.username, args.password)
+    # The account that owns the topic publishes it (the engineer's account is a viewer: it
+    # reads everything and publishes nothing).
+    username, _, password = (args.publisher or "%s:%s" % (args.username, args.password)).partition(":")
+    client.username_pw_set(username, password)
     client.connect(args.host, args.port, keepalive=30)
     client.loop_start()
     info = client.publish(topic, payload, qos=1, retain=True)
@@ -326,6 +329,7 @@ def main():
     parser.add_argument("--new-instance", action="append", default=[])
     parser.add_argument("--retained", action="append", default=[])
     parser.add_argument("--publish", action="append", default=[])
+    parser.add_argument("--publisher", help="USER:PASSWORD for --publish (default: --username)")
     parser.add_argument("--present", action="append", default=[])
     parser.add_argument("--baseline")
     parser.add_argument("--save")

@@ -164,7 +164,8 @@ done
 probe_topic="uns/v1/acme/berlin/_tag/compose-test/probe"
 probe_payload="{\"value\":$$,\"timestamp_ms\":$(date +%s%3N),\"quality\":\"good\"}"
 out=$(check --label initial "${all_running[@]}" --sys --ws-port "$UNS_WS_PORT" --deadline 60 \
-  --publish "$probe_topic=$probe_payload" --retained "$probe_topic=$probe_payload" \
+  --publish "$probe_topic=$probe_payload" --publisher "scada-bridge:$UNS_SCADA_BRIDGE_PASSWORD" \
+  --retained "$probe_topic=$probe_payload" \
   --live-since "$up_ms" --min-retained-tags 1 --settle 1 \
   --save "$work/baseline.json") || fail "initial check: $out"
 say "paho sees: $out"
