@@ -153,7 +153,8 @@ impl ErpBenchReport {
         let o = &self.options;
         let _ = writeln!(
             md,
-            "- `uns broker` + `uns erp-bridge` as child processes, a stand-in ERP in the bench; \
+            "- `uns broker` + `uns meta` + `uns erp-bridge` as child processes, a stand-in ERP in \
+             the bench; \
              {} orders per format with {} requirements each, {} confirmations, a backlog of {}\n",
             o.orders, o.requirements, o.confirmations, o.backlog
         );
@@ -390,6 +391,8 @@ pub async fn run(options: &ErpBenchOptions) -> Result<ErpBenchReport, ErpBenchEr
             )));
         }
     }
+    // The bench's own client first, so it does not see the broker go.
+    stop.cancel();
     drop(bridge);
     drop(meta);
     drop(broker);

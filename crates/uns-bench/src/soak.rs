@@ -45,8 +45,11 @@ pub const FLAT_FDS: u64 = 20;
 /// Knobs of [`run`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SoakOptions {
-    /// The `uns` binary (started as `uns up`).
+    /// The `uns` binary.
     pub program: PathBuf,
+    /// What it runs: `up` (the broker and every service) or `broker` (the broker alone, to tell
+    /// the broker's share from the services').
+    pub subcommand: String,
     /// How long the churn runs.
     pub duration: Duration,
     /// Time between two samples.
@@ -60,6 +63,7 @@ impl SoakOptions {
     pub fn new(program: impl Into<PathBuf>) -> Self {
         Self {
             program: program.into(),
+            subcommand: "up".to_owned(),
             duration: Duration::from_secs(300),
             interval: Duration::from_secs(10),
             warmup: Duration::from_secs(60),
@@ -125,7 +129,11 @@ impl SoakReport {
     pub fn to_markdown(&self) -> String {
         let mut md = String::new();
         // Writing into a String cannot fail, so the fmt::Results below are ignored.
-        let _ = writeln!(md, "## Soak (`uns up` under mixed churn)\n");
+        let _ = writeln!(
+            md,
+            "## Soak (`uns {}` under mixed churn)\n",
+            self.options.subcommand
+        );
         let _ = writeln!(md, "- Date: {}", self.date);
         let _ = writeln!(
             md,
@@ -173,14 +181,20 @@ pub async fn run(options: &SoakOptions) -> Result<SoakReport, SoakError> {
     let uns = Process::start(
         "uns up",
         &options.program,
-        &["up", "--listen", "127.0.0.1:0", "--ws-listen", "none"],
+        &[
+            options.subcommand.as_str(),
+            "--listen",
+            "127.0.0.1:0",
+            "--ws-listen",
+            "none",
+        ],
         &dir.path().join("uns"),
     )
     .await?;
     let pid = uns.pid();
     let mqtt = uns.mqtt.ok_or_else(|| {
         SoakError::Process(crate::erp::ErpBenchError::Check(
-            "uns up's ready file names no MQTT address".to_owned(),
+            "the soaked process's ready file names no MQTT address".to_owned(),
         ))
     })?;
     let stop = CancellationToken::new();

@@ -111,6 +111,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
             emit(&report.to_markdown(), out.as_deref())
         }
         BenchCommand::Soak {
+            subcommand,
             duration,
             interval,
             warmup,
@@ -118,6 +119,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
         } => {
             let program = std::env::current_exe().context("finding the uns binary")?;
             let options = uns_bench::soak::SoakOptions {
+                subcommand,
                 duration,
                 interval,
                 warmup,

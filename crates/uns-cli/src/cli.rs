@@ -404,6 +404,9 @@ pub(crate) enum BenchCommand {
     /// A soak of `uns up` under mixed churn (clean and persistent sessions, Sparkplug births,
     /// bad input): RSS and open descriptors sampled at an interval, with a flat-line check.
     Soak {
+        /// What to soak: `up` (the broker and every service) or `broker` (the broker alone).
+        #[arg(long, default_value = "up", value_parser = ["up", "broker"])]
+        subcommand: String,
         /// How long the churn runs.
         #[arg(long, default_value = "5m", value_parser = parse_duration)]
         duration: Duration,
