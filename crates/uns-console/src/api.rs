@@ -398,6 +398,7 @@ mod tests {
             crate::tree::HistoryLimits {
                 max_values: 1,
                 window_ms: 1,
+                max_bytes: usize::MAX,
             },
             Arc::new(crate::schema::SchemaBook::new()),
         ));

@@ -64,6 +64,9 @@ pub struct ConsoleConfig {
     pub history_values: usize,
     /// Values older than this many seconds leave the history too.
     pub history_window_s: u64,
+    /// All topics' history together, in MiB (payloads plus a fixed cost per value); beyond it the
+    /// oldest values of any topic go first. The latest value of every topic is always kept.
+    pub history_max_mib: usize,
 }
 
 impl Default for ConsoleConfig {
@@ -71,6 +74,7 @@ impl Default for ConsoleConfig {
         Self {
             history_values: 1000,
             history_window_s: 3600,
+            history_max_mib: 256,
         }
     }
 }
@@ -130,12 +134,19 @@ impl Service for Console {
         if config.history_window_s == 0 {
             return Err(ConfigError::new("history_window_s", "must be at least 1"));
         }
+        if config.history_max_mib == 0 || config.history_max_mib > 1024 * 1024 {
+            return Err(ConfigError::new(
+                "history_max_mib",
+                "must be 1..=1048576 (MiB)",
+            ));
+        }
         if !env.http_listen.ip().is_loopback() {
             warn!(listen = %env.http_listen, "the console has no accounts yet: it answers loopback peers only");
         }
         Ok(Self::new(HistoryLimits {
             max_values: config.history_values,
             window_ms: config.history_window_s.saturating_mul(1000),
+            max_bytes: config.history_max_mib.saturating_mul(1024 * 1024),
         }))
     }
 

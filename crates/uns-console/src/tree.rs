@@ -14,7 +14,8 @@ use bytes::Bytes;
 use serde::Serialize;
 use uns_model::topic::TopicFilter;
 
-/// How much history each topic keeps: at most `max_values` points, none older than `window_ms`
+/// How much history each topic keeps: at most `max_values` points, none older than `window_ms`,
+/// and all topics together at most `max_bytes` of payload, the oldest points anywhere going first
 /// (the latest message is always kept as [`TopicEntry::latest`], however old).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HistoryLimits {
@@ -22,7 +23,13 @@ pub struct HistoryLimits {
     pub max_values: usize,
     /// Age limit of a point, in milliseconds of arrival time.
     pub window_ms: u64,
+    /// Payload bytes of all history points together, plus [`POINT_OVERHEAD_BYTES`] per point.
+    pub max_bytes: usize,
 }
+
+/// What a history point costs beyond its payload (the point, its queue slots), for the total
+/// budget.
+pub const POINT_OVERHEAD_BYTES: usize = 64;
 
 /// The MQTT 5 properties of a message that a person wants to see.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -67,6 +74,8 @@ pub struct Sample {
 /// One point of a topic's history.
 #[derive(Clone, Debug)]
 pub struct Point {
+    /// Arrival order over the whole tree (for the total budget).
+    pub seq: u64,
     /// Arrival time, ms since the Unix epoch.
     pub arrival_ms: u64,
     /// The numeric value read from the payload ([`numeric_value`]), if any.
@@ -161,6 +170,11 @@ pub struct TopicTree {
     n_messages: u64,
     n_points: usize,
     n_point_bytes: usize,
+    /// Every point's `(seq, topic)` in arrival order, for dropping the oldest anywhere when the
+    /// total budget is exceeded; entries of points already dropped are skipped (and compacted
+    /// away when they are the majority).
+    order: VecDeque<(u64, Arc<str>)>,
+    next_seq: u64,
 }
 
 #[derive(Debug, Default)]
@@ -202,13 +216,56 @@ impl TopicTree {
             n_messages: 0,
             n_points: 0,
             n_point_bytes: 0,
+            order: VecDeque::new(),
+            next_seq: 0,
         }
+    }
+
+    /// What the total budget counts.
+    fn held_bytes(&self) -> usize {
+        self.n_point_bytes + self.n_points * POINT_OVERHEAD_BYTES
+    }
+
+    /// Drops the oldest points of any topic until the history fits `max_bytes`.
+    fn trim_total(&mut self) {
+        while self.held_bytes() > self.limits.max_bytes {
+            let Some((seq, topic)) = self.order.pop_front() else {
+                break;
+            };
+            let Some(entry) = self.lookup_mut(&topic) else {
+                continue;
+            };
+            // Only if it is still there: the topic's own limits may have dropped it already.
+            if entry.history.front().is_some_and(|point| point.seq == seq)
+                && let Some(dropped) = entry.history.pop_front()
+            {
+                self.n_points -= 1;
+                self.n_point_bytes -= dropped.payload.len();
+            }
+        }
+        if self.order.len() > 2 * self.n_points + 1024 {
+            let mut live: Vec<(u64, Arc<str>)> = Vec::with_capacity(self.n_points);
+            collect_points(&self.root, &mut live);
+            live.sort_unstable_by_key(|(seq, _)| *seq);
+            self.order = live.into();
+        }
+    }
+
+    fn lookup_mut(&mut self, topic: &str) -> Option<&mut TopicEntry> {
+        let mut node = &mut self.root;
+        for level in topic.split('/') {
+            node = node.children.get_mut(level)?;
+        }
+        node.topic.as_deref_mut()
     }
 
     /// Records a message on `topic`.
     pub fn insert(&mut self, topic: &str, sample: Sample) -> Inserted {
         self.n_messages += 1;
+        let seq = self.next_seq;
+        self.next_seq += 1;
         let point = Point {
+            seq,
             arrival_ms: sample.arrival_ms,
             value: numeric_value(&sample.payload),
             payload: sample.payload.clone(),
@@ -252,6 +309,8 @@ impl TopicTree {
                 self.n_point_bytes -= dropped.payload.len();
             }
         }
+        self.order.push_back((seq, entry.name.clone()));
+        self.trim_total();
         if is_new {
             Inserted::NewTopic
         } else {
@@ -427,6 +486,16 @@ fn json_number(value: &serde_json::Value) -> Option<f64> {
     }
 }
 
+/// Every history point's `(seq, topic)` at and below `node`.
+fn collect_points(node: &Node, out: &mut Vec<(u64, Arc<str>)>) {
+    if let Some(entry) = &node.topic {
+        out.extend(entry.history.iter().map(|p| (p.seq, entry.name.clone())));
+    }
+    for child in node.children.values() {
+        collect_points(child, out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,6 +515,7 @@ mod tests {
         let mut tree = TopicTree::new(HistoryLimits {
             max_values: 3,
             window_ms: 10_000,
+            max_bytes: usize::MAX,
         });
         for topic in topics {
             tree.insert(topic, sample("1", 0));
@@ -521,6 +591,51 @@ mod tests {
         assert_eq!(entry.history.len(), 1, "older than the window: dropped");
         assert_eq!(tree.stats().n_history_points, 1);
         assert_eq!(tree.stats().history_payload_bytes, 2);
+    }
+
+    #[test]
+    fn all_topics_together_stay_within_the_byte_budget_oldest_first() {
+        // Room for four points of 2-byte payloads: the fifth pushes out the oldest anywhere.
+        let budget = 4 * (2 + POINT_OVERHEAD_BYTES);
+        let mut tree = TopicTree::new(HistoryLimits {
+            max_values: 100,
+            window_ms: 1_000_000,
+            max_bytes: budget,
+        });
+        tree.insert("a", sample("10", 1));
+        tree.insert("a", sample("11", 2));
+        tree.insert("b", sample("20", 3));
+        tree.insert("b", sample("21", 4));
+        assert_eq!(tree.stats().n_history_points, 4);
+        tree.insert("b", sample("22", 5));
+        tree.insert("b", sample("23", 6));
+        let values = |tree: &TopicTree, topic: &str| -> Vec<f64> {
+            let entry = tree.lookup(topic).expect("topic");
+            entry.history.iter().filter_map(|p| p.value).collect()
+        };
+        assert_eq!(
+            values(&tree, "a"),
+            Vec::<f64>::new(),
+            "a's points were the oldest"
+        );
+        assert_eq!(values(&tree, "b"), vec![20.0, 21.0, 22.0, 23.0]);
+        // The latest message stays, whatever the budget took.
+        assert_eq!(&tree.lookup("a").expect("a").latest.payload[..], b"11");
+        assert!(tree.stats().history_payload_bytes + 4 * POINT_OVERHEAD_BYTES <= budget);
+        // Many points dropped by a topic's own limits do not pile up in the arrival order.
+        let mut small = TopicTree::new(HistoryLimits {
+            max_values: 1,
+            window_ms: 1_000_000,
+            max_bytes: usize::MAX,
+        });
+        for idx in 0..10_000 {
+            small.insert("t", sample("1", idx));
+        }
+        assert!(
+            small.order.len() <= 2 * small.n_points + 1024,
+            "{}",
+            small.order.len()
+        );
     }
 
     #[test]

@@ -153,6 +153,7 @@ fn limits(max_values: usize) -> HistoryLimits {
     HistoryLimits {
         max_values,
         window_ms: 3_600_000,
+        max_bytes: usize::MAX,
     }
 }
 
