@@ -132,9 +132,12 @@ def main() -> int:
         seen["csv_topics"] = sorted({row.split(",")[0] for row in rows[1:]})
 
         select(driver, args.ddata)
-        names = lambda: [cell.text for cell in driver.find_elements(By.CSS_SELECTOR, "#sparkplug-metrics td.metric-name")]
-        wait_for("Sparkplug metric names", lambda: names())
-        seen["ddata_metric_names"] = names()
+        # Read in one script call: the live page re-renders the table at each DDATA, so element
+        # references fetched first can be stale by the time their text is read.
+        names = lambda: driver.execute_script(
+            "return Array.from(document.querySelectorAll('#sparkplug-metrics td.metric-name'),"
+            " cell => cell.textContent.trim())")
+        seen["ddata_metric_names"] = wait_for("Sparkplug metric names", names)
         driver.execute_script("document.getElementById('topic-pane').scrollIntoView()")
         driver.save_screenshot(os.path.join(args.screenshots, "console-sparkplug.png"))
     except Failed as err:

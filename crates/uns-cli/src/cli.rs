@@ -603,6 +603,27 @@ mod tests {
         assert!(parse_from(["uns", "up", "--demo"]).is_ok());
     }
 
+    /// Issue 10 item 5: `uns up --help` says what `--demo` adds (the simulator), not that it
+    /// selects the demo plant model (plain `uns up` already publishes that).
+    #[test]
+    fn up_help_says_what_demo_adds() {
+        let mut command = command();
+        let up = command
+            .find_subcommand_mut("up")
+            .unwrap_or_else(|| panic!("an up subcommand"));
+        let help = up.render_long_help().to_string();
+        assert!(
+            help.contains("Also run the simulated packaging plant"),
+            "{help}"
+        );
+        assert!(
+            help.contains(
+                "The demo plant model itself is used whenever the config has no [plant] section"
+            ),
+            "{help}"
+        );
+    }
+
     #[test]
     fn trace_takes_its_options() {
         let parsed = parse_from([
