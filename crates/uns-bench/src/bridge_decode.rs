@@ -122,11 +122,7 @@ impl DecodeReport {
         // Writing into a String cannot fail, so the fmt::Results below are ignored.
         let _ = writeln!(md, "## Bridge decode + map, one core\n");
         let _ = writeln!(md, "- Date: {}", self.date);
-        let _ = writeln!(
-            md,
-            "- Machine: {} CPUs ({}), Linux {}; one thread",
-            self.machine.cpus, self.machine.cpu_model, self.machine.kernel
-        );
+        let _ = writeln!(md, "- Machine: {}; one thread", self.machine.describe());
         let _ = writeln!(
             md,
             "- Corpus: {} nodes × {} devices × {} metrics, {} DDATA ({} metrics, mean payload {:.0} bytes), \

@@ -191,8 +191,8 @@ impl E2eReport {
         let _ = writeln!(md, "- Date: {}", self.date);
         let _ = writeln!(
             md,
-            "- Machine: {} CPUs ({}), Linux {}; sim, broker, bridge and the observer share them",
-            self.machine.cpus, self.machine.cpu_model, self.machine.kernel
+            "- Machine: {}; sim, broker, bridge and the observer share them",
+            self.machine.describe()
         );
         let _ = writeln!(
             md,

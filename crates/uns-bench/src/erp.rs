@@ -145,11 +145,7 @@ impl ErpBenchReport {
         // Writing into a String cannot fail, so the fmt::Results below are ignored.
         let _ = writeln!(md, "## ERP bridge (orders in, confirmations out)\n");
         let _ = writeln!(md, "- Date: {}", self.date);
-        let _ = writeln!(
-            md,
-            "- Machine: {} CPUs ({}), Linux {}",
-            self.machine.cpus, self.machine.cpu_model, self.machine.kernel
-        );
+        let _ = writeln!(md, "- Machine: {}", self.machine.describe());
         let o = &self.options;
         let _ = writeln!(
             md,

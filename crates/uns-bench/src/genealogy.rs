@@ -171,11 +171,7 @@ impl GenealogyBenchReport {
         // Writing into a String cannot fail, so the fmt::Results below are ignored.
         let _ = writeln!(md, "## Genealogy (uns-genealogy ledger on redb)\n");
         let _ = writeln!(md, "- Date: {}", self.date);
-        let _ = writeln!(
-            md,
-            "- Machine: {} CPUs ({}), Linux {}",
-            self.machine.cpus, self.machine.cpu_model, self.machine.kernel
-        );
+        let _ = writeln!(md, "- Machine: {}", self.machine.describe());
         let _ = writeln!(
             md,
             "- Plant: {} days, {} lots, {} edges, {} events (seed {}); file in {}\n",

@@ -116,10 +116,8 @@ impl OeeBenchReport {
         let _ = writeln!(md, "- Date: {}", self.date);
         let _ = writeln!(
             md,
-            "- Machine: {} CPUs ({}), Linux {}; {} build",
-            self.machine.cpus,
-            self.machine.cpu_model,
-            self.machine.kernel,
+            "- Machine: {}; {} build",
+            self.machine.describe(),
             if cfg!(debug_assertions) {
                 "debug"
             } else {

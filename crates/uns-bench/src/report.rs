@@ -53,6 +53,14 @@ pub struct MachineInfo {
 }
 
 impl MachineInfo {
+    /// `2 CPUs (Intel Xeon …), Linux 6.1…`, as every report's "Machine" line starts.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} CPUs ({}), Linux {}",
+            self.cpus, self.cpu_model, self.kernel
+        )
+    }
+
     /// Reads the current machine's facts; missing ones become `unknown`.
     pub fn current() -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, usize::from);
@@ -112,11 +120,7 @@ impl BenchReport {
         // Writing into a String cannot fail, so the fmt::Results below are ignored.
         let _ = writeln!(md, "## Broker benchmark: {ours} vs {base}\n");
         let _ = writeln!(md, "- Date: {}", self.date);
-        let _ = writeln!(
-            md,
-            "- Machine: {} CPUs ({}), Linux {}",
-            self.machine.cpus, self.machine.cpu_model, self.machine.kernel
-        );
+        let _ = writeln!(md, "- Machine: {}", self.machine.describe());
         let _ = writeln!(
             md,
             "- Client: {}, {PAYLOAD_BYTES}-byte payloads",

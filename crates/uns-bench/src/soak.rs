@@ -135,11 +135,7 @@ impl SoakReport {
             self.options.subcommand
         );
         let _ = writeln!(md, "- Date: {}", self.date);
-        let _ = writeln!(
-            md,
-            "- Machine: {} CPUs ({}), Linux {}",
-            self.machine.cpus, self.machine.cpu_model, self.machine.kernel
-        );
+        let _ = writeln!(md, "- Machine: {}", self.machine.describe());
         let [clean, persistent, births, bad, deep] = self.counts;
         let _ = writeln!(
             md,

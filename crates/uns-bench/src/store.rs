@@ -96,11 +96,7 @@ impl StoreBenchReport {
         // Writing into a String cannot fail, so the fmt::Results below are ignored.
         let _ = writeln!(md, "## Store (uns-store on redb)\n");
         let _ = writeln!(md, "- Date: {}", self.date);
-        let _ = writeln!(
-            md,
-            "- Machine: {} CPUs ({}), Linux {}",
-            self.machine.cpus, self.machine.cpu_model, self.machine.kernel
-        );
+        let _ = writeln!(md, "- Machine: {}", self.machine.describe());
         let _ = writeln!(
             md,
             "- File in {} (filesystem `{}`); {} commits, {} outbox entries\n",
