@@ -1,10 +1,14 @@
 //! Any string into the topic parsers (UNS topics, topic filters, locations, Sparkplug topics):
 //! they never panic, and a topic that parses prints back to a string that parses to the same.
+//! The broker's access control reads Sparkplug topics with a grammar of its own
+//! (`uns_model::owner::SparkplugRoute`, since uns-model does not depend on uns-sparkplug): every
+//! topic the host's parser accepts must be classified by it the same way (group, message type).
 #![no_main]
 
 use std::str::FromStr;
 
 use libfuzzer_sys::fuzz_target;
+use uns_model::owner::SparkplugRoute;
 use uns_model::topic::{Location, TopicFilter, UnsTopic};
 use uns_sparkplug::topic::SparkplugTopic;
 
@@ -29,4 +33,25 @@ fuzz_target!(|data: &[u8]| {
     round_trip::<TopicFilter>(text);
     round_trip::<Location>(text);
     round_trip::<SparkplugTopic>(text);
+    if let Ok(topic) = text.parse::<SparkplugTopic>() {
+        let route = SparkplugRoute::parse(text);
+        let same = match (&topic, route) {
+            (SparkplugTopic::State { host_id }, Some(SparkplugRoute::State { host_id: h })) => {
+                host_id == h
+            }
+            (
+                SparkplugTopic::Node { group, kind, .. },
+                Some(SparkplugRoute::Node { group: g, kind: k }),
+            ) => group == g && kind.as_str() == k.as_str(),
+            (
+                SparkplugTopic::Device { group, kind, .. },
+                Some(SparkplugRoute::Node { group: g, kind: k }),
+            ) => group == g && kind.as_str() == k.as_str(),
+            _ => false,
+        };
+        assert!(
+            same,
+            "{text:?}: the host reads {topic:?}, the access control {route:?}"
+        );
+    }
 });
