@@ -169,9 +169,7 @@ impl OeeBenchReport {
 }
 
 fn ea(qty: f64) -> Quantity {
-    #[allow(clippy::expect_used)]
-    // `EA` is 1-3 uppercase letters, which `Uom::new` accepts, so this cannot fail.
-    Quantity::new(qty, Uom::new("EA").expect("EA is a valid UNECE code"))
+    Quantity::new(qty, Uom::EA)
 }
 
 fn json<T: serde::Serialize>(value: &T) -> Vec<u8> {
@@ -183,17 +181,11 @@ fn ts(at: i64) -> Timestamp {
 }
 
 fn state_doc(at: i64, category: StateCategory, name: &str) -> StateDoc {
-    StateDoc {
-        schema: SchemaTag::default(),
-        mode: Mode::Production,
-        state: MachineState {
-            category,
-            code: None,
-            name: Some(name.to_owned()),
-            reason: None,
-        },
-        since: ts(at),
-    }
+    StateDoc::new(
+        Mode::Production,
+        MachineState::named(category, name),
+        ts(at),
+    )
 }
 
 fn meta_doc(per_hour: f64) -> NodeMeta {

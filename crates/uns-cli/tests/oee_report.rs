@@ -107,7 +107,7 @@ async fn report(url: &str, args: &[&str]) -> anyhow::Result<(bool, String, Strin
 }
 
 fn ea(qty: f64) -> Quantity {
-    Quantity::new(qty, Uom::new("EA").expect("EA"))
+    Quantity::new(qty, Uom::EA)
 }
 
 fn ts(at: i64) -> Timestamp {
@@ -115,17 +115,11 @@ fn ts(at: i64) -> Timestamp {
 }
 
 fn state(at: i64, category: StateCategory, name: &str) -> StateDoc {
-    StateDoc {
-        schema: SchemaTag::default(),
-        mode: Mode::Production,
-        state: MachineState {
-            category,
-            code: None,
-            name: Some(name.to_owned()),
-            reason: None,
-        },
-        since: ts(at),
-    }
+    StateDoc::new(
+        Mode::Production,
+        MachineState::named(category, name),
+        ts(at),
+    )
 }
 
 fn good(total: f64, at: i64) -> CountDoc {

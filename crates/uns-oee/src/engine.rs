@@ -466,9 +466,7 @@ fn period_id(text: &str) -> Id {
 }
 
 fn ea() -> Uom {
-    #[allow(clippy::expect_used)]
-    // `EA` is 1-3 uppercase letters, which `Uom::new` accepts, so this cannot fail.
-    Uom::new("EA").expect("EA is a valid UNECE code")
+    Uom::EA
 }
 
 impl Engine {

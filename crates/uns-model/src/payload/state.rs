@@ -19,6 +19,19 @@ pub struct StateDoc {
 }
 document!(StateDoc, "state", 1);
 
+impl StateDoc {
+    /// The document for `mode` and `state`, begun at `since`.
+    #[must_use]
+    pub fn new(mode: Mode, state: MachineState, since: Timestamp) -> Self {
+        Self {
+            schema: SchemaTag::default(),
+            mode,
+            state,
+            since,
+        }
+    }
+}
+
 /// A state transition. The header's `reason` is the reason of the transition (e.g. a stop reason an
 /// operator entered); a correction (`corrects`) re-states an earlier transition.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +73,19 @@ pub struct MachineState {
     /// The reason assigned to it (by the PLC or an operator).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+impl MachineState {
+    /// A state of `category` with its name and no raw code or reason.
+    #[must_use]
+    pub fn named(category: StateCategory, name: &str) -> Self {
+        Self {
+            category,
+            code: None,
+            name: Some(name.to_owned()),
+            reason: None,
+        }
+    }
 }
 
 /// What was planned for the machine (first state axis).

@@ -64,7 +64,7 @@ pub(crate) fn loc(text: &str) -> Location {
 }
 
 fn ea(qty: f64) -> Quantity {
-    Quantity::new(qty, Uom::new("EA").expect("EA"))
+    Quantity::new(qty, Uom::EA)
 }
 
 fn ts(at: i64) -> Timestamp {
@@ -84,17 +84,11 @@ pub(crate) fn settings(toml_text: &str) -> Settings {
 }
 
 pub(crate) fn state_doc(at: i64, category: StateCategory, name: &str) -> StateDoc {
-    StateDoc {
-        schema: SchemaTag::default(),
-        mode: Mode::Production,
-        state: MachineState {
-            category,
-            code: None,
-            name: Some(name.to_owned()),
-            reason: None,
-        },
-        since: ts(at),
-    }
+    StateDoc::new(
+        Mode::Production,
+        MachineState::named(category, name),
+        ts(at),
+    )
 }
 
 pub(crate) fn count_doc(kind: CountKind, total: f64, at: i64) -> CountDoc {
