@@ -141,8 +141,19 @@ async fn http_get_ok(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn figures_through_the_broker_and_no_loss_across_a_restart() -> anyhow::Result<()> {
+/// A broker on port 0 in a temporary directory and a "PLC" client subscribed under the filler:
+/// what every test here starts from (the OEE service is started on `url` by the test).
+struct Rig {
+    dir: tempfile::TempDir,
+    _broker: uns_broker::BrokerHandle,
+    url: BrokerUrl,
+    stop: CancellationToken,
+    plc: UnsClient,
+    inbox: Inbox,
+    filler: uns_model::topic::Location,
+}
+
+async fn rig() -> anyhow::Result<Rig> {
     let dir = tempfile::tempdir()?;
     let broker = uns_broker::start(uns_broker::BrokerConfig {
         listen: "127.0.0.1:0".parse()?,
@@ -153,7 +164,7 @@ async fn figures_through_the_broker_and_no_loss_across_a_restart() -> anyhow::Re
     .await?;
     let url = BrokerUrl::new("127.0.0.1", broker.mqtt_addr().port());
     let stop = CancellationToken::new();
-    let (plc, mut inbox, _) = UnsClient::start(
+    let (plc, inbox, _) = UnsClient::start(
         ClientOptions::new(url.clone(), "plc")?,
         ClientMetrics::register(&Metrics::new()),
         stop.clone(),
@@ -161,6 +172,28 @@ async fn figures_through_the_broker_and_no_loss_across_a_restart() -> anyhow::Re
     plc.wait_connected(DEADLINE).await?;
     let filler = loc(FILLER);
     plc.subscribe(&TopicFilter::under(&filler)).await?;
+    Ok(Rig {
+        dir,
+        _broker: broker,
+        url,
+        stop,
+        plc,
+        inbox,
+        filler,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn figures_through_the_broker_and_no_loss_across_a_restart() -> anyhow::Result<()> {
+    let Rig {
+        dir,
+        _broker,
+        url,
+        stop,
+        plc,
+        mut inbox,
+        filler,
+    } = rig().await?;
 
     let data_dir = dir.path().join("oee");
     let running = start_oee(&data_dir, &url).await?;
@@ -303,24 +336,15 @@ async fn next_error(
 /// `too_late`), are counted in `/metrics`, and the next valid input still moves the figures.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_and_too_late_input_is_reported_counted_and_survived() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let broker = uns_broker::start(uns_broker::BrokerConfig {
-        listen: "127.0.0.1:0".parse()?,
-        ws_listen: None,
-        data_dir: dir.path().join("broker"),
-        ..Default::default()
-    })
-    .await?;
-    let url = BrokerUrl::new("127.0.0.1", broker.mqtt_addr().port());
-    let stop = CancellationToken::new();
-    let (plc, mut inbox, _) = UnsClient::start(
-        ClientOptions::new(url.clone(), "plc")?,
-        ClientMetrics::register(&Metrics::new()),
-        stop.clone(),
-    );
-    plc.wait_connected(DEADLINE).await?;
-    let filler = loc(FILLER);
-    plc.subscribe(&TopicFilter::under(&filler)).await?;
+    let Rig {
+        dir,
+        _broker,
+        url,
+        stop,
+        plc,
+        mut inbox,
+        filler,
+    } = rig().await?;
     let running = start_oee(&dir.path().join("oee"), &url).await?;
     let at = |class: Class| UnsTopic::located(filler.clone(), class);
     let now = chrono::Utc::now().timestamp_millis();
@@ -394,24 +418,15 @@ async fn bad_and_too_late_input_is_reported_counted_and_survived() -> anyhow::Re
 async fn close_command_closes_ended_periods_without_waiting_for_events() -> anyhow::Result<()> {
     use uns_model::payload::CmdReply;
 
-    let dir = tempfile::tempdir()?;
-    let broker = uns_broker::start(uns_broker::BrokerConfig {
-        listen: "127.0.0.1:0".parse()?,
-        ws_listen: None,
-        data_dir: dir.path().join("broker"),
-        ..Default::default()
-    })
-    .await?;
-    let url = BrokerUrl::new("127.0.0.1", broker.mqtt_addr().port());
-    let stop = CancellationToken::new();
-    let (plc, mut inbox, _) = UnsClient::start(
-        ClientOptions::new(url.clone(), "plc")?,
-        ClientMetrics::register(&Metrics::new()),
-        stop.clone(),
-    );
-    plc.wait_connected(DEADLINE).await?;
-    let filler = loc(FILLER);
-    plc.subscribe(&TopicFilter::under(&filler)).await?;
+    let Rig {
+        dir,
+        _broker,
+        url,
+        stop,
+        plc,
+        mut inbox,
+        filler,
+    } = rig().await?;
     let data_dir = dir.path().join("oee");
     let running = start_oee(&data_dir, &url).await?;
 
