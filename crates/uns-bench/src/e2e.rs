@@ -3,7 +3,10 @@
 //!
 //! Per rate step (a fresh set of processes and data directories each time):
 //!
-//! 1. `uns broker` on a spare port (HTTP on port 0, no websockets);
+//! 1. `uns broker` on a spare port (HTTP on port 0, no websockets), or the baseline broker
+//!    ([`E2eOptions::baseline`]: Debian's mosquitto with persistence on, as a deployment runs
+//!    it) — with a baseline every step runs on both, ours first, so each figure has a ratio
+//!    measured minutes apart on the same machine;
 //! 2. `uns scada-bridge --broker mqtt://127.0.0.1:{port}`; ready when its
 //!    `spBv1.0/STATE/scada-bridge` says online;
 //! 3. `uns sim` in scale mode (`--nodes --devices-per-node --metrics-per-device --rate`); the run
@@ -91,6 +94,8 @@ pub struct E2eOptions {
     /// The broker's per-client inflight window (`[broker] max_inflight`); `None` keeps the
     /// default (128). The bridge publishes every `_tag` at QoS 1, so this window bounds its rate.
     pub broker_max_inflight: Option<usize>,
+    /// The baseline broker's executable (mosquitto): every step also runs on it, after ours.
+    pub baseline: Option<PathBuf>,
 }
 
 impl E2eOptions {
@@ -107,6 +112,7 @@ impl E2eOptions {
             warmup: Duration::from_secs(10),
             measure: Duration::from_secs(20),
             p99_limit: Duration::from_secs(1),
+            baseline: None,
             min_delivered_ratio: 0.98,
             broker_max_inflight: None,
         }
@@ -130,6 +136,8 @@ pub struct ProcUsage {
 /// One rate step, measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct E2eStep {
+    /// The broker of the step ([`BrokerUnderTest::name`]: `uns` or `mosquitto`).
+    pub broker_name: String,
     /// Samples per second per device.
     pub rate_hz: f64,
     /// Metrics per second the plant would send if every metric changed every sample.
@@ -174,12 +182,24 @@ pub struct E2eReport {
 }
 
 impl E2eReport {
-    /// The highest delivered rate of a step that sustained its load, metrics per second.
-    pub fn max_sustained(&self) -> Option<&E2eStep> {
+    /// The step of `broker` with the highest delivered rate among those that sustained their
+    /// load.
+    pub fn max_sustained(&self, broker: &str) -> Option<&E2eStep> {
         self.steps
             .iter()
-            .filter(|step| step.sustained)
+            .filter(|step| step.sustained && step.broker_name == broker)
             .max_by(|a, b| a.delivered.total_cmp(&b.delivered))
+    }
+
+    /// The brokers of the run, in the order they ran.
+    fn broker_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for step in &self.steps {
+            if !names.contains(&step.broker_name.as_str()) {
+                names.push(&step.broker_name);
+            }
+        }
+        names
     }
 
     /// The report as markdown.
@@ -219,17 +239,18 @@ impl E2eReport {
         );
         let _ = writeln!(
             md,
-            "| rate | nominal metrics/s | offered/s | delivered/s | delivered/offered | source p50 / p99 / max (ms) | bridge hop p50 / p99 / max (ms) | bridge CPU % | bridge RSS (MiB) | broker CPU % | broker RSS (MiB) | sim CPU % | sustained |"
+            "| broker | rate | nominal metrics/s | offered/s | delivered/s | delivered/offered | source p50 / p99 / max (ms) | bridge hop p50 / p99 / max (ms) | bridge CPU % | bridge RSS (MiB) | broker CPU % | broker RSS (MiB) | sim CPU % | sustained |"
         );
         let _ = writeln!(
             md,
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
         );
         let mib = |kib: u64| kib as f64 / 1024.0;
         for step in &self.steps {
             let _ = writeln!(
                 md,
-                "| {} Hz | {:.0} | {:.0} | {:.0} | {:.3} | {:.1} / {:.1} / {:.0} | {:.2} / {:.2} / {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+                "| {} | {} Hz | {:.0} | {:.0} | {:.0} | {:.3} | {:.1} / {:.1} / {:.0} | {:.2} / {:.2} / {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+                step.broker_name,
                 step.rate_hz,
                 step.nominal,
                 step.offered,
@@ -250,28 +271,77 @@ impl E2eReport {
             );
         }
         let _ = writeln!(md);
-        match self.max_sustained() {
-            Some(step) => {
-                let _ = writeln!(
-                    md,
-                    "- Max sustained: {:.0} metrics/s delivered ({} Hz)",
-                    step.delivered, step.rate_hz
-                );
-            }
-            None => {
-                let _ = writeln!(md, "- No step sustained its rate");
+        self.write_ratios(&mut md);
+        for broker in self.broker_names() {
+            match self.max_sustained(broker) {
+                Some(step) => {
+                    let _ = writeln!(
+                        md,
+                        "- Max sustained on {broker}: {:.0} metrics/s delivered ({} Hz)",
+                        step.delivered, step.rate_hz
+                    );
+                }
+                None => {
+                    let _ = writeln!(md, "- No step sustained its rate on {broker}");
+                }
             }
         }
         for step in &self.steps {
             if step.rebirths > 0 || step.unmatched > 0 {
                 let _ = writeln!(
                     md,
-                    "- {} Hz: {} births/rebirth requests in the window, {} `_tag`s without a matching DDATA",
-                    step.rate_hz, step.rebirths, step.unmatched
+                    "- {} at {} Hz: {} births/rebirth requests in the window, {} `_tag`s without a matching DDATA",
+                    step.broker_name, step.rate_hz, step.rebirths, step.unmatched
                 );
             }
         }
         md
+    }
+
+    /// With a baseline: per rate both ran, ours over the baseline's figures.
+    fn write_ratios(&self, md: &mut String) {
+        let names = self.broker_names();
+        let [ours, baseline] = names[..] else {
+            return;
+        };
+        let _ = writeln!(
+            md,
+            "Ratios {ours} / {baseline} per rate (delivered: higher is better; latency, CPU, RSS: \
+             lower is better):\n"
+        );
+        let _ = writeln!(
+            md,
+            "| rate | delivered/s | hop p50 | hop p99 | broker CPU | broker RSS | bridge CPU |"
+        );
+        let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|---:|");
+        let ratio = |a: f64, b: f64| {
+            if b > 0.0 {
+                format!("{:.2}", a / b)
+            } else {
+                "-".to_owned()
+            }
+        };
+        for step in self.steps.iter().filter(|step| step.broker_name == ours) {
+            let Some(base) = self
+                .steps
+                .iter()
+                .find(|other| other.broker_name == baseline && other.rate_hz == step.rate_hz)
+            else {
+                continue;
+            };
+            let _ = writeln!(
+                md,
+                "| {} Hz | {} | {} | {} | {} | {} | {} |",
+                step.rate_hz,
+                ratio(step.delivered, base.delivered),
+                ratio(step.hop_ms[0], base.hop_ms[0]),
+                ratio(step.hop_ms[1], base.hop_ms[1]),
+                ratio(step.broker.cpu_percent, base.broker.cpu_percent),
+                ratio(step.broker.rss_kib as f64, base.broker.rss_kib as f64),
+                ratio(step.bridge.cpu_percent, base.bridge.cpu_percent),
+            );
+        }
+        let _ = writeln!(md);
     }
 }
 
@@ -331,12 +401,23 @@ pub async fn run_e2e(opts: &E2eOptions) -> Result<E2eReport, E2eError> {
     {
         return Err(E2eError::InvalidOptions("rates must be in (0, 1000] Hz"));
     }
+    let mut brokers = vec![broker_under_test(opts)];
+    if let Some(program) = &opts.baseline {
+        brokers.push(mosquitto_for_e2e(program, opts)?);
+    }
     let mut steps = Vec::new();
     for &rate_hz in opts.rates_hz.iter().take(MAX_STEPS) {
-        let step = run_step(opts, rate_hz).await?;
-        let sustained = step.sustained;
-        steps.push(step);
-        if !sustained {
+        // A broker that did not sustain a rate is not tried at higher ones.
+        let mut still = Vec::new();
+        for broker in brokers {
+            let step = run_step(opts, &broker, rate_hz).await?;
+            if step.sustained {
+                still.push(broker);
+            }
+            steps.push(step);
+        }
+        brokers = still;
+        if brokers.is_empty() {
             break;
         }
     }
@@ -366,19 +447,53 @@ fn broker_under_test(opts: &E2eOptions) -> BrokerUnderTest {
     broker
 }
 
-fn command_lines(opts: &E2eOptions) -> Vec<String> {
-    let program = opts.program.display();
-    let broker = broker_under_test(opts);
-    let mut broker_line = broker.command_line();
-    for (name, contents) in &broker.files {
-        let _ = write!(
-            broker_line,
-            "` with `{name}`: `{}",
-            contents.trim().replace('\n', "; ")
+/// The baseline: mosquitto at `program` as [`crate::mosquitto_at`] configures it for the broker
+/// bench, but with persistence on (in-memory store saved to `{data_dir}` on mosquitto's own
+/// schedule, as a deployment runs it) and the same inflight window as ours, so the bridge's QoS 1
+/// `_tag` publishes meet the same receive maximum.
+fn mosquitto_for_e2e(program: &Path, opts: &E2eOptions) -> Result<BrokerUnderTest, E2eError> {
+    let mut broker = crate::mosquitto_at(program)?;
+    let max_inflight = opts
+        .broker_max_inflight
+        .unwrap_or(uns_broker::DEFAULT_MAX_INFLIGHT);
+    for (_, contents) in &mut broker.files {
+        *contents = contents.replace(
+            "persistence false\n",
+            &format!(
+                "persistence true\npersistence_location {{data_dir}}/\nmax_inflight_messages {max_inflight}\n"
+            ),
         );
     }
-    vec![
-        broker_line,
+    Ok(broker)
+}
+
+fn command_lines(opts: &E2eOptions) -> Vec<String> {
+    let program = opts.program.display();
+    let mut brokers = vec![broker_under_test(opts)];
+    if let Some(baseline) = &opts.baseline
+        && let Ok(broker) = mosquitto_for_e2e(baseline, opts)
+    {
+        brokers.push(broker);
+    }
+    let mut lines: Vec<String> = brokers
+        .iter()
+        .map(|broker| {
+            let mut line = broker.command_line();
+            for (name, contents) in &broker.files {
+                let _ = write!(
+                    line,
+                    "` with `{name}`: `{}",
+                    contents
+                        .lines()
+                        .filter(|line| !line.starts_with('#'))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                );
+            }
+            line
+        })
+        .collect();
+    lines.extend([
         format!(
             "{program} {}",
             bridge_args("{port}", "{data_dir}").join(" ")
@@ -387,7 +502,8 @@ fn command_lines(opts: &E2eOptions) -> Vec<String> {
             "{program} {}",
             sim_args(opts, "{rate}", "{port}", "{data_dir}").join(" ")
         ),
-    ]
+    ]);
+    lines
 }
 
 fn bridge_args(port: &str, data_dir: &str) -> Vec<String> {
@@ -513,8 +629,12 @@ struct ObservedInner {
     observer_error: Option<String>,
 }
 
-async fn run_step(opts: &E2eOptions, rate_hz: f64) -> Result<E2eStep, E2eError> {
-    let broker = RunningBroker::start(&broker_under_test(opts)).await?;
+async fn run_step(
+    opts: &E2eOptions,
+    under_test: &BrokerUnderTest,
+    rate_hz: f64,
+) -> Result<E2eStep, E2eError> {
+    let broker = RunningBroker::start(under_test).await?;
     let dir = tempfile::Builder::new()
         .prefix("uns-bench-e2e-")
         .tempdir()
@@ -585,6 +705,7 @@ async fn run_step(opts: &E2eOptions, rate_hz: f64) -> Result<E2eStep, E2eError> 
         && delivered >= opts.min_delivered_ratio * offered
         && hop_ms[1] < p99_limit_ms;
     Ok(E2eStep {
+        broker_name: under_test.name.clone(),
         rate_hz,
         nominal: opts.nominal_rate(rate_hz),
         offered,

@@ -14,6 +14,15 @@
 //! After [`SoakOptions::warmup`], RSS and descriptors must stay flat: the least-squares slope of
 //! RSS is under [`FLAT_KIB_PER_MIN`] (or 0.5 % of the mean RSS) per minute, and the descriptor count
 //! varies by at most [`FLAT_FDS`].
+//!
+//! A soak looks for what grows without bound, so bounded caches must reach their bound within the
+//! warm-up, or their filling reads as growth. The one cache of `uns up` that does not is the
+//! console's history (up to `history_values` per topic, 1 000 by default, within
+//! `history_max_mib`, 256 MiB by default, for all topics together; its bound has its own test):
+//! every rebirth adds 500 values to it, so at the defaults it fills for an hour. The soak therefore
+//! runs `uns up` with `[console] history_values =` [`SoakOptions::console_history_values`]
+//! ([`CONSOLE_HISTORY_VALUES`] by default) and samples the history's size from `/api/v1/console/stats`, so the report shows what
+//! the cache holds next to RSS.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -42,6 +51,9 @@ pub const FLAT_KIB_PER_MIN: f64 = 512.0;
 /// The largest spread of the descriptor count after the warm-up that still counts as flat.
 pub const FLAT_FDS: u64 = 20;
 
+/// The console's `history_values` in a soak of `uns up` (see the module docs).
+pub const CONSOLE_HISTORY_VALUES: usize = 10;
+
 /// Knobs of [`run`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SoakOptions {
@@ -56,10 +68,13 @@ pub struct SoakOptions {
     pub interval: Duration,
     /// Samples before this are shown but left out of the flat-line check.
     pub warmup: Duration,
+    /// `[console] history_values` of the soaked `uns up` (`None`: its own default, 1 000).
+    pub console_history_values: Option<usize>,
 }
 
 impl SoakOptions {
-    /// Five minutes, a sample every 10 s, one minute of warm-up.
+    /// Five minutes, a sample every 10 s, one minute of warm-up, a console history of 10 values
+    /// per topic.
     pub fn new(program: impl Into<PathBuf>) -> Self {
         Self {
             program: program.into(),
@@ -67,6 +82,7 @@ impl SoakOptions {
             duration: Duration::from_secs(300),
             interval: Duration::from_secs(10),
             warmup: Duration::from_secs(60),
+            console_history_values: Some(CONSOLE_HISTORY_VALUES),
         }
     }
 }
@@ -101,6 +117,9 @@ pub struct SoakSample {
     pub fds: u64,
     /// Connections made by the churn so far (all kinds).
     pub connections: u64,
+    /// The console's history: points held and their payload bytes, when the process runs the
+    /// console (`/api/v1/console/stats`).
+    pub console_history: Option<(u64, u64)>,
 }
 
 /// The figures of one run.
@@ -144,12 +163,27 @@ impl SoakReport {
              messages, {deep} clients sending a 100-level topic\n",
             self.options.duration.as_secs()
         );
-        let _ = writeln!(md, "| t (s) | RSS (MiB) | open fds | connections |");
-        let _ = writeln!(md, "|---|---|---|---|");
+        let _ = match self.options.console_history_values {
+            Some(values) if self.options.subcommand == "up" => writeln!(
+                md,
+                "Console history: at most {values} values per topic (`[console] history_values`, \
+                 set by the soak so the cache reaches its bound within the warm-up).\n"
+            ),
+            _ => Ok(()),
+        };
+        let _ = writeln!(
+            md,
+            "| t (s) | RSS (MiB) | open fds | connections | console history (points / KiB) |"
+        );
+        let _ = writeln!(md, "|---|---|---|---|---|");
         for sample in &self.samples {
+            let history = match sample.console_history {
+                Some((points, bytes)) => format!("{points} / {}", bytes / 1024),
+                None => "-".to_owned(),
+            };
             let _ = writeln!(
                 md,
-                "| {:.0} | {:.1} | {} | {} |",
+                "| {:.0} | {:.1} | {} | {} | {history} |",
                 sample.at_s,
                 sample.rss_kib as f64 / 1024.0,
                 sample.fds,
@@ -174,19 +208,22 @@ impl SoakReport {
 /// `uns up` does not start or dies, or the edge node cannot build its messages.
 pub async fn run(options: &SoakOptions) -> Result<SoakReport, SoakError> {
     let dir = tempfile::tempdir().map_err(crate::erp::ErpBenchError::Io)?;
-    let uns = Process::start(
-        "uns up",
-        &options.program,
-        &[
-            options.subcommand.as_str(),
-            "--listen",
-            "127.0.0.1:0",
-            "--ws-listen",
-            "none",
-        ],
-        &dir.path().join("uns"),
-    )
-    .await?;
+    let mut args = vec![
+        options.subcommand.clone(),
+        "--listen".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--ws-listen".to_owned(),
+        "none".to_owned(),
+    ];
+    if let (Some(values), "up") = (options.console_history_values, options.subcommand.as_str()) {
+        let config = dir.path().join("soak.toml");
+        std::fs::write(&config, format!("[console]\nhistory_values = {values}\n"))
+            .map_err(crate::erp::ErpBenchError::Io)?;
+        args.extend(["--config".to_owned(), config.display().to_string()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let uns = Process::start("uns up", &options.program, &args, &dir.path().join("uns")).await?;
+    let console = (options.subcommand == "up").then(|| ConsoleStats::new(uns.http));
     let pid = uns.pid();
     let mqtt = uns.mqtt.ok_or_else(|| {
         SoakError::Process(crate::erp::ErpBenchError::Check(
@@ -210,14 +247,18 @@ pub async fn run(options: &SoakOptions) -> Result<SoakReport, SoakError> {
     tasks.spawn(churn.clone().bad_input());
 
     let start = Instant::now();
-    let mut samples = vec![sample(pid, 0.0, 0)?];
+    let mut samples = vec![sample(pid, 0.0, 0, console.as_ref()).await?];
     while start.elapsed() < options.duration {
         tokio::time::sleep(options.interval).await;
-        samples.push(sample(
-            pid,
-            start.elapsed().as_secs_f64(),
-            connections.load(Ordering::Relaxed),
-        )?);
+        samples.push(
+            sample(
+                pid,
+                start.elapsed().as_secs_f64(),
+                connections.load(Ordering::Relaxed),
+                console.as_ref(),
+            )
+            .await?,
+        );
     }
     stop.cancel();
     while let Some(result) = tasks.join_next().await {
@@ -265,19 +306,71 @@ fn slope_per_min(samples: &[&SoakSample]) -> f64 {
     if den == 0.0 { 0.0 } else { num / den * 60.0 }
 }
 
-fn sample(pid: u32, at_s: f64, connections: u64) -> Result<SoakSample, SoakError> {
+async fn sample(
+    pid: u32,
+    at_s: f64,
+    connections: u64,
+    console: Option<&ConsoleStats>,
+) -> Result<SoakSample, SoakError> {
     let proc_error = |source| SoakError::Proc { pid, source };
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(proc_error)?;
     let rss_kib = crate::process::parse_vm_rss(&status).unwrap_or(0) / 1024;
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map_err(proc_error)?
         .count() as u64;
+    let console_history = match console {
+        Some(console) => console.history().await,
+        None => None,
+    };
     Ok(SoakSample {
         at_s,
         rss_kib,
         fds,
         connections,
+        console_history,
     })
+}
+
+/// Reads the console's history size from `/api/v1/console/stats` (blocking HTTP on the blocking
+/// pool).
+struct ConsoleStats {
+    agent: ureq::Agent,
+    url: String,
+}
+
+impl ConsoleStats {
+    fn new(http: SocketAddr) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        Self {
+            agent,
+            url: format!("http://{http}/api/v1/console/stats"),
+        }
+    }
+
+    /// Points and payload bytes, or `None` when the console does not answer (the sample keeps
+    /// its RSS and descriptors; the table shows `-`).
+    async fn history(&self) -> Option<(u64, u64)> {
+        let (agent, url) = (self.agent.clone(), self.url.clone());
+        let stats: serde_json::Value = tokio::task::spawn_blocking(move || {
+            let text = agent
+                .get(&url)
+                .call()
+                .ok()?
+                .body_mut()
+                .read_to_string()
+                .ok()?;
+            serde_json::from_str(&text).ok()
+        })
+        .await
+        .ok()??;
+        Some((
+            stats["n_history_points"].as_u64()?,
+            stats["history_payload_bytes"].as_u64()?,
+        ))
+    }
 }
 
 /// What the churn tasks share.

@@ -4,7 +4,7 @@
 //! commit latency and outbox throughput), `erp` (orders in and confirmations out through `uns
 //! erp-bridge`), `soak` (`uns up` under churn, RSS and descriptors over time), `genealogy` (the genealogy ledger on a generated plant).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use std::io::Write;
@@ -50,9 +50,12 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
             warmup,
             measure,
             broker_max_inflight,
+            broker,
             out,
         } => {
             let program = std::env::current_exe().context("finding the uns binary")?;
+            let baseline =
+                (broker == "mosquitto").then(|| PathBuf::from(uns_bench::MOSQUITTO_PATH));
             let options = E2eOptions {
                 nodes,
                 devices_per_node,
@@ -61,6 +64,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 warmup,
                 measure,
                 broker_max_inflight,
+                baseline,
                 ..E2eOptions::new(program)
             };
             let report = uns_bench::e2e::run_e2e(&options)
@@ -115,14 +119,21 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
             duration,
             interval,
             warmup,
+            console_default_history,
+            program,
             out,
         } => {
-            let program = std::env::current_exe().context("finding the uns binary")?;
+            let program = match program {
+                Some(program) => program,
+                None => std::env::current_exe().context("finding the uns binary")?,
+            };
             let options = uns_bench::soak::SoakOptions {
                 subcommand,
                 duration,
                 interval,
                 warmup,
+                console_history_values: (!console_default_history)
+                    .then_some(uns_bench::soak::CONSOLE_HISTORY_VALUES),
                 ..uns_bench::soak::SoakOptions::new(program)
             };
             let report = uns_bench::soak::run(&options)

@@ -351,6 +351,11 @@ pub(crate) enum BenchCommand {
         /// the bridge publishes every `_tag` at QoS 1, so this bounds its rate.
         #[arg(long)]
         broker_max_inflight: Option<usize>,
+        /// `uns`: the chain on `uns broker` alone. `mosquitto`: every step also on Debian's
+        /// mosquitto (/usr/sbin/mosquitto, persistence on), right after ours, and a table of
+        /// ratios (ours / mosquitto).
+        #[arg(long, default_value = "uns", value_parser = ["uns", "mosquitto"])]
+        broker: String,
         /// Also write the Markdown report to this file.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -416,6 +421,15 @@ pub(crate) enum BenchCommand {
         /// Samples before this are left out of the flat-line check.
         #[arg(long, default_value = "60s", value_parser = parse_duration)]
         warmup: Duration,
+        /// Soak `uns up` with the console's own history default (1 000 values per topic) instead
+        /// of the soak's 10: its filling then reads as growth for as long as an hour.
+        #[arg(long)]
+        console_default_history: bool,
+        /// The program to soak instead of this `uns` binary: another build, or a wrapper script
+        /// that runs one under a heap profiler (`exec heaptrack uns "$@"`). It gets the same
+        /// arguments and must write the ready file as `uns` does.
+        #[arg(long)]
+        program: Option<PathBuf>,
         /// Also write the Markdown report to this file.
         #[arg(long)]
         out: Option<PathBuf>,
