@@ -127,6 +127,13 @@ def main() -> int:
         # --- Plant
         driver.get(args.url + "#/plant")
         wait_for("the live connection", lambda: driver.find_element(By.ID, "live").get_attribute("data-state") == "ok")
+        # Page weight: the document and the ES modules and CSS it loaded (nothing else is fetched
+        # but the JSON answers and the event stream).
+        seen["page_weight"] = driver.execute_script(
+            "const e = [performance.getEntriesByType('navigation')[0],"
+            " ...performance.getEntriesByType('resource').filter((r) => new URL(r.name).pathname.startsWith('/console/'))];"
+            "return {files: e.length, transfer_bytes: e.reduce((s, r) => s + r.transferSize, 0),"
+            " body_bytes: e.reduce((s, r) => s + r.decodedBodySize, 0)};")
         plant = lambda: driver.execute_script(PLANT_JS, args.cell)
         first = wait_for(f"{args.cell}'s state and good count on the plant view",
                          lambda: (lambda p: p if p and p["category"] and p["good"] and p["services"] and p["sys"] else None)(plant()))

@@ -897,6 +897,232 @@ async fn the_console_work_order_view_follows_an_order_and_holds_it_through_the_a
     Ok(())
 }
 
+/// The console's plant, OEE, work-order and trace views in a real browser against `uns up --demo`
+/// (tests/peers/console_browser_views.py): the filler's state and a good counter that grows on the
+/// plant view, with the services' health and `$SYS`; line 1's OEE of the open hour changing live;
+/// the demo's line-2 order held and resumed from the page, each change seen over MQTT on its `_wo`
+/// document; and the trace of a finished order's output lot drawn with its raw lots, its
+/// transforms off balance as the genealogy API says, and the recall CSV downloaded through the
+/// page with the same lots. Screenshots of each view in target/screenshots.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_plant_oee_orders_and_trace_views_in_a_real_browser() -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use uns_model::payload::{WorkOrder, WorkOrderStatus};
+
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+    for program in [CHROMIUM, CHROMEDRIVER] {
+        anyhow::ensure!(
+            std::path::Path::new(program).is_file(),
+            "{program} is missing: apt-get install chromium chromium-driver (.ci/run does)"
+        );
+    }
+    let python = python_peer("browser", "requirements-browser.txt")?;
+    let dir = tempfile::tempdir()?;
+    let uns = UnsProcess::start("up", dir.path(), &["--demo"]).await?;
+    // A small order on line 1 whose output lot the trace view then shows with its raw lots.
+    let components = serde_json::from_value(serde_json::json!([
+        {"material": "RM-PREFORM", "quantity": {"qty": 12, "uom": "EA"},
+         "material_use": "consumed", "material_lot_id": "pet-2026-001"},
+        {"material": "RM-CAP", "quantity": {"qty": 12, "uom": "EA"},
+         "material_use": "consumed", "material_lot_id": "cap-2026-001"}
+    ]))?;
+    let mut order = line_1_order("po-views", "PO VIEWS", "FG-WATER-05", 12.0)?;
+    order.components = components;
+    demo_orders_arrived(&uns).await?;
+    let (_erp, stop) = publish_as_erp_bridge(&uns, &order).await?;
+    cancel_others_until_running(&uns, "po-views").await?;
+    let lot = "po-views-out";
+    let http = uns.addrs.http;
+    let trace_path = format!("/api/v1/trace/{lot}?direction=backward");
+    let trace = eventually(
+        "po-views-out traced back to its raw lots",
+        Duration::from_secs(90),
+        || {
+            let path = trace_path.clone();
+            async move {
+                let (status, body) = http_get(http, &path).await.ok()?;
+                let trace: serde_json::Value =
+                    (status == 200).then(|| serde_json::from_str(&body).ok())??;
+                (trace["lots"].as_array()?.len() >= 3).then_some(trace)
+            }
+        },
+    )
+    .await
+    .with_context(|| uns.log_tail())?;
+    // The demo's line-2 order, running on its own line: the page holds and resumes it.
+    let (status, body) = http_get(http, "/api/v1/work-orders").await?;
+    anyhow::ensure!(status == 200, "{body}");
+    let orders: Vec<WorkOrder> = serde_json::from_str(&body)?;
+    let line_2 = orders
+        .iter()
+        .find(|o| o.hierarchy_scope.to_string() == "acme/berlin/packaging/line-2")
+        .context("the demo's line-2 order")?;
+    let wo_topic = UnsTopic::located(
+        line_2.hierarchy_scope.clone(),
+        Class::WorkOrder(line_2.id.clone()),
+    )
+    .to_string();
+    eventually("the line-2 order running", DEADLINE, || async {
+        let (_, body) = http_get(http, &format!("/api/v1/work-orders/{}", line_2.id))
+            .await
+            .ok()?;
+        let order: WorkOrder = serde_json::from_str(&body).ok()?;
+        (order.status == WorkOrderStatus::Running).then_some(())
+    })
+    .await?;
+    let mut subscriber = Subscriber::connect(uns.mqtt(), &[&wo_topic]).await?;
+
+    let screenshots = uns_e2e::target_dir().join("screenshots");
+    let args: Vec<String> = [
+        "--url",
+        &format!("http://{http}/"),
+        "--cell",
+        "acme/berlin/packaging/line-1/filler",
+        "--line",
+        "acme/berlin/packaging/line-1",
+        "--order",
+        line_2.id.as_str(),
+        "--lot",
+        lot,
+        "--screenshots",
+        &screenshots.display().to_string(),
+        "--downloads",
+        &dir.path().join("downloads").display().to_string(),
+        "--chromium",
+        CHROMIUM,
+        "--chromedriver",
+        CHROMEDRIVER,
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    let (ok, stdout, stderr) = run_peer(&python, "console_browser_views.py", &args).await?;
+    assert!(
+        ok,
+        "the browser test failed (screenshots in {}): {stdout}\n{stderr}\n{}",
+        screenshots.display(),
+        uns.log_tail()
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    // The figure for the docs (`-- --nocapture`): what the page loaded before its first answer.
+    eprintln!("console page weight: {}", seen["page_weight"]);
+    assert!(
+        seen["page_weight"]["body_bytes"].as_u64() > Some(0),
+        "{seen}"
+    );
+
+    // Plant: the state category is one of the model's, the counter grew on the page, every
+    // service of `uns up` shows its health.
+    let plant = &seen["plant"];
+    assert!(plant["first"]["category"].is_string(), "{seen}");
+    assert_ne!(plant["first"]["good"], plant["later_good"], "{seen}");
+    let services: Vec<&str> = plant["first"]["services"]
+        .as_array()
+        .context("services")?
+        .iter()
+        .filter_map(|row| row[0].as_str())
+        .collect();
+    for service in [
+        "broker",
+        "meta",
+        "workorders",
+        "oee",
+        "genealogy",
+        "console",
+    ] {
+        assert!(services.contains(&service), "{service} missing: {seen}");
+    }
+    assert!(
+        plant["first"]["sys"]
+            .as_array()
+            .is_some_and(|sys| sys.iter().any(|row| row[0] == "broker/version")),
+        "{seen}"
+    );
+    // OEE: a percentage for the open hour, drawn with at least the production bucket.
+    let oee = &seen["oee"]["later"];
+    assert!(
+        oee["oee"].as_str().is_some_and(|v| v.ends_with(" %")),
+        "{seen}"
+    );
+    assert!(
+        oee["period"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("hour ")),
+        "{seen}"
+    );
+    assert_ne!(seen["oee"]["first"]["counts"], oee["counts"], "{seen}");
+    // Work orders: the page showed held, then running; MQTT carried both documents.
+    assert_eq!(seen["after_hold"]["detail_status"], "held", "{seen}");
+    assert_eq!(seen["after_hold"]["answer"], "hold: accepted", "{seen}");
+    assert_eq!(seen["after_resume"]["detail_status"], "running", "{seen}");
+    let mut statuses = Vec::new();
+    while let Ok((topic, payload, _)) = subscriber.messages.try_recv() {
+        if topic == wo_topic {
+            let order: WorkOrder = serde_json::from_slice(&payload)?;
+            statuses.push(order.status);
+        }
+    }
+    let held_at = statuses
+        .iter()
+        .position(|s| *s == WorkOrderStatus::Held)
+        .with_context(|| format!("no held document over MQTT: {statuses:?}"))?;
+    assert!(
+        statuses[held_at..].contains(&WorkOrderStatus::Running),
+        "running again after held over MQTT: {statuses:?}"
+    );
+    assert!(
+        seen["dead_letters"]
+            .as_str()
+            .is_some_and(|text| text.starts_with("ERP dead letters")),
+        "{seen}"
+    );
+    // Trace: the page drew the lots the API answers, layered by their depth, flagged the
+    // transforms the API says are off balance, and the CSV it downloaded lists the same lots.
+    let mut api_lots: Vec<(String, u64)> = trace["lots"]
+        .as_array()
+        .context("lots")?
+        .iter()
+        .filter_map(|l| Some((l["lot_id"].as_str()?.to_owned(), l["depth"].as_u64()?)))
+        .collect();
+    api_lots.sort();
+    let mut page_lots: Vec<(String, u64)> = seen["trace"]["lots"]
+        .as_array()
+        .context("page lots")?
+        .iter()
+        .filter_map(|l| Some((l[0].as_str()?.to_owned(), l[1].as_u64()?)))
+        .collect();
+    page_lots.sort();
+    assert_eq!(page_lots, api_lots, "{seen}");
+    let api_off = trace["transforms"]
+        .as_array()
+        .context("transforms")?
+        .iter()
+        .filter(|t| t["status"] == "off")
+        .count();
+    assert_eq!(seen["trace"]["off_rows"], api_off, "{seen}");
+    // The recall sheet lists the lots with a record (a lot only named by an edge has none).
+    let mut api_names: Vec<String> = trace["lots"]
+        .as_array()
+        .context("lots")?
+        .iter()
+        .filter(|l| l["lot"].is_object())
+        .filter_map(|l| l["lot_id"].as_str().map(str::to_owned))
+        .collect();
+    api_names.sort();
+    let mut csv_lots: Vec<String> = seen["csv_lots"]
+        .as_array()
+        .context("csv lots")?
+        .iter()
+        .filter_map(|l| l.as_str().map(str::to_owned))
+        .collect();
+    csv_lots.sort();
+    assert_eq!(csv_lots, api_names, "{seen}");
+    stop.cancel();
+    uns.terminate()?;
+    Ok(())
+}
+
 /// Cancels every other planned, released or running order on `id`'s line (`uns wo hold` and
 /// `uns wo cancel`)
 /// until the workorders service of `uns` runs `id` (the demo runs one order per line in turn).

@@ -92,7 +92,7 @@ class OeeView {
         + ` · v${result.version}${result.final ? ' final' : ''}`));
       body.push(el('div', { class: 'kpis' },
         [['oee', 'OEE'], ['availability', 'A'], ['performance', 'P'], ['quality', 'Q']].map(([key, label]) => el('div', {
-          class: `kpi kpi-${key}`, 'data-kpi': key, title: result.null_reasons[key] || '',
+          class: `kpi kpi-${key}`, 'data-kpi': key, title: (result.null_reasons || {})[key] || '',
         }, el('span', { class: 'kpi-label' }, label), el('span', { class: 'kpi-value' }, percent(result[key]))))));
       body.push(breakdown(result.times));
       const c = result.counts;

@@ -8,7 +8,7 @@
 import { el } from './api.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
-const NODE_W = 190;
+const NODE_W = 230;
 const NODE_H = 46;
 const COL_GAP = 90;
 const ROW_GAP = 18;

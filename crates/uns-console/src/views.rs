@@ -544,4 +544,51 @@ mod tests {
         let found: Vec<&str> = index.work_orders().map(|topic| &**topic).collect();
         assert_eq!(found, ["uns/v1/acme/berlin/packaging/line-1/_wo/wo-1"]);
     }
+
+    #[test]
+    fn the_index_files_plant_oee_service_and_sys_topics() {
+        let mut index = Index::default();
+        for topic in [
+            "uns/v1/acme/berlin/packaging/line-1/filler/_meta",
+            "uns/v1/acme/berlin/packaging/line-1/filler/_state",
+            "uns/v1/acme/berlin/packaging/line-1/filler/_state/events",
+            "uns/v1/acme/berlin/packaging/line-1/filler/_count/good",
+            "uns/v1/acme/berlin/packaging/line-1/filler/_count/events",
+            "uns/v1/acme/berlin/packaging/line-1/_wo/_active",
+            "uns/v1/acme/berlin/packaging/line-1/_meta",
+            "uns/v1/acme/berlin/packaging/line-1/_oee/current/hour",
+            "uns/v1/acme/berlin/packaging/line-1/_oee/hour/2026-12-04t06",
+            "uns/v1/_services/oee",
+            "uns/v1/_schemas/state/v1",
+            "$SYS/broker/uptime",
+            "uns/v1/ACME/not-a-uns-topic/_state",
+            "machine/speed",
+        ] {
+            index.add(topic);
+        }
+        let nodes: Vec<String> = index.nodes.keys().map(ToString::to_string).collect();
+        assert_eq!(
+            nodes,
+            [
+                "acme/berlin/packaging/line-1",
+                "acme/berlin/packaging/line-1/filler"
+            ]
+        );
+        let filler = &index.nodes[&"acme/berlin/packaging/line-1/filler"
+            .parse::<Location>()
+            .expect("a location")];
+        assert!(filler.meta.is_some() && filler.state.is_some() && filler.active.is_none());
+        assert_eq!(filler.counts.keys().copied().collect::<Vec<_>>(), ["good"]);
+        let line = &index.nodes[&"acme/berlin/packaging/line-1"
+            .parse::<Location>()
+            .expect("a location")];
+        assert!(line.active.is_some() && line.meta.is_some() && line.state.is_none());
+        let oee: Vec<_> = index.oee.values().collect();
+        assert_eq!(oee.len(), 1);
+        assert_eq!(oee[0].current.keys().copied().collect::<Vec<_>>(), ["hour"]);
+        assert_eq!(oee[0].closed["hour"].len(), 1);
+        assert_eq!(index.services.len(), 1);
+        assert_eq!(index.sys.len(), 1);
+        assert_eq!(index.work_orders().count(), 0);
+    }
 }
