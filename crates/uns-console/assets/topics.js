@@ -139,6 +139,11 @@ class TopicBrowser {
   updateNode(item, child) {
     item.child = child;
     const open = this.expanded.has(child.path) && child.has_children;
+    // Unchanged since the last refresh: nothing to touch (a level of 2 000 topics is re-read
+    // every second while open; rewriting every node each time blocked the page for ~200 ms).
+    const key = `${child.n_topics}|${child.has_children}|${child.is_topic}|${open}|${this.selected === child.path}|${child.preview ?? ''}`;
+    if (item.renderKey === key) return;
+    item.renderKey = key;
     item.classList.toggle('topic', child.is_topic);
     item.classList.toggle('selected', this.selected === child.path);
     if (child.has_children) item.setAttribute('aria-expanded', String(open));

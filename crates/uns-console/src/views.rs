@@ -345,7 +345,7 @@ pub async fn oee(State(shared): State<Arc<Shared>>) -> Response {
                         .iter()
                         .filter_map(|topic| period_copy(&inner, topic, true))
                         .collect();
-                    copies.sort_by(|a, b| b.arrival_ms.cmp(&a.arrival_ms));
+                    copies.sort_by_key(|copy| std::cmp::Reverse(copy.arrival_ms));
                     closed.extend(
                         copies
                             .into_iter()
