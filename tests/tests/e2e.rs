@@ -1255,6 +1255,141 @@ async fn console_load_50000_retained_topics_in_a_real_browser() -> anyhow::Resul
     Ok(())
 }
 
+/// The ERP bridge's dead letters in the console (tests/peers/console_browser_dead_letters.py):
+/// `uns up` with a stand-in ERP that refuses and `max_attempts = 1`, so one confirmation (published
+/// as the work-order service does) becomes a dead letter; the work-order view lists it, the ERP
+/// comes back, Replay on the page queues it again, and the ERP receives it once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_replays_an_erp_dead_letter_from_the_page() -> anyhow::Result<()> {
+    use uns_model::payload::{
+        ActivityTimes, EventHeader, Quantity, SchemaTag, Timestamp, Uom, WorkOrderEvent,
+        WorkOrderEventKind,
+    };
+    use uns_model::topic::Id;
+
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+    for program in [CHROMIUM, CHROMEDRIVER] {
+        anyhow::ensure!(
+            std::path::Path::new(program).is_file(),
+            "{program} is missing: apt-get install chromium chromium-driver (.ci/run does)"
+        );
+    }
+    let python = python_peer("browser", "requirements-browser.txt")?;
+    let dir = tempfile::tempdir()?;
+    let (erp, erp_addr) = StandInErp::default().start().await?;
+    let config = dir.path().join("uns.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[erp_bridge]\nerp_url = \"http://{erp_addr}/confirmations\"\ntimeout_ms = 500\n\
+             retry_initial_ms = 50\nretry_max_ms = 200\nmax_attempts = 1\n"
+        ),
+    )?;
+    let config_arg = config.to_string_lossy().into_owned();
+    let uns = UnsProcess::start("up", &dir.path().join("uns"), &["--config", &config_arg]).await?;
+    let http = uns.addrs.http;
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _stop_guard = stop.clone().drop_guard();
+    let (client, _inbox, _) = UnsClient::start(
+        ClientOptions::new(
+            BrokerUrl::new("127.0.0.1", uns.mqtt().port()),
+            "dead-letter-tester",
+        )?,
+        ClientMetrics::register(&Metrics::new()),
+        stop.clone(),
+    );
+    client.wait_connected(Duration::from_secs(10)).await?;
+    let now = Timestamp::from(chrono::Utc::now());
+    let wo_id = Id::new("wo-dead-1")?;
+    let event = WorkOrderEvent {
+        schema: SchemaTag::default(),
+        header: EventHeader::new(uuid::Uuid::now_v7(), now, now),
+        wo_id: wo_id.clone(),
+        kind: WorkOrderEventKind::ConfirmationRequested {
+            is_final: true,
+            sequence: 1,
+            erp_ref: Some("PO-DEAD-1".to_owned()),
+            production_order: None,
+            good: Quantity::new(100.0, Uom::EA),
+            scrap: Quantity::new(1.0, Uom::EA),
+            rework: Quantity::new(0.0, Uom::EA),
+            operation_id: None,
+            activity: ActivityTimes::default(),
+            goods_movements: Vec::new(),
+        },
+    };
+    let key = event.header.event_id.to_string();
+    let topic = UnsTopic::located(
+        "acme/berlin/packaging/line-1".parse()?,
+        Class::WorkOrderEvents(wo_id),
+    );
+    // (Published as the work-order service would, from a client id not reserved for it.)
+    // The bridge subscribes a moment after it reports ready: repeat the request (same event id,
+    // so it is queued once) until the bridge lists it as a dead letter.
+    eventually("the confirmation as a dead letter", DEADLINE, || {
+        let (client, topic, event) = (client.clone(), topic.clone(), event.clone());
+        async move {
+            let (_, body) = http_get(http, "/api/v1/dead-letters").await.ok()?;
+            let letters: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
+            if letters.iter().any(|l| l["wo_id"] == "wo-dead-1") {
+                return Some(());
+            }
+            client.publish(&topic, &event).await.ok()?;
+            None
+        }
+    })
+    .await?;
+    assert!(erp.accepted().is_empty());
+    erp.accepting
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let screenshots = uns_e2e::target_dir().join("screenshots");
+    let args: Vec<String> = [
+        "--url",
+        &format!("http://{http}/"),
+        "--order",
+        "wo-dead-1",
+        "--screenshots",
+        &screenshots.display().to_string(),
+        "--chromium",
+        CHROMIUM,
+        "--chromedriver",
+        CHROMEDRIVER,
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    let (ok, stdout, stderr) = run_peer(&python, "console_browser_dead_letters.py", &args).await?;
+    assert!(
+        ok,
+        "the browser test failed (screenshots in {}): {stdout}\n{stderr}\n{}",
+        screenshots.display(),
+        uns.log_tail()
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    assert_eq!(seen["row"][1], "wo-dead-1", "{seen}");
+    assert_eq!(seen["row"][2], "1", "one attempt: {seen}");
+    assert!(
+        seen["row"][4].as_str().is_some_and(|e| e.contains("503")),
+        "the ERP's refusal: {seen}"
+    );
+    assert!(
+        seen["answer"]
+            .as_str()
+            .is_some_and(|a| a.ends_with(": queued again")),
+        "{seen}"
+    );
+    eventually("the replayed confirmation at the ERP", DEADLINE, || async {
+        (erp.accepted().get(&key) == Some(&1)).then_some(())
+    })
+    .await?;
+    stop.cancel();
+    uns.terminate()?;
+    Ok(())
+}
+
 /// Cancels every other planned, released or running order on `id`'s line (`uns wo hold` and
 /// `uns wo cancel`)
 /// until the workorders service of `uns` runs `id` (the demo runs one order per line in turn).
