@@ -83,7 +83,8 @@ export class Live {
   }
 
   status(text, state) {
-    this.indicator.textContent = text;
-    this.indicator.dataset.state = state;
+    // Written only when changed: a new text node costs a layout of the page.
+    if (this.indicator.textContent !== text) this.indicator.textContent = text;
+    if (this.indicator.dataset.state !== state) this.indicator.dataset.state = state;
   }
 }

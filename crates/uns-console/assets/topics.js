@@ -99,9 +99,12 @@ class TopicBrowser {
     }
     if (path === null) {
       const { q, match } = this.filter;
-      this.filterInfo.textContent = q || match
+      const info = q || match
         ? `${listing.n_topics} of ${listing.n_topics_all} topics match`
         : `${listing.n_topics_all} topics`;
+      // Setting the same text still replaces the text node and lays out the whole side panel
+      // again (every row of an open level), so only a change is written.
+      if (this.filterInfo.textContent !== info) this.filterInfo.textContent = info;
     }
     // Nodes already shown are updated in place (never rebuilt), so a click, the focus and the
     // open branches survive the once-a-second refresh.

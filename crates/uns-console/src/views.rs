@@ -29,7 +29,7 @@ use serde_json::{Value as Json, json};
 use uns_model::payload::{
     CountDoc, NodeMeta, OeeResult, ServiceHealth, StateDoc, WorkOrder, WorkOrderEvent,
 };
-use uns_model::topic::{Class, Location, UnsTopic};
+use uns_model::topic::{Class, Location, OeePeriodKind, UnsTopic};
 
 use crate::Shared;
 use crate::api::{error, param, params};
@@ -340,15 +340,26 @@ pub async fn oee(State(shared): State<Arc<Shared>>) -> Response {
                     .collect();
                 let mut closed = Vec::new();
                 for (kind, names) in &topics.closed {
-                    // Newest first by arrival: the closed periods of a kind arrive in order.
-                    let mut copies: Vec<PeriodCopy> = names
-                        .iter()
-                        .filter_map(|topic| period_copy(&inner, topic, true))
-                        .collect();
-                    copies.sort_by_key(|copy| std::cmp::Reverse(copy.arrival_ms));
+                    // Newest first. Hour, shift and day ids sort by time as text
+                    // (`2026-12-04t06`, `…t06.2` for the hour repeated when clocks go back,
+                    // `2026-12-04.early`), also after a restart delivered them all at once; work
+                    // orders by arrival.
+                    let picked: Vec<&Arc<str>> = if *kind == OeePeriodKind::Wo.as_str() {
+                        let mut by_arrival: Vec<(u64, &Arc<str>)> = names
+                            .iter()
+                            .filter_map(|topic| {
+                                Some((inner.tree.lookup(topic)?.latest.arrival_ms, topic))
+                            })
+                            .collect();
+                        by_arrival.sort_by_key(|(arrival, _)| std::cmp::Reverse(*arrival));
+                        by_arrival.into_iter().map(|(_, topic)| topic).collect()
+                    } else {
+                        names.iter().rev().collect()
+                    };
                     closed.extend(
-                        copies
+                        picked
                             .into_iter()
+                            .filter_map(|topic| period_copy(&inner, topic, true))
                             .take(CLOSED_PER_KIND)
                             .map(|copy| (*kind, copy)),
                     );

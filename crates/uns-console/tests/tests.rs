@@ -210,7 +210,9 @@ async fn the_tree_counts_topics_per_branch_and_lists_one_level_at_a_time() -> an
     ] {
         harness.publish(topic, "1").await?;
     }
-    harness.n_topics_eventually(6).await?;
+    // One connection delivers in order: the last one there means all are (a topic count would
+    // not do, the broker's `$SYS` topics and the console's health count too).
+    harness.topic_eventually("other", |_| true).await?;
 
     let (status, root) = harness.get("/api/v1/console/tree").await?;
     assert_eq!(status, 200, "{root}");
@@ -693,8 +695,20 @@ async fn the_plant_and_oee_views_show_states_counts_health_and_closed_versions()
             serde_json::to_vec(&oee_result(OeePeriodKind::Hour, "2026-12-04t06", 2, 80.0)?)?,
         )
         .await?;
+    // An earlier hour arriving last (as after a restart) is still listed after the later one.
+    let earlier = topic(
+        &line,
+        Class::Oee(OeePeriodKind::Hour, Id::new("2026-12-04t05")?),
+    );
+    harness
+        .publish(
+            &earlier,
+            serde_json::to_vec(&oee_result(OeePeriodKind::Hour, "2026-12-04t05", 1, 90.0)?)?,
+        )
+        .await?;
     let board = answer_eventually(&harness, "/api/v1/console/oee", |board| {
         board["scopes"][0]["closed"][0]["version"] == 2
+            && board["scopes"][0]["closed"][1]["id"] == "2026-12-04t05"
     })
     .await?;
     let scope = &board["scopes"][0];
@@ -744,6 +758,11 @@ async fn load_first_level_at_50000_retained_topics() -> anyhow::Result<()> {
             .publish(&topic, format!(r#"{{"value":{idx}}}"#))
             .await?;
     }
+    // One connection delivers in order: the last topic there means all are (the topic count
+    // alone would not do: the broker's `$SYS` topics and the console's health count too).
+    harness
+        .topic_eventually("load/area-9/line-49/cell-9/tag-49999", |_| true)
+        .await?;
     harness.n_topics_eventually(N_TOPICS).await?;
     let mut timings = Vec::new();
     let mut root = Json::Null;
