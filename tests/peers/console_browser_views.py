@@ -8,7 +8,8 @@ headless Chromium through chromedriver, with selenium) against `uns up --demo`.
   workorders API), the page shows held; Resume, the page shows running. The caller checks that
   the `_wo` document changed over MQTT. The ERP dead-letter panel is shown.
 - Trace (#/trace?lot=...): the graph of --lot layered by depth, the transforms off balance, and
-  the recall CSV downloaded through the page's link.
+  the recall CSV downloaded through the page's link; then --forward-lot traced forward from the
+  form.
 
 Every value is read in one script call (the views re-render on each live update, so element
 references fetched earlier may be stale); waits poll a condition with a deadline. Screenshots of
@@ -95,6 +96,7 @@ def main() -> int:
     parser.add_argument("--line", required=True, help="a line location with _oee/current")
     parser.add_argument("--order", required=True, help="the id of a running work order")
     parser.add_argument("--lot", required=True, help="a lot to trace backward")
+    parser.add_argument("--forward-lot", required=True, help="a lot to trace forward")
     parser.add_argument("--screenshots", required=True)
     parser.add_argument("--downloads", required=True)
     parser.add_argument("--chromium", default="/usr/bin/chromium")
@@ -186,6 +188,21 @@ def main() -> int:
             rows = list(csv.reader(io.StringIO(file.read())))
         seen["csv_header"] = rows[0]
         seen["csv_lots"] = sorted(row[0] for row in rows[1:] if row)
+
+        # Forward from a raw lot, chosen in the form as a person would.
+        def trace_forward():
+            driver.execute_script(
+                "document.getElementById('trace-lot').value = arguments[0];"
+                "document.getElementById('trace-direction').value = 'forward';", args.forward_lot)
+            driver.find_element(By.ID, "trace-go").click()
+            return True
+        wait_for("the trace form", trace_forward)
+        forward = wait_for(f"the forward trace of {args.forward_lot}",
+                           lambda: (lambda t: t if any(l[0] == args.forward_lot and l[1] == 0 for l in t["lots"])
+                                    and t["edges"] >= 1 else None)(trace()), timeout=30)
+        seen["forward"] = forward
+        seen["forward_hash"] = driver.execute_script("return location.hash")
+        shot("trace-forward")
     except Failed as err:
         try:
             shot("views-failure")

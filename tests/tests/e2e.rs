@@ -985,6 +985,8 @@ async fn the_console_plant_oee_orders_and_trace_views_in_a_real_browser() -> any
         line_2.id.as_str(),
         "--lot",
         lot,
+        "--forward-lot",
+        "pet-2026-001",
         "--screenshots",
         &screenshots.display().to_string(),
         "--downloads",
@@ -1118,6 +1120,36 @@ async fn the_console_plant_oee_orders_and_trace_views_in_a_real_browser() -> any
         .collect();
     csv_lots.sort();
     assert_eq!(csv_lots, api_names, "{seen}");
+    // Forward from the raw preform lot: the page drew the lots the API answers (the order's output
+    // among them) and put the query in the URL.
+    let (status, body) = http_get(http, "/api/v1/trace/pet-2026-001?direction=forward").await?;
+    anyhow::ensure!(status == 200, "{body}");
+    let forward: serde_json::Value = serde_json::from_str(&body)?;
+    let mut api_forward: Vec<(String, u64)> = forward["lots"]
+        .as_array()
+        .context("forward lots")?
+        .iter()
+        .filter_map(|l| Some((l["lot_id"].as_str()?.to_owned(), l["depth"].as_u64()?)))
+        .collect();
+    api_forward.sort();
+    let mut page_forward: Vec<(String, u64)> = seen["forward"]["lots"]
+        .as_array()
+        .context("page forward lots")?
+        .iter()
+        .filter_map(|l| Some((l[0].as_str()?.to_owned(), l[1].as_u64()?)))
+        .collect();
+    page_forward.sort();
+    assert!(
+        api_forward.contains(&("po-views-out".to_owned(), 1)),
+        "{forward}"
+    );
+    assert_eq!(page_forward, api_forward, "{seen}");
+    assert!(
+        seen["forward_hash"].as_str().is_some_and(
+            |hash| hash.contains("lot=pet-2026-001") && hash.contains("direction=forward")
+        ),
+        "{seen}"
+    );
     // The figure for the docs: what the console's history holds after this run of the demo.
     let (_, stats) = http_get(http, "/api/v1/console/stats").await?;
     eprintln!("console stats after the views test: {stats}");
