@@ -340,10 +340,10 @@ pub async fn oee(State(shared): State<Arc<Shared>>) -> Response {
                     .collect();
                 let mut closed = Vec::new();
                 for (kind, names) in &topics.closed {
-                    // Newest first. Hour, shift and day ids sort by time as text
-                    // (`2026-12-04t06`, `…t06.2` for the hour repeated when clocks go back,
-                    // `2026-12-04.early`), also after a restart delivered them all at once; work
-                    // orders by arrival.
+                    // Newest first, also after a restart delivered them all at once: hour and
+                    // day ids sort by time as text (`2026-12-04t06`, `…t06.2` for the hour
+                    // repeated when clocks go back), shift ids by date, then by name within a
+                    // date (`2026-12-04.early`); work orders by arrival.
                     let picked: Vec<&Arc<str>> = if *kind == OeePeriodKind::Wo.as_str() {
                         let mut by_arrival: Vec<(u64, &Arc<str>)> = names
                             .iter()
@@ -360,6 +360,8 @@ pub async fn oee(State(shared): State<Arc<Shared>>) -> Response {
                         picked
                             .into_iter()
                             .filter_map(|topic| period_copy(&inner, topic, true))
+                            // A cleared (empty) retained period takes no place in the list.
+                            .filter(|copy| !copy.latest.is_empty())
                             .take(CLOSED_PER_KIND)
                             .map(|copy| (*kind, copy)),
                     );
