@@ -174,7 +174,10 @@ def main() -> int:
         seen["dead_letters"] = order()["dead_letters"]
         shot("work-orders")
 
-        # --- Trace
+        # --- Trace: an unknown lot gets the genealogy service's reason, then the real one
+        driver.get(args.url + "#/trace?lot=no-such-lot")
+        seen["unknown_lot"] = wait_for("the refusal of an unknown lot", lambda: driver.execute_script(
+            "const e = document.getElementById('trace-error'); return e ? e.textContent : null;"))
         driver.get(args.url + f"#/trace?lot={args.lot}&direction=backward")
         trace = lambda: driver.execute_script(TRACE_JS)
         drawn = wait_for(f"the trace graph of {args.lot}",

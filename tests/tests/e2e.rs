@@ -1079,6 +1079,10 @@ async fn the_console_plant_oee_orders_and_trace_views_in_a_real_browser() -> any
             .is_some_and(|text| text.starts_with("ERP dead letters")),
         "{seen}"
     );
+    assert_eq!(
+        seen["unknown_lot"], "no-such-lot: lot no-such-lot is unknown",
+        "the genealogy service's reason: {seen}"
+    );
     // Trace: the page drew the lots the API answers, layered by their depth, flagged the
     // transforms the API says are off balance, and the CSV it downloaded lists the same lots.
     let mut api_lots: Vec<(String, u64)> = trace["lots"]

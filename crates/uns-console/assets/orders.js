@@ -6,7 +6,7 @@
 // attempt), each with a Replay button posted to the bridge's API. An order's lots link to the
 // trace view.
 
-import { el, formatTime, getJson } from './api.js';
+import { el, failure, formatTime, getJson } from './api.js';
 
 const VERBS = ['release', 'start', 'hold', 'resume', 'complete', 'close', 'cancel'];
 
@@ -132,7 +132,7 @@ class OrdersView {
     try {
       const response = await fetch('/api/v1/dead-letters');
       letters = await response.json().catch(() => ({}));
-      if (!response.ok) throw new Error(letters.error || `HTTP ${response.status}`);
+      if (!response.ok) throw new Error(failure(response, letters, 'ERP bridge'));
     } catch (err) {
       this.dead.replaceChildren(el('h2', {}, 'ERP dead letters'), el('p', { class: 'error' }, `ERP bridge: ${err.message}`));
       return;
@@ -156,7 +156,7 @@ class OrdersView {
     try {
       const response = await fetch(`/api/v1/dead-letters/${encodeURIComponent(id)}/replay`, { method: 'POST' });
       const body = await response.json().catch(() => ({}));
-      if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+      if (!response.ok) throw new Error(failure(response, body, 'ERP bridge'));
       this.deadMessage.textContent = `replay ${id}: queued again`;
     } catch (err) {
       this.deadMessage.className = 'error';
@@ -172,7 +172,7 @@ class OrdersView {
     try {
       const response = await fetch(`/api/v1/work-orders/${encodeURIComponent(id)}/${verb}`, { method: 'POST' });
       const body = await response.json().catch(() => ({}));
-      if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+      if (!response.ok) throw new Error(failure(response, body, 'work-order'));
       this.message.textContent = `${verb}: accepted`;
     } catch (err) {
       this.message.className = 'error';

@@ -5,7 +5,7 @@
 // FSMA 204 sheet and the EPCIS 2.0 document of that lot. `#/trace?lot=X&direction=forward` opens
 // a trace directly (the work-order view links its lots here).
 
-import { el } from './api.js';
+import { el, failure } from './api.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
 const NODE_W = 230;
@@ -37,7 +37,7 @@ function qty(quantity) {
 async function getApi(path) {
   const response = await fetch(path);
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  if (!response.ok) throw new Error(failure(response, body, 'genealogy'));
   return body;
 }
 
