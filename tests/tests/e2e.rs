@@ -897,6 +897,535 @@ async fn the_console_work_order_view_follows_an_order_and_holds_it_through_the_a
     Ok(())
 }
 
+/// The console's plant, OEE, work-order and trace views in a real browser against `uns up --demo`
+/// (tests/peers/console_browser_views.py): the filler's state and a good counter that grows on the
+/// plant view, with the services' health and `$SYS`; line 1's OEE of the open hour changing live;
+/// the demo's line-2 order held and resumed from the page, each change seen over MQTT on its `_wo`
+/// document; and the trace of a finished order's output lot drawn with its raw lots, its
+/// transforms off balance as the genealogy API says, and the recall CSV downloaded through the
+/// page with the same lots. Screenshots of each view in target/screenshots.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_plant_oee_orders_and_trace_views_in_a_real_browser() -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    use uns_model::payload::{WorkOrder, WorkOrderStatus};
+
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+    for program in [CHROMIUM, CHROMEDRIVER] {
+        anyhow::ensure!(
+            std::path::Path::new(program).is_file(),
+            "{program} is missing: apt-get install chromium chromium-driver (.ci/run does)"
+        );
+    }
+    let python = python_peer("browser", "requirements-browser.txt")?;
+    let dir = tempfile::tempdir()?;
+    let uns = UnsProcess::start("up", dir.path(), &["--demo"]).await?;
+    // A small order on line 1 whose output lot the trace view then shows with its raw lots.
+    let components = serde_json::from_value(serde_json::json!([
+        {"material": "RM-PREFORM", "quantity": {"qty": 12, "uom": "EA"},
+         "material_use": "consumed", "material_lot_id": "pet-2026-001"},
+        {"material": "RM-CAP", "quantity": {"qty": 12, "uom": "EA"},
+         "material_use": "consumed", "material_lot_id": "cap-2026-001"}
+    ]))?;
+    let mut order = line_1_order("po-views", "PO VIEWS", "FG-WATER-05", 12.0)?;
+    order.components = components;
+    demo_orders_arrived(&uns).await?;
+    let (_erp, stop) = publish_as_erp_bridge(&uns, &order).await?;
+    cancel_others_until_running(&uns, "po-views").await?;
+    let lot = "po-views-out";
+    let http = uns.addrs.http;
+    let trace_path = format!("/api/v1/trace/{lot}?direction=backward");
+    let trace = eventually(
+        "po-views-out traced back to its raw lots",
+        Duration::from_secs(90),
+        || {
+            let path = trace_path.clone();
+            async move {
+                let (status, body) = http_get(http, &path).await.ok()?;
+                let trace: serde_json::Value =
+                    (status == 200).then(|| serde_json::from_str(&body).ok())??;
+                (trace["lots"].as_array()?.len() >= 3).then_some(trace)
+            }
+        },
+    )
+    .await
+    .with_context(|| uns.log_tail())?;
+    // The demo's line-2 order, running on its own line: the page holds and resumes it.
+    let (status, body) = http_get(http, "/api/v1/work-orders").await?;
+    anyhow::ensure!(status == 200, "{body}");
+    let orders: Vec<WorkOrder> = serde_json::from_str(&body)?;
+    let line_2 = orders
+        .iter()
+        .find(|o| o.hierarchy_scope.to_string() == "acme/berlin/packaging/line-2")
+        .context("the demo's line-2 order")?;
+    let wo_topic = UnsTopic::located(
+        line_2.hierarchy_scope.clone(),
+        Class::WorkOrder(line_2.id.clone()),
+    )
+    .to_string();
+    eventually("the line-2 order running", DEADLINE, || async {
+        let (_, body) = http_get(http, &format!("/api/v1/work-orders/{}", line_2.id))
+            .await
+            .ok()?;
+        let order: WorkOrder = serde_json::from_str(&body).ok()?;
+        (order.status == WorkOrderStatus::Running).then_some(())
+    })
+    .await?;
+    let mut subscriber = Subscriber::connect(uns.mqtt(), &[&wo_topic]).await?;
+
+    let screenshots = uns_e2e::target_dir().join("screenshots");
+    let args: Vec<String> = [
+        "--url",
+        &format!("http://{http}/"),
+        "--cell",
+        "acme/berlin/packaging/line-1/filler",
+        "--line",
+        "acme/berlin/packaging/line-1",
+        "--order",
+        line_2.id.as_str(),
+        "--lot",
+        lot,
+        "--forward-lot",
+        "pet-2026-001",
+        "--screenshots",
+        &screenshots.display().to_string(),
+        "--downloads",
+        &dir.path().join("downloads").display().to_string(),
+        "--chromium",
+        CHROMIUM,
+        "--chromedriver",
+        CHROMEDRIVER,
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    let (ok, stdout, stderr) = run_peer(&python, "console_browser_views.py", &args).await?;
+    assert!(
+        ok,
+        "the browser test failed (screenshots in {}): {stdout}\n{stderr}\n{}",
+        screenshots.display(),
+        uns.log_tail()
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    // The figure for the docs (`-- --nocapture`): what the page loaded before its first answer.
+    eprintln!("console page weight: {}", seen["page_weight"]);
+    assert!(
+        seen["page_weight"]["body_bytes"].as_u64() > Some(0),
+        "{seen}"
+    );
+
+    // Plant: the state category is one of the model's, the counter grew on the page, every
+    // service of `uns up` shows its health.
+    let plant = &seen["plant"];
+    assert!(plant["first"]["category"].is_string(), "{seen}");
+    assert_ne!(plant["first"]["good"], plant["later_good"], "{seen}");
+    let services: Vec<&str> = plant["first"]["services"]
+        .as_array()
+        .context("services")?
+        .iter()
+        .filter_map(|row| row[0].as_str())
+        .collect();
+    for service in [
+        "broker",
+        "meta",
+        "workorders",
+        "oee",
+        "genealogy",
+        "console",
+    ] {
+        assert!(services.contains(&service), "{service} missing: {seen}");
+    }
+    assert!(
+        plant["first"]["sys"]
+            .as_array()
+            .is_some_and(|sys| sys.iter().any(|row| row[0] == "broker/version")),
+        "{seen}"
+    );
+    // OEE: a percentage for the open hour, drawn with at least the production bucket.
+    let oee = &seen["oee"]["later"];
+    assert!(
+        oee["oee"].as_str().is_some_and(|v| v.ends_with(" %")),
+        "{seen}"
+    );
+    assert!(
+        oee["period"]
+            .as_str()
+            .is_some_and(|p| p.starts_with("hour ")),
+        "{seen}"
+    );
+    assert_ne!(seen["oee"]["first"]["counts"], oee["counts"], "{seen}");
+    // Work orders: the page showed held, then running; MQTT carried both documents.
+    assert_eq!(seen["after_hold"]["detail_status"], "held", "{seen}");
+    assert_eq!(seen["after_hold"]["answer"], "hold: accepted", "{seen}");
+    assert_eq!(seen["after_resume"]["detail_status"], "running", "{seen}");
+    let mut statuses = Vec::new();
+    while let Ok((topic, payload, _)) = subscriber.messages.try_recv() {
+        if topic == wo_topic {
+            let order: WorkOrder = serde_json::from_slice(&payload)?;
+            statuses.push(order.status);
+        }
+    }
+    let held_at = statuses
+        .iter()
+        .position(|s| *s == WorkOrderStatus::Held)
+        .with_context(|| format!("no held document over MQTT: {statuses:?}"))?;
+    assert!(
+        statuses[held_at..].contains(&WorkOrderStatus::Running),
+        "running again after held over MQTT: {statuses:?}"
+    );
+    assert!(
+        seen["dead_letters"]
+            .as_str()
+            .is_some_and(|text| text.starts_with("ERP dead letters")),
+        "{seen}"
+    );
+    assert_eq!(
+        seen["unknown_lot"], "no-such-lot: lot no-such-lot is unknown",
+        "the genealogy service's reason: {seen}"
+    );
+    // Trace: the page drew the lots the API answers, layered by their depth, flagged the
+    // transforms the API says are off balance, and the CSV it downloaded lists the same lots.
+    let mut api_lots: Vec<(String, u64)> = trace["lots"]
+        .as_array()
+        .context("lots")?
+        .iter()
+        .filter_map(|l| Some((l["lot_id"].as_str()?.to_owned(), l["depth"].as_u64()?)))
+        .collect();
+    api_lots.sort();
+    let mut page_lots: Vec<(String, u64)> = seen["trace"]["lots"]
+        .as_array()
+        .context("page lots")?
+        .iter()
+        .filter_map(|l| Some((l[0].as_str()?.to_owned(), l[1].as_u64()?)))
+        .collect();
+    page_lots.sort();
+    assert_eq!(page_lots, api_lots, "{seen}");
+    let api_off = trace["transforms"]
+        .as_array()
+        .context("transforms")?
+        .iter()
+        .filter(|t| t["status"] == "off")
+        .count();
+    assert_eq!(seen["trace"]["off_rows"], api_off, "{seen}");
+    // The recall sheet lists the lots with a record (a lot only named by an edge has none).
+    let mut api_names: Vec<String> = trace["lots"]
+        .as_array()
+        .context("lots")?
+        .iter()
+        .filter(|l| l["lot"].is_object())
+        .filter_map(|l| l["lot_id"].as_str().map(str::to_owned))
+        .collect();
+    api_names.sort();
+    let mut csv_lots: Vec<String> = seen["csv_lots"]
+        .as_array()
+        .context("csv lots")?
+        .iter()
+        .filter_map(|l| l.as_str().map(str::to_owned))
+        .collect();
+    csv_lots.sort();
+    assert_eq!(csv_lots, api_names, "{seen}");
+    // Forward from the raw preform lot: the page drew the lots the API answers (the order's output
+    // among them) and put the query in the URL.
+    let (status, body) = http_get(http, "/api/v1/trace/pet-2026-001?direction=forward").await?;
+    anyhow::ensure!(status == 200, "{body}");
+    let forward: serde_json::Value = serde_json::from_str(&body)?;
+    let mut api_forward: Vec<(String, u64)> = forward["lots"]
+        .as_array()
+        .context("forward lots")?
+        .iter()
+        .filter_map(|l| Some((l["lot_id"].as_str()?.to_owned(), l["depth"].as_u64()?)))
+        .collect();
+    api_forward.sort();
+    let mut page_forward: Vec<(String, u64)> = seen["forward"]["lots"]
+        .as_array()
+        .context("page forward lots")?
+        .iter()
+        .filter_map(|l| Some((l[0].as_str()?.to_owned(), l[1].as_u64()?)))
+        .collect();
+    page_forward.sort();
+    assert!(
+        api_forward.contains(&("po-views-out".to_owned(), 1)),
+        "{forward}"
+    );
+    assert_eq!(page_forward, api_forward, "{seen}");
+    assert!(
+        seen["forward_hash"].as_str().is_some_and(
+            |hash| hash.contains("lot=pet-2026-001") && hash.contains("direction=forward")
+        ),
+        "{seen}"
+    );
+    // The figure for the docs: what the console's history holds after this run of the demo.
+    let (_, stats) = http_get(http, "/api/v1/console/stats").await?;
+    eprintln!("console stats after the views test: {stats}");
+    stop.cancel();
+    uns.terminate()?;
+    Ok(())
+}
+
+/// The load figure of the console in a real browser (issue 15): `uns up` with 50 000 retained
+/// topics (45 000 in a plant-like tree `load/area/line/cell/tag`, 5 000 side by side under
+/// `wide/`), a publisher changing 20 of them 200 times a second meanwhile, then
+/// tests/peers/console_browser_load.py times the first level, opening branches (the widest
+/// shows its first 2 000), a filter, and counts the page's long tasks; the process's RSS before
+/// and after the topics and the first level over HTTP are printed too. A measurement
+/// (`cargo test -p uns-e2e --test e2e console_load -- --ignored --nocapture`), so ignored in the
+/// suite; it asserts only that each step happened.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn console_load_50000_retained_topics_in_a_real_browser() -> anyhow::Result<()> {
+    use rumqttc::{AsyncClient, MqttOptions, QoS};
+
+    const N_TOPICS: usize = 50_000;
+    const N_WIDE: usize = 5_000;
+    let topic = |idx: usize| {
+        if idx < N_WIDE {
+            format!("wide/tag-{idx}")
+        } else {
+            format!(
+                "load/area-{}/line-{}/cell-{}/tag-{idx}",
+                idx % 10,
+                idx / 10 % 50,
+                idx / 500 % 10
+            )
+        }
+    };
+    let rss_kib = |pid: Option<u32>| -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", pid?)).ok()?;
+        let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    let python = python_peer("browser", "requirements-browser.txt")?;
+    let dir = tempfile::tempdir()?;
+    let uns = UnsProcess::start("up", dir.path(), &[]).await?;
+    let http = uns.addrs.http;
+    let rss_before = rss_kib(uns.pid());
+    let mut options = MqttOptions::new("console-load", "127.0.0.1", uns.mqtt().port());
+    options.set_keep_alive(Duration::from_secs(30));
+    let (client, mut event_loop) = AsyncClient::new(options, 1000);
+    let driver = tokio::spawn(async move { while event_loop.poll().await.is_ok() {} });
+    for idx in 0..N_TOPICS {
+        client
+            .publish(
+                topic(idx),
+                QoS::AtLeastOnce,
+                true,
+                format!(r#"{{"value":{idx}}}"#),
+            )
+            .await?;
+    }
+    eventually(
+        "the console holding every topic",
+        Duration::from_secs(180),
+        || async {
+            let (_, body) = http_get(http, "/api/v1/console/stats").await.ok()?;
+            let stats: serde_json::Value = serde_json::from_str(&body).ok()?;
+            (stats["n_topics"].as_u64()? >= N_TOPICS as u64).then_some(())
+        },
+    )
+    .await?;
+    let rss_after = rss_kib(uns.pid());
+    let mut first_level = Vec::new();
+    for _ in 0..5 {
+        let started = tokio::time::Instant::now();
+        let (status, _) = http_get(http, "/api/v1/console/tree").await?;
+        first_level.push(started.elapsed());
+        assert_eq!(status, 200);
+    }
+    // Live changes while the page is open: 20 topics, one every 5 ms.
+    let live = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            for round in 0u64.. {
+                let idx = N_WIDE + (round % 20) as usize * 10 + 3;
+                let payload = format!(r#"{{"value":{round}}}"#);
+                if client
+                    .publish(topic(idx), QoS::AtMostOnce, true, payload)
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let screenshots = uns_e2e::target_dir().join("screenshots");
+    let args: Vec<String> = [
+        "--url",
+        &format!("http://{http}/"),
+        "--first",
+        "load",
+        "--first-count",
+        "45000",
+        "--expand",
+        "load=li.node[data-path=\"load/area-3\"]",
+        "--expand",
+        "load/area-3=li.node[data-path=\"load/area-3/line-7\"]",
+        "--expand",
+        "wide=li.node[data-path^=\"wide/tag-\"]",
+        "--filter",
+        "tag-49999=1 of",
+        "--seconds",
+        "10",
+        "--screenshots",
+        &screenshots.display().to_string(),
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    let (ok, stdout, stderr) = run_peer(&python, "console_browser_load.py", &args).await?;
+    live.abort();
+    driver.abort();
+    let (_, stats) = http_get(http, "/api/v1/console/stats").await?;
+    eprintln!(
+        "console load: {N_TOPICS} retained topics; uns up RSS {rss_before:?} KiB before, \
+         {rss_after:?} KiB after; first level over HTTP {first_level:?}; stats {stats}; \
+         browser {stdout}"
+    );
+    assert!(
+        ok,
+        "the browser run failed: {stdout}\n{stderr}\n{}",
+        uns.log_tail()
+    );
+    uns.terminate()?;
+    Ok(())
+}
+
+/// The ERP bridge's dead letters in the console (tests/peers/console_browser_dead_letters.py):
+/// `uns up` with a stand-in ERP that refuses and `max_attempts = 1`, so one confirmation (published
+/// as the work-order service does) becomes a dead letter; the work-order view lists it, the ERP
+/// comes back, Replay on the page queues it again, and the ERP receives it once.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_replays_an_erp_dead_letter_from_the_page() -> anyhow::Result<()> {
+    use uns_model::payload::{
+        ActivityTimes, EventHeader, Quantity, SchemaTag, Timestamp, Uom, WorkOrderEvent,
+        WorkOrderEventKind,
+    };
+    use uns_model::topic::Id;
+
+    const CHROMIUM: &str = "/usr/bin/chromium";
+    const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+    for program in [CHROMIUM, CHROMEDRIVER] {
+        anyhow::ensure!(
+            std::path::Path::new(program).is_file(),
+            "{program} is missing: apt-get install chromium chromium-driver (.ci/run does)"
+        );
+    }
+    let python = python_peer("browser", "requirements-browser.txt")?;
+    let dir = tempfile::tempdir()?;
+    let (erp, erp_addr) = StandInErp::default().start().await?;
+    let config = dir.path().join("uns.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[erp_bridge]\nerp_url = \"http://{erp_addr}/confirmations\"\ntimeout_ms = 500\n\
+             retry_initial_ms = 50\nretry_max_ms = 200\nmax_attempts = 1\n"
+        ),
+    )?;
+    let config_arg = config.to_string_lossy().into_owned();
+    let uns = UnsProcess::start("up", &dir.path().join("uns"), &["--config", &config_arg]).await?;
+    let http = uns.addrs.http;
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _stop_guard = stop.clone().drop_guard();
+    let (client, _inbox, _) = UnsClient::start(
+        ClientOptions::new(
+            BrokerUrl::new("127.0.0.1", uns.mqtt().port()),
+            "dead-letter-tester",
+        )?,
+        ClientMetrics::register(&Metrics::new()),
+        stop.clone(),
+    );
+    client.wait_connected(Duration::from_secs(10)).await?;
+    let now = Timestamp::from(chrono::Utc::now());
+    let wo_id = Id::new("wo-dead-1")?;
+    let event = WorkOrderEvent {
+        schema: SchemaTag::default(),
+        header: EventHeader::new(uuid::Uuid::now_v7(), now, now),
+        wo_id: wo_id.clone(),
+        kind: WorkOrderEventKind::ConfirmationRequested {
+            is_final: true,
+            sequence: 1,
+            erp_ref: Some("PO-DEAD-1".to_owned()),
+            production_order: None,
+            good: Quantity::new(100.0, Uom::EA),
+            scrap: Quantity::new(1.0, Uom::EA),
+            rework: Quantity::new(0.0, Uom::EA),
+            operation_id: None,
+            activity: ActivityTimes::default(),
+            goods_movements: Vec::new(),
+        },
+    };
+    let key = event.header.event_id.to_string();
+    let topic = UnsTopic::located(
+        "acme/berlin/packaging/line-1".parse()?,
+        Class::WorkOrderEvents(wo_id),
+    );
+    // (Published as the work-order service would, from a client id not reserved for it.)
+    // The bridge subscribes a moment after it reports ready: repeat the request (same event id,
+    // so it is queued once) until the bridge lists it as a dead letter.
+    eventually("the confirmation as a dead letter", DEADLINE, || {
+        let (client, topic, event) = (client.clone(), topic.clone(), event.clone());
+        async move {
+            let (_, body) = http_get(http, "/api/v1/dead-letters").await.ok()?;
+            let letters: Vec<serde_json::Value> = serde_json::from_str(&body).ok()?;
+            if letters.iter().any(|l| l["wo_id"] == "wo-dead-1") {
+                return Some(());
+            }
+            client.publish(&topic, &event).await.ok()?;
+            None
+        }
+    })
+    .await?;
+    assert!(erp.accepted().is_empty());
+    erp.accepting
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let screenshots = uns_e2e::target_dir().join("screenshots");
+    let args: Vec<String> = [
+        "--url",
+        &format!("http://{http}/"),
+        "--order",
+        "wo-dead-1",
+        "--screenshots",
+        &screenshots.display().to_string(),
+        "--chromium",
+        CHROMIUM,
+        "--chromedriver",
+        CHROMEDRIVER,
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    let (ok, stdout, stderr) = run_peer(&python, "console_browser_dead_letters.py", &args).await?;
+    assert!(
+        ok,
+        "the browser test failed (screenshots in {}): {stdout}\n{stderr}\n{}",
+        screenshots.display(),
+        uns.log_tail()
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    assert_eq!(seen["row"][1], "wo-dead-1", "{seen}");
+    assert_eq!(seen["row"][2], "1", "one attempt: {seen}");
+    assert!(
+        seen["row"][4].as_str().is_some_and(|e| e.contains("503")),
+        "the ERP's refusal: {seen}"
+    );
+    assert!(
+        seen["answer"]
+            .as_str()
+            .is_some_and(|a| a.ends_with(": queued again")),
+        "{seen}"
+    );
+    eventually("the replayed confirmation at the ERP", DEADLINE, || async {
+        (erp.accepted().get(&key) == Some(&1)).then_some(())
+    })
+    .await?;
+    stop.cancel();
+    uns.terminate()?;
+    Ok(())
+}
+
 /// Cancels every other planned, released or running order on `id`'s line (`uns wo hold` and
 /// `uns wo cancel`)
 /// until the workorders service of `uns` runs `id` (the demo runs one order per line in turn).

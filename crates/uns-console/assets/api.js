@@ -31,6 +31,14 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// The reason of a failed call to another service's API on this HTTP port. A 404 without an
+// error body means no such route here: that service runs elsewhere (e.g. `uns console` alone).
+export function failure(response, body, service) {
+  if (body && body.error) return body.error;
+  if (response.status === 404) return `HTTP 404: the ${service} API is not served on this port (it is with uns up)`;
+  return `HTTP ${response.status}`;
+}
+
 export function formatTime(ms) {
   if (ms === null || ms === undefined) return '';
   const date = new Date(ms);
@@ -83,7 +91,8 @@ export class Live {
   }
 
   status(text, state) {
-    this.indicator.textContent = text;
-    this.indicator.dataset.state = state;
+    // Written only when changed: a new text node costs a layout of the page.
+    if (this.indicator.textContent !== text) this.indicator.textContent = text;
+    if (this.indicator.dataset.state !== state) this.indicator.dataset.state = state;
   }
 }

@@ -2,8 +2,11 @@
 // runs), newest change first; a selected order's detail with its lifecycle events and the
 // lifecycle actions, posted to the workorders service's API (which decides and answers; the new
 // status then arrives over MQTT like any other change). Re-read on the server's `tree` event.
+// Below the list, the ERP bridge's dead letters (confirmations the ERP refused until the last
+// attempt), each with a Replay button posted to the bridge's API. An order's lots link to the
+// trace view.
 
-import { el, formatTime, getJson } from './api.js';
+import { el, failure, formatTime, getJson } from './api.js';
 
 const VERBS = ['release', 'start', 'hold', 'resume', 'complete', 'close', 'cancel'];
 
@@ -27,7 +30,10 @@ class OrdersView {
     this.list = el('section', { id: 'orders-list', class: 'pane' }, el('p', { class: 'hint' }, 'Loading…'));
     this.detail = el('section', { id: 'order-detail', class: 'pane' },
       el('p', { class: 'hint' }, 'Select a work order.'));
-    container.append(el('div', { class: 'orders' }, this.list, this.detail));
+    this.dead = el('section', { id: 'dead-letters', class: 'pane' });
+    this.deadMessage = el('p', { id: 'dead-letter-result', class: 'hint' });
+    this.deadReadAt = 0;
+    container.append(el('div', { class: 'orders' }, el('div', { class: 'main' }, this.list, this.dead), this.detail));
     this.unsubscribe = [live.on('tree', () => this.refresh()), live.on('resync', () => this.refresh())];
     this.refresh();
   }
@@ -43,6 +49,11 @@ class OrdersView {
       const data = await getJson('work-orders');
       this.renderList(data);
       if (this.selected) await this.renderDetail(this.selected);
+      // The bridge reads its store for this: every few seconds is enough.
+      if (Date.now() - this.deadReadAt > 3000) {
+        this.deadReadAt = Date.now();
+        await this.renderDeadLetters();
+      }
     } catch (err) {
       this.list.replaceChildren(el('p', { class: 'error' }, `Work orders: ${err.message}`));
     } finally {
@@ -101,7 +112,7 @@ class OrdersView {
         el('td', {}, event.occurred_at || formatTime(item.arrival_ms)), el('td', {}, event.type), el('td', {}, what));
     });
     const lots = (order.lots || []).map((lot) => el('tr', {},
-      el('td', {}, lot.lot), el('td', {}, lot.material), el('td', {}, qty(lot.quantity)), el('td', {}, lot.material_use)));
+      el('td', {}, el('a', { href: `#/trace?${new URLSearchParams({ lot: lot.lot, direction: lot.material_use === 'produced' ? 'backward' : 'forward' })}` }, lot.lot)), el('td', {}, lot.material), el('td', {}, qty(lot.quantity)), el('td', {}, lot.material_use)));
     this.detail.replaceChildren(...[
       el('h2', { id: 'order-title' }, `${order.id}`, el('span', { id: 'order-status', class: `status-chip ${order.status}` }, order.status)),
       el('table', { class: 'props' }, el('tbody', {},
@@ -116,13 +127,52 @@ class OrdersView {
       el('table', { id: 'order-events' }, el('tbody', {}, events))].filter(Boolean));
   }
 
+  async renderDeadLetters() {
+    let letters;
+    try {
+      const response = await fetch('/api/v1/dead-letters');
+      letters = await response.json().catch(() => ({}));
+      if (!response.ok) throw new Error(failure(response, letters, 'ERP bridge'));
+    } catch (err) {
+      this.dead.replaceChildren(el('h2', {}, 'ERP dead letters'), el('p', { class: 'error' }, `ERP bridge: ${err.message}`));
+      return;
+    }
+    const rows = letters.map((letter) => el('tr', { class: 'dead-letter', 'data-id': letter.id },
+      el('td', {}, letter.id), el('td', {}, letter.wo_id || ''), el('td', {}, letter.attempts),
+      el('td', {}, letter.dead_at || ''), el('td', { class: 'error' }, letter.last_error || ''),
+      el('td', {}, el('button', { 'data-replay': letter.id, onclick: () => this.replay(letter.id) }, 'Replay'))));
+    this.dead.replaceChildren(...[
+      el('div', { class: 'bar' }, el('h2', {}, 'ERP dead letters'),
+        el('span', { class: 'hint' }, `${letters.length} confirmations the ERP did not accept`)),
+      rows.length ? el('table', { id: 'dead-letters-table' },
+        el('thead', {}, el('tr', {}, ['Entry', 'Order', 'Attempts', 'Dead since', 'Last error', ''].map((h) => el('th', {}, h)))),
+        el('tbody', {}, rows)) : el('p', { class: 'hint' }, 'None: every confirmation reached the ERP or is still being retried.'),
+      this.deadMessage]);
+  }
+
+  async replay(id) {
+    this.deadMessage.className = 'hint';
+    this.deadMessage.textContent = `replay ${id}…`;
+    try {
+      const response = await fetch(`/api/v1/dead-letters/${encodeURIComponent(id)}/replay`, { method: 'POST' });
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) throw new Error(failure(response, body, 'ERP bridge'));
+      this.deadMessage.textContent = `replay ${id}: queued again`;
+    } catch (err) {
+      this.deadMessage.className = 'error';
+      this.deadMessage.textContent = `replay ${id}: ${err.message}`;
+    }
+    this.deadReadAt = 0;
+    this.refresh();
+  }
+
   async act(id, verb) {
     this.message.className = 'hint';
     this.message.textContent = `${verb}…`;
     try {
       const response = await fetch(`/api/v1/work-orders/${encodeURIComponent(id)}/${verb}`, { method: 'POST' });
       const body = await response.json().catch(() => ({}));
-      if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+      if (!response.ok) throw new Error(failure(response, body, 'work-order'));
       this.message.textContent = `${verb}: accepted`;
     } catch (err) {
       this.message.className = 'error';

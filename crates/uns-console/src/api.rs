@@ -10,6 +10,7 @@
 //! | `GET /api/v1/console/search?q=&match=&limit=` | topic names containing `q` or matching the MQTT filter `match` |
 //! | `GET /api/v1/console/stats` | sizes: topics, messages, history points and bytes, births |
 //! | `GET /api/v1/console/events?watch=T&watch=U` | SSE: `topic` (a watched topic changed), `tree` (anything changed; at most 1/s), `resync` (events were skipped) |
+//! | `GET /api/v1/console/plant`, `.../oee` | the plant view's and the OEE board's data ([`crate::views`]) |
 //! | `GET /api/v1/console/work-orders`, `.../work-order?topic=` | the work-order view's data ([`crate::views`]) |
 //!
 //! Every route answers loopback peers only ([`loopback_only`]).
@@ -50,6 +51,9 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("chart.js", JS, include_str!("../assets/chart.js")),
     ("csv.js", JS, include_str!("../assets/csv.js")),
     ("orders.js", JS, include_str!("../assets/orders.js")),
+    ("plant.js", JS, include_str!("../assets/plant.js")),
+    ("oee.js", JS, include_str!("../assets/oee.js")),
+    ("trace.js", JS, include_str!("../assets/trace.js")),
     (
         "style.css",
         "text/css; charset=utf-8",
@@ -75,6 +79,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
             get(crate::views::work_orders),
         )
         .route("/api/v1/console/work-order", get(crate::views::work_order))
+        .route("/api/v1/console/plant", get(crate::views::plant))
+        .route("/api/v1/console/oee", get(crate::views::oee))
         .with_state(shared)
         .layer(middleware::from_fn(loopback_only))
 }

@@ -18,7 +18,10 @@
 //! model's schema of that id when shown ([`schema`]).
 //!
 //! The page ([`api`]) is hand-written HTML, ES modules and CSS compiled into the binary: no build
-//! step, no third-party code. It is built as a set of views; this version has the topic browser.
+//! step, no third-party code. It is built as a set of views: the topic browser, the plant (ISA-95
+//! tree with states, counts, services' health, `$SYS`), the OEE board, work orders (with the ERP
+//! bridge's dead letters) and trace; their data comes from the retained topics ([`views`]) or,
+//! for actions, traces and dead letters, from the owning service's API on the same HTTP port.
 //!
 //! # Access
 //!
@@ -120,7 +123,8 @@ impl Service for Console {
     const SECTION: &'static str = "console";
     const ABOUT: &'static str = "Run the web console alone: a topic browser of the whole broker \
         (lazy tree, latest values with MQTT 5 properties, Sparkplug decoded through births, schema \
-        checks, history charts), served at / on the HTTP port";
+        checks, history charts) and the plant, OEE, work-order and trace views, served at / on the \
+        HTTP port";
     type Config = ConsoleConfig;
     type Error = ConsoleError;
 

@@ -16,7 +16,11 @@ use tokio_util::sync::CancellationToken;
 use uns_client::{BrokerUrl, Metrics};
 use uns_console::Console;
 use uns_console::tree::HistoryLimits;
-use uns_model::topic::UnsTopic;
+use uns_model::payload::{
+    CountDoc, Loss, MachineState, MinorStopPolicy, Mode, NodeMeta, OeeCounts, OeePeriod, OeeResult,
+    Quantity, SchemaTag, SixBigLosses, StateCategory, StateDoc, TimeBuckets, Timestamp, Uom,
+};
+use uns_model::topic::{Class, CountKind, Id, Isa95Level, Location, OeePeriodKind, UnsTopic};
 use uns_service::{
     BrokerEndpoint, Configured, Health, HttpServer, RestartPolicy, Routes, Runtime, RuntimeOptions,
 };
@@ -206,7 +210,9 @@ async fn the_tree_counts_topics_per_branch_and_lists_one_level_at_a_time() -> an
     ] {
         harness.publish(topic, "1").await?;
     }
-    harness.n_topics_eventually(6).await?;
+    // One connection delivers in order: the last one there means all are (a topic count would
+    // not do, the broker's `$SYS` topics and the console's health count too).
+    harness.topic_eventually("other", |_| true).await?;
 
     let (status, root) = harness.get("/api/v1/console/tree").await?;
     assert_eq!(status, 200, "{root}");
@@ -440,6 +446,301 @@ async fn the_history_stays_bounded() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A JSON answer of the console once `accept` likes it, within [`DEADLINE`].
+async fn answer_eventually(
+    harness: &Harness,
+    path: &str,
+    accept: impl Fn(&Json) -> bool,
+) -> anyhow::Result<Json> {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (status, json) = harness.get(path).await?;
+        if status == 200 && accept(&json) {
+            return Ok(json);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("GET {path} not as expected within {DEADLINE:?}; last: {status} {json}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn oee_result(kind: OeePeriodKind, id: &str, version: u32, good: f64) -> anyhow::Result<OeeResult> {
+    let ea = |qty| Quantity::new(qty, Uom::EA);
+    Ok(OeeResult {
+        schema: SchemaTag::default(),
+        period: OeePeriod {
+            kind,
+            id: Id::new(id)?,
+        },
+        start: "2026-12-04T06:00:00Z".parse()?,
+        end: "2026-12-04T07:00:00Z".parse()?,
+        availability: Some(0.75),
+        performance: Some(0.8),
+        quality: Some(good / (good + 10.0)),
+        oee: Some(0.75 * 0.8 * good / (good + 10.0)),
+        nee: None,
+        teep: None,
+        utilisation: None,
+        technical_efficiency: None,
+        setup_ratio: None,
+        scrap_ratio: None,
+        rework_ratio: None,
+        null_reasons: [("nee".to_owned(), "not computed here".to_owned())].into(),
+        times: TimeBuckets {
+            pot_ms: 3_600_000,
+            pbt_ms: 3_600_000,
+            apt_ms: 2_700_000,
+            adet_ms: 900_000,
+            ..TimeBuckets::default()
+        },
+        counts: OeeCounts {
+            produced: ea(good + 10.0),
+            good: ea(good),
+            scrap: ea(10.0),
+            rework: ea(0.0),
+        },
+        six_big_losses: SixBigLosses::default(),
+        losses: vec![Loss {
+            reason: "Jam".to_owned(),
+            category: StateCategory::UnplannedDown,
+            duration_ms: 900_000,
+            occurrences: 3,
+        }],
+        minor_stop_policy: MinorStopPolicy::Iso,
+        calendar: None,
+        version,
+        // The open period is version 1, not final; closed ones are final.
+        is_final: id != "2026-12-04t07",
+        corrects: (version > 1).then_some(version - 1),
+        reason: (version > 1).then(|| "late scrap".to_owned()),
+    })
+}
+
+/// The plant view's answer: the ISA-95 nodes from `_meta` in tree order with the state (category,
+/// reason, since), counters and running order of each; a `_state` without `_meta` still shows;
+/// a `_state` that is not a state document is shown with the reason; the services' health and
+/// the broker's `$SYS` figures. The OEE board's: per scope the open hour and a closed hour with
+/// both versions the console saw (v1, then the correction v2).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plant_and_oee_views_show_states_counts_health_and_closed_versions()
+-> anyhow::Result<()> {
+    let harness = Harness::start(limits(10)).await?;
+    let line: Location = "acme/berlin/packaging/line-1".parse()?;
+    let filler: Location = "acme/berlin/packaging/line-1/filler".parse()?;
+    let capper: Location = "acme/berlin/packaging/line-1/capper".parse()?;
+    let stray: Location = "acme/berlin/packaging/line-1/stray".parse()?;
+    let topic =
+        |location: &Location, class: Class| UnsTopic::located(location.clone(), class).to_string();
+    let meta = |level, name: &str| NodeMeta {
+        schema: SchemaTag::default(),
+        level,
+        display_name: name.to_owned(),
+        time_zone: None,
+        ideal_rates: Vec::new(),
+        state_map: None,
+        erp_id: None,
+    };
+    harness
+        .publish(
+            &topic(&filler, Class::Meta),
+            serde_json::to_vec(&meta(Isa95Level::WorkCell, "Filler"))?,
+        )
+        .await?;
+    harness
+        .publish(
+            &topic(&line, Class::Meta),
+            serde_json::to_vec(&meta(Isa95Level::ProductionLine, "Line 1"))?,
+        )
+        .await?;
+    let mut jam = MachineState::named(StateCategory::UnplannedDown, "Jam");
+    jam.reason = Some("bottle fallen at infeed".to_owned());
+    let since: Timestamp = "2026-12-04T06:30:00Z".parse()?;
+    harness
+        .publish(
+            &topic(&filler, Class::State),
+            serde_json::to_vec(&StateDoc::new(Mode::Production, jam, since))?,
+        )
+        .await?;
+    harness
+        .publish(
+            &topic(&filler, Class::Count(CountKind::Good)),
+            serde_json::to_vec(&CountDoc::new(
+                CountKind::Good,
+                Quantity::new(1234.0, Uom::EA),
+                1,
+            ))?,
+        )
+        .await?;
+    let running = StateDoc::new(
+        Mode::Production,
+        MachineState::named(StateCategory::Running, "Execute"),
+        since,
+    );
+    harness
+        .publish(&topic(&stray, Class::State), serde_json::to_vec(&running)?)
+        .await?;
+    harness
+        .publish(&topic(&capper, Class::State), r#"{"state": "running"}"#)
+        .await?;
+
+    let plant = answer_eventually(&harness, "/api/v1/console/plant", |plant| {
+        plant["nodes"]
+            .as_array()
+            .is_some_and(|nodes| nodes.len() == 4)
+            && !plant["services"].as_array().is_none_or(Vec::is_empty)
+            && !plant["sys"].as_array().is_none_or(Vec::is_empty)
+            && plant["nodes"]
+                .as_array()
+                .is_some_and(|nodes| nodes.iter().any(|n| n["counts"]["good"]["qty"] == 1234.0))
+    })
+    .await?;
+    let nodes = plant["nodes"].as_array().context("nodes")?;
+    let locations: Vec<&str> = nodes
+        .iter()
+        .filter_map(|n| n["location"].as_str())
+        .collect();
+    assert_eq!(
+        locations,
+        [
+            "acme/berlin/packaging/line-1",
+            "acme/berlin/packaging/line-1/capper",
+            "acme/berlin/packaging/line-1/filler",
+            "acme/berlin/packaging/line-1/stray",
+        ],
+        "tree order, parents first: {plant}"
+    );
+    let node = |location: &str| {
+        nodes
+            .iter()
+            .find(|n| n["location"] == location)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let filler_node = node("acme/berlin/packaging/line-1/filler");
+    assert_eq!(
+        filler_node["meta"]["display_name"], "Filler",
+        "{filler_node}"
+    );
+    assert_eq!(filler_node["meta"]["level"], "WorkCell", "{filler_node}");
+    assert_eq!(
+        filler_node["state"]["state"]["category"], "unplanned_down",
+        "{filler_node}"
+    );
+    assert_eq!(
+        filler_node["state"]["state"]["reason"], "bottle fallen at infeed",
+        "{filler_node}"
+    );
+    assert_eq!(
+        filler_node["state"]["since"], "2026-12-04T06:30:00.000Z",
+        "{filler_node}"
+    );
+    assert_eq!(
+        filler_node["counts"]["good"]["qty"], 1234.0,
+        "{filler_node}"
+    );
+    let stray_node = node("acme/berlin/packaging/line-1/stray");
+    assert_eq!(
+        stray_node["meta"],
+        Json::Null,
+        "a state without _meta: {stray_node}"
+    );
+    assert_eq!(
+        stray_node["state"]["state"]["category"], "running",
+        "{stray_node}"
+    );
+    let capper_node = node("acme/berlin/packaging/line-1/capper");
+    assert!(
+        capper_node["state"]["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("not a uns/state/v1 document")),
+        "{capper_node}"
+    );
+    let services = plant["services"].as_array().context("services")?;
+    assert!(
+        services
+            .iter()
+            .any(|s| s["health"]["service"] == "console" && s["health"]["status"] == "running"),
+        "{plant}"
+    );
+    assert!(
+        plant["sys"]
+            .as_array()
+            .context("sys")?
+            .iter()
+            .any(|figure| figure["name"] == "broker/version"),
+        "{plant}"
+    );
+
+    let current = topic(&line, Class::OeeCurrent(OeePeriodKind::Hour));
+    harness
+        .publish(
+            &current,
+            serde_json::to_vec(&oee_result(OeePeriodKind::Hour, "2026-12-04t07", 1, 90.0)?)?,
+        )
+        .await?;
+    let closed = topic(
+        &line,
+        Class::Oee(OeePeriodKind::Hour, Id::new("2026-12-04t06")?),
+    );
+    harness
+        .publish(
+            &closed,
+            serde_json::to_vec(&oee_result(OeePeriodKind::Hour, "2026-12-04t06", 1, 90.0)?)?,
+        )
+        .await?;
+    harness
+        .publish(
+            &closed,
+            serde_json::to_vec(&oee_result(OeePeriodKind::Hour, "2026-12-04t06", 2, 80.0)?)?,
+        )
+        .await?;
+    // An earlier hour arriving last (as after a restart) is still listed after the later one.
+    let earlier = topic(
+        &line,
+        Class::Oee(OeePeriodKind::Hour, Id::new("2026-12-04t05")?),
+    );
+    harness
+        .publish(
+            &earlier,
+            serde_json::to_vec(&oee_result(OeePeriodKind::Hour, "2026-12-04t05", 1, 90.0)?)?,
+        )
+        .await?;
+    let board = answer_eventually(&harness, "/api/v1/console/oee", |board| {
+        board["scopes"][0]["closed"][0]["version"] == 2
+            && board["scopes"][0]["closed"][1]["id"] == "2026-12-04t05"
+    })
+    .await?;
+    let scope = &board["scopes"][0];
+    assert_eq!(scope["scope"], "acme/berlin/packaging/line-1", "{board}");
+    assert_eq!(
+        scope["current"]["hour"]["period"]["id"], "2026-12-04t07",
+        "{board}"
+    );
+    assert_eq!(scope["current"]["hour"]["availability"], 0.75, "{board}");
+    assert_eq!(
+        scope["current"]["hour"]["losses"][0]["reason"], "Jam",
+        "{board}"
+    );
+    let period = &scope["closed"][0];
+    assert_eq!(period["id"], "2026-12-04t06", "{board}");
+    assert_eq!(
+        period["quality"],
+        80.0 / 90.0,
+        "the latest version's figures: {board}"
+    );
+    let versions: Vec<u64> = period["versions"]
+        .as_array()
+        .context("versions")?
+        .iter()
+        .filter_map(|v| v["version"].as_u64())
+        .collect();
+    assert_eq!(versions, [1, 2], "{board}");
+    assert_eq!(period["versions"][1]["reason"], "late scrap", "{board}");
+    harness.stop().await;
+    Ok(())
+}
+
 /// The load figure: 50 000 retained topics, then the tree's first level over HTTP, timed and
 /// printed (`cargo test -p uns-console --release -- --nocapture load`). Asserts the counts only.
 #[tokio::test(flavor = "multi_thread")]
@@ -457,6 +758,11 @@ async fn load_first_level_at_50000_retained_topics() -> anyhow::Result<()> {
             .publish(&topic, format!(r#"{{"value":{idx}}}"#))
             .await?;
     }
+    // One connection delivers in order: the last topic there means all are (the topic count
+    // alone would not do: the broker's `$SYS` topics and the console's health count too).
+    harness
+        .topic_eventually("load/area-9/line-49/cell-9/tag-49999", |_| true)
+        .await?;
     harness.n_topics_eventually(N_TOPICS).await?;
     let mut timings = Vec::new();
     let mut root = Json::Null;
