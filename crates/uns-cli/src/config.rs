@@ -742,6 +742,29 @@ mod tests {
         assert!(settings.http_auth.required_on(settings.http_listen));
     }
 
+    /// Every compose container listens for HTTP on 0.0.0.0 without accounts of its own: its
+    /// file must say so on purpose, or the container would refuse to start.
+    #[test]
+    fn the_compose_files_may_start_their_http_endpoint() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/compose");
+        let mut n_files = 0;
+        for entry in std::fs::read_dir(dir).expect("deploy/compose") {
+            let path = entry.expect("a directory entry").path();
+            if path.extension().is_none_or(|ext| ext != "toml") {
+                continue;
+            }
+            let origin = path.display().to_string();
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let file = FileConfig::parse(&text, &origin).expect("parses");
+            let http = &file.core.http;
+            assert!(!http.listen.ip().is_loopback(), "{origin}");
+            http.auth(&file.core.broker.users, http.listen, &origin)
+                .unwrap_or_else(|err| panic!("{origin}: {err}"));
+            n_files += 1;
+        }
+        assert!(n_files >= 8, "{n_files} compose files");
+    }
+
     #[test]
     fn external_credentials() {
         let args = ExternalBrokerArgs {
