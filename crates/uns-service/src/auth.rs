@@ -252,7 +252,6 @@ pub struct HttpAuth {
     inner: Arc<Inner>,
 }
 
-#[derive(Default)]
 struct Inner {
     accounts: HashMap<String, HttpAccount>,
     config: HttpAuthConfig,
@@ -260,6 +259,26 @@ struct Inner {
     required: Mutex<bool>,
     sessions: Mutex<HashMap<String, Session>>,
     refused: Family<RefusalLabel, Counter>,
+    /// Password checks running at once: an Argon2 check takes ~19 MiB and tens of milliseconds,
+    /// so a flood of Basic requests with wrong passwords waits here instead of taking the
+    /// memory and every blocking thread.
+    checks: tokio::sync::Semaphore,
+}
+
+/// Most password checks at once ([`Inner::checks`]).
+const MAX_CONCURRENT_CHECKS: usize = 4;
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            accounts: HashMap::new(),
+            config: HttpAuthConfig::default(),
+            required: Mutex::new(false),
+            sessions: Mutex::new(HashMap::new()),
+            refused: Family::default(),
+            checks: tokio::sync::Semaphore::new(MAX_CONCURRENT_CHECKS),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -373,6 +392,10 @@ impl HttpAuth {
         };
         let check = account.check.clone();
         let password = password.to_vec();
+        // The semaphore is never closed, so `acquire` only fails if it were: then refuse.
+        let Ok(_permit) = self.inner.checks.acquire().await else {
+            return Err(Refusal::unauthenticated("the endpoint is shutting down"));
+        };
         let right = tokio::task::spawn_blocking(move || check(&password))
             .await
             .unwrap_or(false);
