@@ -1985,3 +1985,88 @@ async fn a_killed_erp_bridge_posts_its_whole_outbox_once_after_the_restart() -> 
     }
     Ok(())
 }
+
+/// `METHOD http://{addr}{path}` with `Authorization: Basic` of `account` (`user:password`) when
+/// given: status and body.
+async fn http_as(
+    addr: std::net::SocketAddr,
+    method: &'static str,
+    path: &str,
+    account: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
+    use base64::Engine as _;
+    let mut request = ureq::http::Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    if let Some(account) = account {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(account);
+        request = request.header("authorization", format!("Basic {encoded}"));
+    }
+    let request = request.body(Vec::<u8>::new())?;
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        let mut response = agent.run(request)?;
+        let status = response.status().as_u16();
+        Ok((status, response.body_mut().read_to_string()?))
+    })
+    .await?
+}
+
+/// Issue 14, HTTP: `uns up` refuses a non-loopback HTTP address without an account that may
+/// use HTTP (exit 2, before listening); with accounts from `--user NAME:PW:ROLE` and
+/// `[http] require_auth = "always"` (what a non-loopback bind implies) every endpoint but
+/// `/healthz` needs one, a viewer reads, only an operator gets a work-order action through to
+/// the service, and a service account has no HTTP access.
+#[tokio::test(flavor = "multi_thread")]
+async fn http_needs_an_account_off_loopback_and_the_role_decides() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let output = std::process::Command::new(uns_e2e::uns_binary()?)
+        .args(["up", "--listen", "127.0.0.1:0", "--ws-listen", "none"])
+        .args(["--http-listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path().join("refused"))
+        .output()?;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("[http] listen 0.0.0.0:0 is not a loopback address"),
+        "{stderr}"
+    );
+
+    let config = dir.path().join("uns.toml");
+    std::fs::write(&config, "[http]\nrequire_auth = \"always\"\n")?;
+    let config = config.display().to_string();
+    let uns = UnsProcess::start(
+        "up",
+        &dir.path().join("data"),
+        &[
+            "--config",
+            &config,
+            "--user",
+            "vera:vera-pw:viewer,otto:otto-pw:operator,oee:oee-pw",
+        ],
+    )
+    .await?;
+    let http = uns.addrs.http;
+    let (status, body) = http_as(http, "GET", "/healthz", None).await?;
+    assert!(status == 200 || status == 503, "{status} {body}");
+    assert_eq!(http_as(http, "GET", "/metrics", None).await?.0, 401);
+    let (status, body) = http_as(http, "GET", "/metrics", Some("vera:wrong")).await?;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = http_as(http, "GET", "/metrics", Some("vera:vera-pw")).await?;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("uns_http_auth_refused_total"), "{body}");
+    let (status, body) = http_as(http, "GET", "/metrics", Some("oee:oee-pw")).await?;
+    assert_eq!(status, 403, "a service account: {body}");
+    let action = "/api/v1/work-orders/no-such-order/start";
+    let (status, body) = http_as(http, "POST", action, Some("vera:vera-pw")).await?;
+    assert_eq!(status, 403, "{body}");
+    // The operator passes the HTTP layer; the work-order service answers for itself.
+    let (status, body) = http_as(http, "POST", action, Some("otto:otto-pw")).await?;
+    assert!(status != 401 && status != 403, "{status} {body}");
+    assert!(body.contains("no-such-order"), "{status} {body}");
+    Ok(())
+}

@@ -10,7 +10,7 @@
 //! | `admin` | everything | everything |
 //! | `service` | what its service owns (DESIGN §2 owner column, `uns_model::owner`) | everything |
 //! | `edge` | `spBv1.0/{group}/{N,D}{BIRTH,DATA,DEATH}/…` of its `groups` | its groups' NCMD/DCMD, `spBv1.0/STATE/#` |
-//! | `operator` | `_cmd/…` requests and the operators' rows of the owner column (`_count/events`, `_genealogy/events`) | everything |
+//! | `operator` | `_cmd/…` requests, the operators' rows of the owner column (`_count/events`, `_genealogy/events`) and its own reply topic `uns/v1/_replies/{client id}` | everything |
 //! | `viewer` | nothing | everything |
 //!
 //! `%u` in a rule's filter stands for the account's username and `%c` for the client id, each
@@ -23,6 +23,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 use uns_model::owner::{Principal, ServiceName, edge_subscriptions, may_publish};
+use uns_model::topic::UnsTopic;
 
 use crate::config::{Secret, User};
 
@@ -134,12 +135,14 @@ impl Grant {
         Ok(grant)
     }
 
-    fn may_publish(&self, topic: &str) -> bool {
+    fn may_publish(&self, who: &Requester<'_>, topic: &str) -> bool {
         match self {
             Grant::Admin => true,
             Grant::Service(service) => may_publish(&Principal::Service(*service), topic),
             Grant::Edge(groups) => may_publish(&Principal::Edge { groups }, topic),
-            Grant::Operator => may_publish(&Principal::Operator, topic),
+            Grant::Operator => {
+                may_publish(&Principal::Operator, topic) || is_own_reply_topic(who, topic)
+            }
             Grant::Viewer => false,
         }
     }
@@ -293,9 +296,18 @@ pub(crate) fn decide(
         return permission == Permission::Allow;
     }
     match access {
-        Access::Publish => grant.may_publish(topic),
+        Access::Publish => grant.may_publish(who, topic),
         Access::Subscribe | Access::All => grant.may_subscribe(who, topic),
     }
+}
+
+/// Whether `topic` is `uns/v1/_replies/{client id}` of the session asking: an operator's tool
+/// answering a request on its own reply topic (a service's replies are the owner column's).
+fn is_own_reply_topic(who: &Requester<'_>, topic: &str) -> bool {
+    matches!(
+        topic.parse::<UnsTopic>(),
+        Ok(UnsTopic::Reply { client }) if client.as_str() == who.client_id
+    )
 }
 
 /// The permission of the first rule covering `access` on `topic`.

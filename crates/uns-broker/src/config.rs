@@ -164,6 +164,23 @@ impl User {
             acl: Vec::new(),
         }
     }
+
+    /// The role the account has: the configured one, else `service` when the username is a
+    /// service's name, else `viewer` (what the broker applies, and what the HTTP endpoint maps
+    /// to its own roles).
+    pub fn effective_role(&self) -> crate::Role {
+        match self.role {
+            Some(role) => role,
+            None if self
+                .username
+                .parse::<uns_model::owner::ServiceName>()
+                .is_ok() =>
+            {
+                crate::Role::Service
+            }
+            None => crate::Role::Viewer,
+        }
+    }
 }
 
 /// A user's password, in clear or as a hash.
@@ -175,6 +192,33 @@ pub enum Secret {
     /// An Argon2 PHC string (`$argon2id$v=19$m=...,t=...,p=...$salt$hash`), as printed by
     /// `echo -n secret | argon2 somesalt -id -e`. Argon2i/d/id are accepted.
     PasswordHash(String),
+}
+
+impl Secret {
+    /// Whether `password` is this secret's password: a constant-time comparison, or an Argon2
+    /// verification (slow on purpose: tens of milliseconds; run it off the async workers when
+    /// it is on a request path). The same check the broker makes at CONNECT and the HTTP
+    /// endpoint makes for `Authorization: Basic` and `POST /api/v1/login`.
+    pub fn verify(&self, password: &[u8]) -> bool {
+        match self {
+            Secret::Password(expected) => constant_time_eq(expected.as_bytes(), password),
+            Secret::PasswordHash(hash) => {
+                use argon2::PasswordVerifier;
+                // `validate` checked the PHC string; a parse failure here just refuses.
+                argon2::PasswordHash::new(hash)
+                    .map(|hash| {
+                        argon2::Argon2::default()
+                            .verify_password(password, &hash)
+                            .is_ok()
+                    })
+                    .unwrap_or(false)
+            }
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 impl std::fmt::Debug for Secret {

@@ -439,13 +439,14 @@ async fn an_edge_account_writes_its_group_only() -> Result {
 }
 
 /// A service account publishes exactly its service's topics (derived from the owner column);
-/// an operator sends commands and corrections but no machine data; rules come before the role.
+/// an operator sends commands and corrections but no machine data, and answers on its own reply
+/// topic only; rules come before the role.
 #[tokio::test]
 async fn service_and_operator_accounts_write_what_they_own() -> Result {
     let (broker, _dir) = start().await?;
     let port = broker.mqtt_addr().port();
     let cell = "uns/v1/acme/berlin/packaging/line-1/filler";
-    let cases: [(&str, &str, String, bool); 14] = [
+    let cases: [(&str, &str, String, bool); 16] = [
         (
             "scada-bridge",
             "uns-scada-bridge",
@@ -478,6 +479,9 @@ async fn service_and_operator_accounts_write_what_they_own() -> Result {
         ("operator", "op-1", format!("{cell}/_cmd/wo/release"), true),
         ("operator", "op-1", format!("{cell}/_count/events"), true),
         ("operator", "op-1", format!("{cell}/_state"), false),
+        // Its own reply topic (its client id), not another client's.
+        ("operator", "op-1", "uns/v1/_replies/op-1".to_owned(), true),
+        ("operator", "op-1", "uns/v1/_replies/op-2".to_owned(), false),
         ("edge-a", "c-a", "spBv1.0/edge-a/NDATA/n1".to_owned(), true),
         ("edge-a", "c-a", STATE.to_owned(), false),
     ];

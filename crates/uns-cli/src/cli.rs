@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use uns_broker::{Role, Secret, User};
 use uns_client::BrokerUrl;
 
 use crate::services::{Listed, SERVICES};
@@ -97,35 +98,101 @@ pub(crate) struct EmbeddedBrokerArgs {
     /// Allow clients without credentials on non-loopback listeners (off by default).
     #[arg(long, env = "UNS_ALLOW_ANONYMOUS")]
     pub(crate) allow_anonymous: bool,
-    /// A broker account `NAME:PASSWORD`, added to the config file's users; repeat the flag, or
-    /// give a comma-separated list in UNS_BROKER_USERS (how docker compose passes secrets).
+    /// A broker (and HTTP) account `NAME:PASSWORD[:ROLE]`, ROLE one of admin, operator, viewer
+    /// (the default), service (the default for a service's name) or edge=GROUP[+GROUP...];
+    /// added to the config file's users. Repeat the flag, or give a comma-separated list in
+    /// UNS_BROKER_USERS (how docker compose passes secrets).
     #[arg(long = "user", env = "UNS_BROKER_USERS", value_delimiter = ',', value_parser = parse_user, hide_env_values = true)]
     pub(crate) users: Vec<UserArg>,
 }
 
-/// `NAME:PASSWORD` from the command line.
+/// `NAME:PASSWORD[:ROLE]` from the command line.
 #[derive(Clone, Debug)]
 pub(crate) struct UserArg {
     pub(crate) username: String,
     pub(crate) password: String,
+    /// `None`: the default role (`service` for a service's name, else `viewer`).
+    pub(crate) role: Option<Role>,
+    /// For `edge=GROUP+GROUP`: the Sparkplug groups.
+    pub(crate) groups: Vec<String>,
+}
+
+impl UserArg {
+    /// The broker account.
+    pub(crate) fn to_user(&self) -> User {
+        User {
+            role: self.role,
+            groups: self.groups.clone(),
+            ..User::new(
+                self.username.clone(),
+                Secret::Password(self.password.clone()),
+            )
+        }
+    }
 }
 
 /// An empty entry (as `a:1,,b:2` or a trailing comma from an unset compose variable) is
 /// skipped: it parses to an account with an empty name, which the config stage drops.
+///
+/// `NAME:PASSWORD` has the default role; `NAME:PASSWORD:ROLE` the role `admin`, `operator`,
+/// `viewer`, `service` or `edge=GROUP[+GROUP...]`. The role is the part after the last colon
+/// when it is one of those, so a password may contain colons (but not end in `:admin` and the
+/// like: then add the role explicitly, `NAME:PW:admin:viewer`).
 fn parse_user(text: &str) -> Result<UserArg, String> {
     if text.trim().is_empty() {
         return Ok(UserArg {
             username: String::new(),
             password: String::new(),
+            role: None,
+            groups: Vec::new(),
         });
     }
-    match text.trim().split_once(':') {
-        Some((username, password)) if !username.is_empty() && !password.is_empty() => Ok(UserArg {
-            username: username.to_owned(),
-            password: password.to_owned(),
-        }),
-        _ => Err("expected NAME:PASSWORD with both parts non-empty".to_owned()),
+    let Some((username, rest)) = text.trim().split_once(':') else {
+        return Err(USER_FORMAT.to_owned());
+    };
+    let (password, role, groups) = match rest.rsplit_once(':') {
+        Some((password, role)) => match parse_role(role)? {
+            Some((role, groups)) => (password, Some(role), groups),
+            None => (rest, None, Vec::new()),
+        },
+        None => (rest, None, Vec::new()),
+    };
+    if username.is_empty() || password.is_empty() {
+        return Err(USER_FORMAT.to_owned());
     }
+    Ok(UserArg {
+        username: username.to_owned(),
+        password: password.to_owned(),
+        role,
+        groups,
+    })
+}
+
+const USER_FORMAT: &str = "expected NAME:PASSWORD or NAME:PASSWORD:ROLE (ROLE: admin, operator, \
+     viewer, service or edge=GROUP[+GROUP...]) with name and password non-empty";
+
+/// `Ok(None)`: not a role (part of the password).
+fn parse_role(text: &str) -> Result<Option<(Role, Vec<String>)>, String> {
+    let role = match text {
+        "admin" => Role::Admin,
+        "operator" => Role::Operator,
+        "viewer" => Role::Viewer,
+        "service" => Role::Service,
+        "edge" => {
+            return Err("role edge needs its groups: NAME:PASSWORD:edge=GROUP[+GROUP...]".into());
+        }
+        _ => match text.strip_prefix("edge=") {
+            Some(groups) => {
+                let groups: Vec<String> = groups.split('+').map(str::to_owned).collect();
+                if groups.iter().any(String::is_empty) {
+                    return Err(format!("{text:?}: an edge group is empty"));
+                }
+                return Ok(Some((Role::Edge, groups)));
+            }
+            None => return Ok(None),
+        },
+    };
+    Ok(Some((role, Vec::new())))
 }
 
 /// How a standalone service reaches its broker (the embedded one in another process, or any

@@ -12,9 +12,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use uns_broker::{BrokerConfig, Secret, User};
+use std::sync::Arc;
+
+use uns_broker::{BrokerConfig, Role, Secret, User};
 use uns_client::BrokerUrl;
-use uns_service::{ConfigEnv, Configured, RestartPolicy, ServiceEntry};
+use uns_service::auth::PasswordCheck;
+use uns_service::{
+    ConfigEnv, Configured, HttpAccount, HttpAuth, HttpAuthConfig, HttpRole, RequireAuth,
+    RestartPolicy, ServiceEntry,
+};
 
 use crate::cli::{CommonArgs, EmbeddedBrokerArgs, ExternalBrokerArgs};
 use crate::services::{InUp, SERVICES};
@@ -52,18 +58,88 @@ impl Default for CoreConfig {
     }
 }
 
+/// `[http]`: the one HTTP endpoint (`/healthz`, `/metrics`, the APIs, the console) and who may
+/// use it (docs/SECURITY.md "HTTP"). Its accounts are `[broker] users`.
 #[derive(Debug, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 struct HttpConfig {
     listen: SocketAddr,
+    /// `auto`: an account is needed once `listen` is not loopback; `always`: on loopback too.
+    require_auth: RequireAuth,
+    /// Serve callers without credentials on a non-loopback `listen` anyway (explicit opt-in).
+    allow_anonymous: bool,
+    /// Life of a login token (`POST /api/v1/login`, the `/login` page), in seconds.
+    session_ttl_s: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+            require_auth: RequireAuth::Auto,
+            allow_anonymous: false,
+            session_ttl_s: uns_service::auth::DEFAULT_SESSION_TTL.as_secs(),
         }
     }
+}
+
+impl HttpConfig {
+    /// The endpoint's accounts (`users`: the broker's configured accounts, not `uns up`'s
+    /// internal ones) and settings, checked against the address it will listen on.
+    fn auth(
+        &self,
+        users: &[User],
+        listen: SocketAddr,
+        origin: &str,
+    ) -> Result<HttpAuth, ConfigFailure> {
+        if self.session_ttl_s == 0 {
+            return Err(ConfigFailure(format!(
+                "config file {origin}: [http] session_ttl_s: must be at least 1 (seconds)"
+            )));
+        }
+        let auth = HttpAuth::new(
+            http_accounts(users),
+            HttpAuthConfig {
+                require_auth: self.require_auth,
+                allow_anonymous: self.allow_anonymous,
+                session_ttl: Duration::from_secs(self.session_ttl_s),
+            },
+        );
+        auth.check_listen(listen)
+            .map_err(|err| ConfigFailure(format!("invalid [http] settings: {err}")))?;
+        Ok(auth)
+    }
+}
+
+/// The broker's accounts as the HTTP endpoint sees them: `admin`, `operator` and `viewer` keep
+/// their role; `service` and `edge` accounts (machines that speak MQTT) have no HTTP access.
+fn http_accounts(users: &[User]) -> Vec<HttpAccount> {
+    users
+        .iter()
+        // An empty password would let anyone in; the broker's `validate` refuses it, and a
+        // standalone service (which does not validate a broker section) skips it.
+        .filter(|user| !matches!(&user.secret, Secret::Password(password) if password.is_empty()))
+        .map(|user| {
+            let secret = user.secret.clone();
+            let check: PasswordCheck = Arc::new(move |password| secret.verify(password));
+            let name = user.username.clone();
+            match user.effective_role() {
+                Role::Admin => HttpAccount::new(name, HttpRole::Admin, check),
+                Role::Operator => HttpAccount::new(name, HttpRole::Operator, check),
+                Role::Viewer => HttpAccount::new(name, HttpRole::Viewer, check),
+                Role::Service => HttpAccount::without_access(
+                    name,
+                    "service accounts are for a service's MQTT connection; give people an admin, operator or viewer account",
+                    check,
+                ),
+                Role::Edge => HttpAccount::without_access(
+                    name,
+                    "edge accounts are for Sparkplug edge nodes' MQTT connections; give people an admin, operator or viewer account",
+                    check,
+                ),
+            }
+        })
+        .collect()
 }
 
 /// `[supervisor]`: how `uns up` restarts a failed service loop.
@@ -216,6 +292,9 @@ pub(crate) struct Settings {
     /// Each service keeps its state under `data_dir/{service}/`.
     pub(crate) data_dir: PathBuf,
     pub(crate) http_listen: SocketAddr,
+    /// Who may use the HTTP endpoint (the broker's configured accounts), checked against
+    /// `http_listen`.
+    pub(crate) http_auth: HttpAuth,
     pub(crate) ready_file: Option<PathBuf>,
     pub(crate) restart: RestartPolicy,
     /// The services of this run, configured, in start order.
@@ -257,15 +336,16 @@ impl Settings {
             .iter()
             .filter(|user| !user.username.is_empty())
         {
-            broker.users.push(User::new(
-                user.username.clone(),
-                Secret::Password(user.password.clone()),
-            ));
+            broker.users.push(user.to_user());
         }
         broker
             .validate()
             .map_err(|err| ConfigFailure(format!("invalid [broker] settings: {err}")))?;
         let http_listen = common.http_listen.unwrap_or(file.core.http.listen);
+        let http_auth = file
+            .core
+            .http
+            .auth(&broker.users, http_listen, &file.origin)?;
         let env = ConfigEnv {
             demo,
             data_dir: data_dir.clone(),
@@ -292,6 +372,7 @@ impl Settings {
             backbone: Backbone::Embedded(broker),
             data_dir,
             http_listen,
+            http_auth,
             ready_file: common.ready_file.clone(),
             restart: file.core.supervisor.policy(),
             services,
@@ -325,6 +406,12 @@ impl Settings {
             .clone()
             .unwrap_or_else(|| file.core.data_dir.clone());
         let http_listen = common.http_listen.unwrap_or(file.core.http.listen);
+        // A standalone service's HTTP accounts are the `[broker] users` of its config file
+        // (whatever broker it connects to).
+        let http_auth = file
+            .core
+            .http
+            .auth(&file.core.broker.users, http_listen, &file.origin)?;
         let env = ConfigEnv {
             demo: false,
             data_dir: data_dir.clone(),
@@ -342,6 +429,7 @@ impl Settings {
             },
             data_dir,
             http_listen,
+            http_auth,
             ready_file: common.ready_file.clone(),
             // Docker (or systemd) restarts a standalone service; it exits non-zero instead.
             restart: RestartPolicy::Exit,
@@ -563,6 +651,118 @@ mod tests {
         let names: Vec<_> = config.users.iter().map(|u| u.username.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert!(crate::cli::parse_from(["uns", "broker", "--user", "nopassword"]).is_err());
+    }
+
+    fn broker_run(args: &[&str]) -> Result<Settings, ConfigFailure> {
+        let cli = crate::cli::parse_from(args.iter().copied())
+            .map_err(|err| ConfigFailure(err.to_string()))?;
+        let crate::cli::Parsed::Builtin(crate::cli::Command::Broker(args)) = cli.command else {
+            panic!("broker expected");
+        };
+        Settings::embedded(&args.common, &args.broker, false, false)
+    }
+
+    #[test]
+    fn users_on_the_command_line_get_roles() {
+        let settings = broker_run(&[
+            "uns",
+            "broker",
+            "--user",
+            "ops:pw:admin,alice:a:b:operator,line:lp:edge=g1+g2,eng:e:x,oee:o",
+        ])
+        .unwrap();
+        let Backbone::Embedded(config) = settings.backbone else {
+            panic!("embedded expected");
+        };
+        let users: Vec<_> = config
+            .users
+            .iter()
+            .map(|u| {
+                (
+                    u.username.as_str(),
+                    u.secret.clone(),
+                    u.effective_role(),
+                    u.groups.clone(),
+                )
+            })
+            .collect();
+        let pw = |text: &str| Secret::Password(text.to_owned());
+        assert_eq!(
+            users,
+            [
+                ("ops", pw("pw"), Role::Admin, vec![]),
+                ("alice", pw("a:b"), Role::Operator, vec![]),
+                (
+                    "line",
+                    pw("lp"),
+                    Role::Edge,
+                    vec!["g1".to_owned(), "g2".to_owned()]
+                ),
+                ("eng", pw("e:x"), Role::Viewer, vec![]),
+                ("oee", pw("o"), Role::Service, vec![]),
+            ]
+        );
+        for bad in ["a:pw:edge", "a::admin", "a:pw:edge=", "a:pw:edge=g+"] {
+            let err = broker_run(&["uns", "broker", "--user", bad]);
+            assert!(err.is_err(), "{bad} was accepted");
+        }
+    }
+
+    #[test]
+    fn http_on_the_network_needs_an_account_with_http_access() {
+        let mut network = common();
+        network.http_listen = Some("0.0.0.0:8080".parse().unwrap());
+        let err = Settings::embedded(&network, &broker_args(), false, false).unwrap_err();
+        assert!(
+            err.to_string().contains("[http] listen 0.0.0.0:8080"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("allow_anonymous = true"), "{err}");
+        // A service account speaks MQTT only: not enough.
+        let mut users = broker_args();
+        users.users = vec![crate::cli::UserArg {
+            username: "oee".to_owned(),
+            password: "pw".to_owned(),
+            role: None,
+            groups: Vec::new(),
+        }];
+        assert!(Settings::embedded(&network, &users, false, false).is_err());
+        users.users[0].role = Some(Role::Viewer);
+        let settings = Settings::embedded(&network, &users, false, false).unwrap();
+        assert!(settings.http_auth.required_on(settings.http_listen));
+        // The explicit opt-in.
+        let (_file, mut anonymous) = with_config("[http]\nallow_anonymous = true\n");
+        anonymous.http_listen = network.http_listen;
+        assert!(Settings::embedded(&anonymous, &broker_args(), false, false).is_ok());
+        // `always` needs an account even on loopback.
+        let (_file, always) = with_config("[http]\nrequire_auth = \"always\"\n");
+        let err = Settings::embedded(&always, &broker_args(), false, false).unwrap_err();
+        assert!(err.to_string().contains("require_auth"), "{err}");
+        let settings = Settings::embedded(&always, &users, false, false).unwrap();
+        assert!(settings.http_auth.required_on(settings.http_listen));
+    }
+
+    /// Every compose container listens for HTTP on 0.0.0.0 without accounts of its own: its
+    /// file must say so on purpose, or the container would refuse to start.
+    #[test]
+    fn the_compose_files_may_start_their_http_endpoint() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/compose");
+        let mut n_files = 0;
+        for entry in std::fs::read_dir(dir).expect("deploy/compose") {
+            let path = entry.expect("a directory entry").path();
+            if path.extension().is_none_or(|ext| ext != "toml") {
+                continue;
+            }
+            let origin = path.display().to_string();
+            let text = std::fs::read_to_string(&path).expect("readable");
+            let file = FileConfig::parse(&text, &origin).expect("parses");
+            let http = &file.core.http;
+            assert!(!http.listen.ip().is_loopback(), "{origin}");
+            http.auth(&file.core.broker.users, http.listen, &origin)
+                .unwrap_or_else(|err| panic!("{origin}: {err}"));
+            n_files += 1;
+        }
+        assert!(n_files >= 8, "{n_files} compose files");
     }
 
     #[test]

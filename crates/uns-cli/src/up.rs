@@ -23,7 +23,7 @@ use uns_client::{BrokerUrl, Metrics};
 use uns_model::owner::ServiceName;
 use uns_service::{
     BrokerEndpoint, ConfigEnv, ConfigError, Configured, Context, Failure, Health, HttpServer,
-    Routes, Runtime, RuntimeOptions, Service,
+    HttpStartError, Routes, Runtime, RuntimeOptions, Service,
 };
 
 use crate::config::{Backbone, Settings};
@@ -150,22 +150,27 @@ impl App {
         let stats_task = broker
             .as_ref()
             .map(|broker| spawn_broker_stats(broker, &metrics, stop.clone()));
-        let http = HttpServer::start(
+        let http = HttpServer::start_with_auth(
             settings.http_listen,
             health.clone(),
             metrics.clone(),
             routes.clone(),
+            settings.http_auth.clone(),
             stop.clone(),
         )
         .await
-        .map_err(|err| {
-            anyhow::anyhow!(
-                "cannot listen for HTTP on {}: {}; stop the other program or choose another address with --http-listen (or [http] listen)",
-                settings.http_listen,
-                crate::errors::io_reason(&err)
-            )
+        .map_err(|err| match err {
+            HttpStartError::Bind { addr, source } => anyhow::anyhow!(
+                "cannot listen for HTTP on {addr}: {}; stop the other program or choose another address with --http-listen (or [http] listen)",
+                crate::errors::io_reason(&source)
+            ),
+            HttpStartError::Auth(err) => anyhow::anyhow!("{err}"),
         })?;
-        info!(http = %http.local_addr(), "serving /healthz and /metrics");
+        info!(
+            http = %http.local_addr(),
+            accounts_required = settings.http_auth.required_on(http.local_addr()),
+            "serving /healthz and /metrics"
+        );
 
         let mut services = Vec::with_capacity(settings.services.len() + 1);
         if broker.is_some() {
@@ -522,6 +527,7 @@ mod tests {
             backbone: Backbone::Embedded(config),
             data_dir: dir.path().to_path_buf(),
             http_listen: loopback,
+            http_auth: uns_service::HttpAuth::default(),
             ready_file: None,
             restart: RestartPolicy::Exit,
             services: vec![Configured::new(RogueOee {
@@ -624,6 +630,7 @@ mod tests {
             backbone: Backbone::Embedded(config),
             data_dir: dir.path().to_path_buf(),
             http_listen: loopback,
+            http_auth: uns_service::HttpAuth::default(),
             ready_file: None,
             restart: RestartPolicy::Exit,
             services: Vec::new(),

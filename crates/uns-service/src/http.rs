@@ -2,6 +2,10 @@
 //! the routes services mount at run time ([`Routes`]: the ERP bridge's `/api/v1/...`, the console's
 //! `/`), so `uns up` serves every API on one port and a standalone service serves its own.
 //!
+//! Every request but `/healthz` and the login passes [`crate::auth`] first (accounts, roles, the
+//! `/login` page, `POST /api/v1/login` and `/api/v1/logout`), which puts the [`crate::Caller`] in
+//! the request's extensions.
+//!
 //! Routes change while the server runs (a service mounts them when its loop starts and they are
 //! removed when it ends), so the server looks the current router up per request: a cheap clone of
 //! an `Arc`-backed [`axum::Router`] under a lock held only for that clone.
@@ -16,13 +20,15 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 use uns_client::Metrics;
+
+use crate::auth::{self, HttpAuth, HttpAuthError};
 
 /// Health of the components in this process (the broker, each service), as `/healthz` shows it.
 /// Cheap to clone; each component updates its own entry.
@@ -184,6 +190,23 @@ struct AppState {
     metrics: Metrics,
 }
 
+/// Why the HTTP endpoint did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpStartError {
+    /// The accounts and settings do not allow this bind address (nothing was bound).
+    #[error(transparent)]
+    Auth(#[from] HttpAuthError),
+    /// The address could not be bound.
+    #[error("cannot listen for HTTP on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// A running HTTP endpoint.
 pub struct HttpServer {
     local_addr: SocketAddr,
@@ -192,7 +215,8 @@ pub struct HttpServer {
 
 impl HttpServer {
     /// Binds `addr` (port 0 allowed) and serves `/healthz`, `/metrics` and whatever is mounted in
-    /// `routes`, until `shutdown`. Every request carries the peer's address as an
+    /// `routes`, until `shutdown`, without accounts: loopback addresses only (anyone there may
+    /// do everything). Every request carries the peer's address as an
     /// `axum::extract::ConnectInfo<SocketAddr>` extension.
     pub async fn start(
         addr: SocketAddr,
@@ -200,18 +224,45 @@ impl HttpServer {
         metrics: Metrics,
         routes: Routes,
         shutdown: CancellationToken,
-    ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
-        let local_addr = listener.local_addr()?;
+    ) -> Result<Self, HttpStartError> {
+        Self::start_with_auth(addr, health, metrics, routes, HttpAuth::default(), shutdown).await
+    }
+
+    /// [`HttpServer::start`] with accounts: `auth` decides who may do what (see [`crate::auth`]),
+    /// and refuses a bind address it does not allow before anything is bound.
+    pub async fn start_with_auth(
+        addr: SocketAddr,
+        health: Health,
+        metrics: Metrics,
+        routes: Routes,
+        auth: HttpAuth,
+        shutdown: CancellationToken,
+    ) -> Result<Self, HttpStartError> {
+        auth.check_listen(addr)?;
+        let bind_error = |source| HttpStartError::Bind { addr, source };
+        let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        auth.bind(local_addr);
+        auth.register_metrics(&metrics);
         let dynamic = tower::service_fn(move |request: Request<Body>| {
             let router = routes.current();
             async move { Ok::<_, Infallible>(router.oneshot(request).await.into_response()) }
         });
+        let login = Router::new()
+            .route("/login", get(auth::login_form))
+            .route("/api/v1/login", post(auth::login))
+            .route("/api/v1/logout", post(auth::logout))
+            .with_state(auth.clone());
         let app = Router::new()
             .route("/healthz", get(healthz))
             .route("/metrics", get(metrics_text))
             .with_state(AppState { health, metrics })
-            .fallback_service(dynamic);
+            .merge(login)
+            .fallback_service(dynamic)
+            .layer(axum::middleware::from_fn_with_state(
+                auth,
+                auth::authenticate,
+            ));
         let task = tokio::spawn(async move {
             // With the peer address in each request's extensions (`ConnectInfo<SocketAddr>`), so a
             // mounted API can serve loopback clients only when it has no credentials configured.

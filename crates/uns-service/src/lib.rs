@@ -74,6 +74,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod auth;
 mod context;
 mod entry;
 mod http;
@@ -83,9 +84,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use auth::{
+    Caller, HttpAccount, HttpAuth, HttpAuthConfig, HttpAuthError, HttpRole, RequireAuth,
+};
 pub use context::{BrokerEndpoint, Context, HealthHandle, HttpMount, InboxGuard};
 pub use entry::{Configured, ServiceEntry, entry};
-pub use http::{ComponentHealth, Health, HttpServer, MountError, Routes};
+pub use http::{ComponentHealth, Health, HttpServer, HttpStartError, MountError, Routes};
 pub use runtime::{Failure, RestartPolicy, Runtime, RuntimeError, RuntimeOptions, error_chain};
 
 /// A UNS service. See the crate docs for an example.

@@ -19,7 +19,6 @@ use rmqtt::types::{
 };
 
 use crate::acl::Accounts;
-use crate::config::Secret;
 use crate::limits::{TopicLimits, TopicRefusal};
 
 /// Message counters, updated by [`CountingHandler`] and read by `BrokerHandle::stats`.
@@ -97,20 +96,7 @@ impl AuthHandler {
         let Some(account) = self.accounts.account(Some(username)) else {
             return false;
         };
-        match &account.secret {
-            Secret::Password(expected) => constant_time_eq(expected.as_bytes(), password),
-            Secret::PasswordHash(hash) => {
-                use argon2::PasswordVerifier;
-                // `validate` checked the PHC string; a parse failure here just refuses.
-                argon2::PasswordHash::new(hash)
-                    .map(|hash| {
-                        argon2::Argon2::default()
-                            .verify_password(password, &hash)
-                            .is_ok()
-                    })
-                    .unwrap_or(false)
-            }
-        }
+        account.secret.verify(password)
     }
 
     /// The decision for a CONNECT whose Will topic passed the limits.
@@ -149,10 +135,6 @@ impl AuthHandler {
             }
         }
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 // `Parameter<'_>` would make the lifetime early-bound and no longer match rmqtt's trait.
@@ -246,7 +228,7 @@ impl Handler for TopicGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::User;
+    use crate::config::{Secret, User};
 
     fn check_verify(secret: Secret, username: &str, password: &str, expected: bool) {
         let handler = AuthHandler::new(
