@@ -13,7 +13,8 @@
 //! | `GET /api/v1/console/plant`, `.../oee` | the plant view's and the OEE board's data ([`crate::views`]) |
 //! | `GET /api/v1/console/work-orders`, `.../work-order?topic=` | the work-order view's data ([`crate::views`]) |
 //!
-//! Every route answers loopback peers only ([`loopback_only`]).
+//! Every route answers callers logged in with an account, and anonymous loopback peers
+//! ([`loopback_only`]).
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -85,19 +86,27 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .layer(middleware::from_fn(loopback_only))
 }
 
-/// Refuses every peer that is not on loopback (or whose address is unknown): the console has no
-/// accounts yet.
+/// Serves a caller the HTTP layer authenticated with an account ([`uns_service::Caller`] with a
+/// username; its role was checked there), and anonymous callers on loopback only: with no
+/// accounts configured the console answers the machine it runs on, whatever address the port
+/// listens on.
 async fn loopback_only(request: Request, next: Next) -> Response {
+    let logged_in = request
+        .extensions()
+        .get::<uns_service::Caller>()
+        .is_some_and(|caller| caller.username.is_some());
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| peer.ip().to_canonical());
     match peer {
+        _ if logged_in => next.run(request).await,
         Some(ip) if ip.is_loopback() => next.run(request).await,
         _ => error(
             StatusCode::FORBIDDEN,
-            "the console answers loopback peers only until accounts are configured; open it on \
-             the machine that runs it, or tunnel (ssh -L 8080:127.0.0.1:8080 HOST)",
+            "the console answers anonymous callers on loopback only: log in at /login with a \
+             broker account (configure [broker] users), open it on the machine that runs it, or \
+             tunnel (ssh -L 8080:127.0.0.1:8080 HOST)",
         ),
     }
 }
@@ -400,6 +409,14 @@ mod tests {
     use tower::ServiceExt as _;
 
     async fn status_from(peer: Option<&str>, path: &str) -> StatusCode {
+        status_as(peer, None, path).await
+    }
+
+    async fn status_as(
+        peer: Option<&str>,
+        caller: Option<uns_service::Caller>,
+        path: &str,
+    ) -> StatusCode {
         let shared = Arc::new(Shared::new(
             crate::tree::HistoryLimits {
                 max_values: 1,
@@ -415,6 +432,9 @@ mod tests {
         if let Some(peer) = peer {
             let peer: SocketAddr = peer.parse().expect("a socket address");
             request.extensions_mut().insert(ConnectInfo(peer));
+        }
+        if let Some(caller) = caller {
+            request.extensions_mut().insert(caller);
         }
         router(shared)
             .oneshot(request)
@@ -446,6 +466,24 @@ mod tests {
         assert_eq!(
             status_from(Some("127.0.0.1:5000"), "/console/nope.js").await,
             StatusCode::NOT_FOUND
+        );
+    }
+
+    #[tokio::test]
+    async fn a_caller_logged_in_with_an_account_is_served_from_the_network() {
+        let caller = |username: Option<&str>| uns_service::Caller {
+            username: username.map(str::to_owned),
+            role: uns_service::HttpRole::Viewer,
+        };
+        let remote = Some("192.168.1.20:5000");
+        assert_eq!(
+            status_as(remote, Some(caller(Some("engineer"))), "/api/v1/console/tree").await,
+            StatusCode::OK
+        );
+        // Anonymous (the HTTP layer's allow_anonymous): still loopback only.
+        assert_eq!(
+            status_as(remote, Some(caller(None)), "/api/v1/console/tree").await,
+            StatusCode::FORBIDDEN
         );
     }
 

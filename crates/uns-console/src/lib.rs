@@ -25,9 +25,11 @@
 //!
 //! # Access
 //!
-//! The console has no accounts yet (login and roles come with publishing from the page), so it
-//! answers loopback peers only, whatever address the HTTP port listens on: secure by default,
-//! as the broker is without users. Others get 403 with the reason.
+//! The HTTP layer (uns-service `auth`) checks accounts and roles: a caller logged in with a
+//! broker account (Basic, a bearer token or the `/login` cookie) is served from anywhere, with
+//! what its role allows (POSTs under `/api/v1/console/` need an operator). Anonymous callers are
+//! served on loopback only, whatever address the HTTP port listens on: secure by default, as the
+//! broker is without users. Others get 403 with the reason.
 #![deny(missing_docs)]
 
 pub mod api;
@@ -145,7 +147,7 @@ impl Service for Console {
             ));
         }
         if !env.http_listen.ip().is_loopback() {
-            warn!(listen = %env.http_listen, "the console has no accounts yet: it answers loopback peers only");
+            warn!(listen = %env.http_listen, "the console answers anonymous callers on loopback only; others log in with a broker account at /login");
         }
         Ok(Self::new(HistoryLimits {
             max_values: config.history_values,
