@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use uns_model::payload::{
     CountChange, CountDoc, CountEvent, Loss, MinorStopPolicy, NodeMeta, OeeCounts, OeePeriod,
-    OeeResult, Quantity, SchemaTag, StateDoc, Timestamp, Uom, WorkOrder,
+    OeeResult, Quantity, SchemaTag, StateCategory, StateDoc, Timestamp, Uom, WorkOrder,
 };
 use uns_model::topic::{Class, CountKind, Id, Location, OeePeriodKind, Segment};
 use uuid::Uuid;
@@ -660,14 +660,46 @@ impl Engine {
                 log.touch(since);
                 log.first_state_at =
                     Some(log.first_state_at.map_or(since, |first| first.min(since)));
+                // An unplanned stop is a minor stop or a breakdown by its whole duration, which this
+                // state ends (or, arriving late, ends sooner). A period closed while the stop was still
+                // running took it up to the period's end; now that its length is known, that period
+                // is looked at again (and corrected if the classification changed).
+                let prev_stop = log
+                    .states
+                    .range(..since)
+                    .next_back()
+                    .filter(|(_, prev)| prev.category == StateCategory::UnplannedDown)
+                    .map(|(at, prev)| (*at, prev.reason.clone()));
+                let ended = prev_stop.as_ref().map(|(stop_at, stop_reason)| {
+                    format!(
+                        "state `{}` since {} ended the stop `{stop_reason}` of {}",
+                        rec.reason,
+                        doc.since,
+                        ts(*stop_at)
+                    )
+                });
                 let changed = log.states.insert(since, rec.clone()) != Some(rec);
+                let threshold = self.settings.minor_stop_threshold_ms;
+                let late = self.watermark.is_some_and(|watermark| since < watermark);
+                if changed
+                    && threshold > 0
+                    && let (Some((stop_at, _)), Some(ended)) = (prev_stop, ended)
+                    && (late || since - stop_at >= threshold)
+                {
+                    self.mark_dirty(&location, stop_at, ended);
+                }
                 (location, changed, what)
             }
             Input::Count { location, doc } => {
-                let log = self.logs.entry(location.clone()).or_default();
                 let Some(kind) = qty_of(doc.kind) else {
+                    self.logs.entry(location.clone()).or_default();
                     return (location, false, String::new());
                 };
+                let total = doc.total.qty.max(0.0);
+                if self.merged_away(&location, kind, doc.timestamp_ms, total) {
+                    return (location, false, String::new());
+                }
+                let log = self.logs.entry(location.clone()).or_default();
                 log.uom.get_or_insert(doc.total.uom);
                 log.touch(doc.timestamp_ms);
                 let key = (doc.timestamp_ms, doc.total.qty.max(0.0).to_bits());
@@ -1413,21 +1445,7 @@ impl Engine {
             &QTYS
         };
         for location in locations {
-            let mut cuts = BTreeSet::new();
-            let add_cuts = |log: &AssetLog, cuts: &mut BTreeSet<i64>| {
-                cuts.extend(log.orders.keys().copied());
-                cuts.extend(log.rates.keys().copied());
-            };
-            add_cuts(self.log(&location), &mut cuts);
-            let mut monitored = self.log(&location).first_state_at;
-            for line in &self.settings.lines {
-                if line.counting_cell == location {
-                    add_cuts(self.log(&line.path), &mut cuts);
-                    let bottleneck = self.log(&line.bottleneck_cell).first_state_at;
-                    monitored = monitored.zip(bottleneck).map(|(a, b)| a.max(b));
-                }
-            }
-            let Some(monitored) = monitored else {
+            let Some((cuts, monitored)) = self.merge_context(&location) else {
                 continue;
             };
             let calendar = self.settings.calendar_for(&location);
@@ -1450,6 +1468,63 @@ impl Engine {
             }
             log.compacted_until = horizon;
         }
+    }
+
+    /// What decides whether two count samples of `location` may be merged: the work-order and rate
+    /// changes of the asset and of the lines it counts for, and the time from which every asset its
+    /// counts go with is monitored (`None`: one of them has no state yet, nothing is merged).
+    fn merge_context(&self, location: &Location) -> Option<(BTreeSet<i64>, i64)> {
+        let mut cuts = BTreeSet::new();
+        let add_cuts = |log: &AssetLog, cuts: &mut BTreeSet<i64>| {
+            cuts.extend(log.orders.keys().copied());
+            cuts.extend(log.rates.keys().copied());
+        };
+        add_cuts(self.log(location), &mut cuts);
+        let mut monitored = self.log(location).first_state_at;
+        for line in &self.settings.lines {
+            if &line.counting_cell == location {
+                add_cuts(self.log(&line.path), &mut cuts);
+                let bottleneck = self.log(&line.bottleneck_cell).first_state_at;
+                monitored = monitored.zip(bottleneck).map(|(a, b)| a.max(b));
+            }
+        }
+        Some((cuts, monitored?))
+    }
+
+    /// Whether a count sample that arrives for an already merged stretch is one [`Engine::compact`]
+    /// would drop (between neighbours `p ≤ total ≤ b`, nothing separating it from `b`): adding it
+    /// changes no result, so it is a duplicate (a sample sent again, or a late one inside the stretch).
+    fn merged_away(&self, location: &Location, kind: Qty, at: i64, total: f64) -> bool {
+        if !self.settings.compact_counts
+            || (kind != Qty::Good && self.settings.startup_window_ms > 0)
+        {
+            return false;
+        }
+        let Some(log) = self.logs.get(location) else {
+            return false;
+        };
+        if at >= log.compacted_until {
+            return false;
+        }
+        let Some((cuts, monitored)) = self.merge_context(location) else {
+            return false;
+        };
+        let totals = &log.totals[qty_index(kind)];
+        let key = (at, total.to_bits());
+        let prev = totals.range(..key).next_back();
+        let next = totals
+            .range((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded))
+            .next();
+        let (Some((_, &p)), Some((&(b_at, _), &b))) = (prev, next) else {
+            return false;
+        };
+        let mut bounds = Boundaries {
+            calendar: self.settings.calendar_for(location),
+            cuts: &cuts,
+            from: i64::MAX,
+            end: i64::MIN,
+        };
+        at >= monitored && p <= total && total <= b && b_at < bounds.next_after(at)
     }
 
     /// How many states, count samples, reclassifications, order changes and rate changes the engine
