@@ -40,13 +40,16 @@ struct SnapshotDoc {
     watermark: Option<i64>,
     logs: Vec<(Location, LogDoc)>,
     closed_until: Vec<(Scope, Kind, i64)>,
-    finals: Vec<(Scope, Kind, String, Vec<(i64, i64)>, OeeResult)>,
+    finals: Vec<FinalDoc>,
     dirty: Vec<(Scope, Kind, String, Vec<String>)>,
     last_prune_hour: i64,
     next_due: i64,
     new_scopes: Vec<Scope>,
     requested_until: i64,
 }
+
+/// A closed period: scope, kind, id, windows, the last published version.
+type FinalDoc = (Scope, Kind, String, Vec<(i64, i64)>, OeeResult);
 
 /// Rates: (since, default cycle ms bits, [(material, cycle ms bits)]).
 type RatesDoc = (i64, Option<u64>, Vec<(String, u64)>);
