@@ -11,16 +11,16 @@
 //!    assets, and the entries (states, count samples, ...) the engine holds per asset: `retain_h`
 //!    hours of states, and count samples merged to about one per hour once their hour closed
 //!    ([`OeeBenchOptions::compact`] off: every sample of `retain_h` hours, as before merging).
-//! 2b. Restart: [`Engine::snapshot`] of the engine after the run (CPU time, size) and
+//! 3. Restart: [`Engine::snapshot`] of the engine after the run (CPU time, size) and
 //!    [`Engine::restore`] of it (CPU time), against replaying every input of the run (what a restart
 //!    did before snapshots: the engine CPU time of figure 1). With snapshots a restart restores and
 //!    then replays at most `snapshot_every_inputs` inputs (the default 100 000, at figure 1's rate).
-//! 3. One `Engine::current` over every scope (what the service computes each `publish_interval_s`).
-//! 4. Service latency: the real service (`uns_oee::Oee` under the service runtime, its store on disk)
+//! 4. One `Engine::current` over every scope (what the service computes each `publish_interval_s`).
+//! 5. Service latency: the real service (`uns_oee::Oee` under the service runtime, its store on disk)
 //!    and an in-process broker on 127.0.0.1 port 0, `publish_interval_s = 1` (the smallest): the time
 //!    from publishing a `_state` change to receiving the cell's `_oee/current/hour` that contains it.
 //!    The service publishes current figures on a timer, so this is mostly the wait for the next tick.
-//! 5. Service throughput: [`OeeBenchOptions::service_inputs`] `_count/good` totals published at QoS 1
+//! 6. Service throughput: [`OeeBenchOptions::service_inputs`] `_count/good` totals published at QoS 1
 //!    as fast as the client can, until the service's current figures show the last one; every input
 //!    is written to the store (a durable commit) before anything it caused is published.
 
