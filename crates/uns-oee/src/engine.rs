@@ -17,6 +17,9 @@
 //! - Counter totals are monotonic; a smaller total is a reset and counts from zero. The first sample of a
 //!   counter is its baseline. `_count/events` deltas are not applied (the totals already carry them); only
 //!   reclassifications are.
+//! - Count samples of closed hours are merged where no result can tell (`Engine::compact`), so memory
+//!   per asset is bounded by `retain_h` of states; [`Engine::snapshot`] / [`Engine::restore`] carry the
+//!   whole state across a restart (module `snapshot`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
