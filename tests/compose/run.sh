@@ -14,7 +14,8 @@
 #      the MES half: an order for a material not in the master is refused naming it; with the
 #      master loaded, `uns erp post` (inside erp-bridge) makes it a `_wo` on line 1, which
 #      `uns wo release/start` (inside workorders) runs and which counts the sim's production;
-#      `_oee/current/hour` of line 1 is retained
+#      `_oee/current/hour` of line 1 is retained; `kill -s KILL oee` mid-shift and `up -d oee`:
+#      a new instance running, the hour's good count continues (nothing lost)
 #   4. `restart broker`: every retained document is back, the services reconnect by themselves,
 #      `_tag` values flow again (timestamps after the restart)
 #   5. `kill -s KILL meta`: its Will says `stopped`; `up -d meta`: a new instance, nothing lost
@@ -203,6 +204,46 @@ oee_topic="uns/v1/acme/berlin/packaging/line-1/_oee/current/hour"
 out=$(check --label "oee" --present "$oee_topic" --deadline 60) || fail "no $oee_topic: $out"
 availability=$(json_field "['present']['$oee_topic'].get('availability')" <<<"$out")
 say "ERP order → $wo_topic running, $good good counted, in $(since "$step")s; OEE on line 1 retained (availability $availability)"
+
+# OEE loses nothing to kill -9 (issue 12): the line's current hour before; `kill -s KILL oee`
+# mid-shift, its Will says `stopped`; `up -d oee`: a new instance `running` whose first current
+# hour (published after it came up: its `end` is later) continues from its store. In the same
+# hour the good count is not below the one before; if the hour ended meanwhile, the closed
+# hour (`_oee/hour/{id}`, final) has at least that count.
+oee_field() { python3 -c 'import json, sys; d = json.load(sys.stdin)["present"][sys.argv[1]]; print(eval("d" + sys.argv[2]))' "$@"; }
+oee_end_ms() { python3 -c 'import datetime, json, sys; d = json.load(sys.stdin)["present"][sys.argv[1]]; print(int(datetime.datetime.fromisoformat(d["end"].replace("Z", "+00:00")).timestamp() * 1000))' "$1"; }
+at_least() { python3 -c 'import sys; sys.exit(0 if float(sys.argv[1]) >= float(sys.argv[2]) else 1)' "$1" "$2"; }
+out=$(check --label "oee before kill" --status oee=running --present "$oee_topic" --deadline 60) || fail "oee before kill: $out"
+oee_started=$(json_field '["health"]["oee"]["started_at"]' <<<"$out")
+oee_hour=$(oee_field "$oee_topic" "['period']['id']" <<<"$out")
+oee_good=$(oee_field "$oee_topic" "['counts']['good']['qty']" <<<"$out")
+step=$(now)
+compose kill -s KILL oee 2>&1 | sed 's/^/    /'
+out=$(check --label "after kill oee" --status oee=stopped --deadline 30) || fail "oee's Will did not say stopped: $out"
+oee_up_ms=$(now_ms)
+compose up -d oee 2>&1 | sed 's/^/    /'
+out=$(check --label "after up -d oee" --status oee=running --new-instance "oee=$oee_started" --deadline 60) \
+  || fail "after up -d oee: $out"
+end=$(( $(date +%s) + 60 ))
+while out=$(check --label "oee after up -d" --present "$oee_topic" --deadline 20); \
+      [ "$(oee_end_ms "$oee_topic" <<<"$out")" -lt "$oee_up_ms" ]; do
+  [ "$(date +%s)" -lt "$end" ] || fail "no $oee_topic from the new oee instance: $out"
+  sleep 0.5  # polling interval
+done
+hour_after=$(oee_field "$oee_topic" "['period']['id']" <<<"$out")
+good_after=$(oee_field "$oee_topic" "['counts']['good']['qty']" <<<"$out")
+if [ "$hour_after" = "$oee_hour" ]; then
+  at_least "$good_after" "$oee_good" || fail "after kill -9 oee the hour $oee_hour counts $good_after good, $oee_good before"
+  oee_kept="hour $oee_hour: $oee_good good before → $good_after after"
+else
+  closed_topic="uns/v1/acme/berlin/packaging/line-1/_oee/hour/$oee_hour"
+  out=$(check --label "closed hour after kill oee" --present "$closed_topic" --deadline 120) || fail "no $closed_topic: $out"
+  closed_good=$(oee_field "$closed_topic" "['counts']['good']['qty']" <<<"$out")
+  at_least "$closed_good" "$oee_good" || fail "after kill -9 oee the closed hour $oee_hour counts $closed_good good, $oee_good before"
+  oee_kept="hour $oee_hour closed with $closed_good good ($oee_good before the kill), now $hour_after"
+fi
+say "kill -s KILL oee → Will 'stopped'; up -d oee → new instance running, $oee_kept, in $(since "$step")s"
+wait_healthy 60 >/dev/null || fail "not healthy after up -d oee"
 
 # Auth is on: a wrong password and an anonymous client are refused with a CONNACK reason.
 refused() {

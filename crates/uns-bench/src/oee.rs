@@ -8,13 +8,19 @@
 //!    as event time passes them). The figure is inputs per second of the thread's CPU time in those
 //!    calls (the generator's is left out; wall time on a shared machine holds others' turns too).
 //! 2. Memory per tracked asset: the growth of the process's resident set over that run, divided by the
-//!    assets, with the inputs per asset it holds (the engine keeps `retain_h` hours of inputs).
-//! 3. One `Engine::current` over every scope (what the service computes each `publish_interval_s`).
-//! 4. Service latency: the real service (`uns_oee::Oee` under the service runtime, its store on disk)
+//!    assets, and the entries (states, count samples, ...) the engine holds per asset: `retain_h`
+//!    hours of states, and count samples merged to about one per hour once their hour closed
+//!    ([`OeeBenchOptions::compact`] off: every sample of `retain_h` hours, as before merging).
+//! 3. Restart: [`Engine::snapshot`] of the engine after the run (CPU time, size) and
+//!    [`Engine::restore`] of it (CPU time), against replaying every input of the run (what a restart
+//!    did before snapshots: the engine CPU time of figure 1). With snapshots a restart restores and
+//!    then replays at most `snapshot_every_inputs` inputs (the default 100 000, at figure 1's rate).
+//! 4. One `Engine::current` over every scope (what the service computes each `publish_interval_s`).
+//! 5. Service latency: the real service (`uns_oee::Oee` under the service runtime, its store on disk)
 //!    and an in-process broker on 127.0.0.1 port 0, `publish_interval_s = 1` (the smallest): the time
 //!    from publishing a `_state` change to receiving the cell's `_oee/current/hour` that contains it.
 //!    The service publishes current figures on a timer, so this is mostly the wait for the next tick.
-//! 5. Service throughput: [`OeeBenchOptions::service_inputs`] `_count/good` totals published at QoS 1
+//! 6. Service throughput: [`OeeBenchOptions::service_inputs`] `_count/good` totals published at QoS 1
 //!    as fast as the client can, until the service's current figures show the last one; every input
 //!    is written to the store (a durable commit) before anything it caused is published.
 
@@ -46,6 +52,8 @@ pub struct OeeBenchOptions {
     pub service_inputs: usize,
     /// Where the service's store and the broker's data go (a temporary directory inside).
     pub dir: PathBuf,
+    /// Merge the count samples of closed hours (the engine's default; off to measure without).
+    pub compact: bool,
 }
 
 impl Default for OeeBenchOptions {
@@ -57,6 +65,7 @@ impl Default for OeeBenchOptions {
             latency_samples: 20,
             service_inputs: 10_000,
             dir: std::env::temp_dir(),
+            compact: true,
         }
     }
 }
@@ -90,6 +99,16 @@ pub struct OeeBenchReport {
     pub engine_inputs_per_s: f64,
     /// Resident-set growth per asset over the engine run, bytes.
     pub memory_per_asset_bytes: f64,
+    /// States, count samples, reclassifications, order and rate changes held per asset after the run.
+    pub entries_per_asset: f64,
+    /// The size of the engine's snapshot after the run, bytes.
+    pub snapshot_bytes: usize,
+    /// CPU time of taking the snapshot, ms.
+    pub snapshot_ms: f64,
+    /// CPU time of restoring the engine from it, ms.
+    pub restore_ms: f64,
+    /// A restart that replays at most this many inputs after the snapshot (`snapshot_every_inputs`).
+    pub snapshot_every_inputs: u64,
     /// Scopes (cells, lines, sites) `current` computed.
     pub scopes: usize,
     /// One `Engine::current` over every scope, ms.
@@ -138,11 +157,42 @@ impl OeeBenchReport {
             "| engine inputs per second of CPU, one core (parse + decode + apply) | {:.0} /s |",
             self.engine_inputs_per_s
         );
+        let merged = if self.options.compact {
+            "count samples of closed hours merged"
+        } else {
+            "every sample kept (merging off)"
+        };
         let _ = writeln!(
             md,
-            "| memory per tracked asset after {} h ({per_asset:.0} inputs each) | {:.1} KiB |",
+            "| memory per tracked asset after {} h ({per_asset:.0} inputs each, {merged}) | {:.1} KiB |",
             self.options.hours,
             self.memory_per_asset_bytes / 1024.0
+        );
+        let _ = writeln!(
+            md,
+            "| entries held per asset (states, count samples, ...) | {:.0} |",
+            self.entries_per_asset
+        );
+        let replay_all_s = self.engine_inputs as f64 / self.engine_inputs_per_s.max(1e-9);
+        let replay_after_s = self.restore_ms / 1000.0
+            + self.snapshot_every_inputs.min(self.engine_inputs) as f64
+                / self.engine_inputs_per_s.max(1e-9);
+        let _ = writeln!(
+            md,
+            "| snapshot of the engine: size / CPU to take / CPU to restore | {:.1} MiB / {:.0} ms / {:.0} ms |",
+            self.snapshot_bytes as f64 / (1024.0 * 1024.0),
+            self.snapshot_ms,
+            self.restore_ms
+        );
+        let _ = writeln!(
+            md,
+            "| restart without a snapshot: replay of all {} inputs, CPU | {replay_all_s:.1} s |",
+            self.engine_inputs
+        );
+        let _ = writeln!(
+            md,
+            "| restart from a snapshot: restore + at most {} inputs, CPU | {replay_after_s:.1} s |",
+            self.snapshot_every_inputs.min(self.engine_inputs)
         );
         let _ = writeln!(
             md,
@@ -224,6 +274,11 @@ pub async fn run(options: &OeeBenchOptions) -> Result<OeeBenchReport, OeeBenchEr
         engine_inputs: engine.inputs,
         engine_inputs_per_s: engine.inputs_per_s,
         memory_per_asset_bytes: engine.memory_per_asset_bytes,
+        entries_per_asset: engine.entries_per_asset,
+        snapshot_bytes: engine.snapshot_bytes,
+        snapshot_ms: engine.snapshot_ms,
+        restore_ms: engine.restore_ms,
+        snapshot_every_inputs: engine.snapshot_every_inputs,
         scopes: engine.scopes,
         current_all_ms: engine.current_all_ms,
         latency_min_ms: service.latency_ms.0,
@@ -238,6 +293,11 @@ struct EngineFigures {
     inputs: u64,
     inputs_per_s: f64,
     memory_per_asset_bytes: f64,
+    entries_per_asset: f64,
+    snapshot_bytes: usize,
+    snapshot_ms: f64,
+    restore_ms: f64,
+    snapshot_every_inputs: u64,
     scopes: usize,
     current_all_ms: f64,
 }
@@ -282,8 +342,10 @@ fn cpu_since(cpu_before: Option<u64>, wall_before: Instant) -> u64 {
 
 fn engine_figures(options: &OeeBenchOptions) -> Result<EngineFigures, OeeBenchError> {
     let config = OeeConfig::default();
-    let settings = Settings::try_from(&config)
+    let mut settings = Settings::try_from(&config)
         .map_err(|err| OeeBenchError::Setup(format!("{}: {}", err.key, err.message)))?;
+    settings.compact_counts = options.compact;
+    let snapshot_every_inputs = settings.snapshot_every_inputs;
     let cells: Vec<Location> = (0..options.assets)
         .map(|idx| {
             location(&format!(
@@ -359,6 +421,22 @@ fn engine_figures(options: &OeeBenchOptions) -> Result<EngineFigures, OeeBenchEr
         apply_all(&mut engine, batch)?;
     }
     let rss_after = rss_bytes();
+    let entries_per_asset = engine.n_entries() as f64 / options.assets.max(1) as f64;
+    let (cpu_before, wall_before) = (thread_cpu_ns(), Instant::now());
+    let snapshot = engine.snapshot();
+    let snapshot_ms = cpu_since(cpu_before, wall_before) as f64 / 1e6;
+    let (cpu_before, wall_before) = (thread_cpu_ns(), Instant::now());
+    let restored = Engine::restore(engine.settings().clone(), &snapshot)
+        .map_err(|err| OeeBenchError::Input(format!("restoring the snapshot: {err}")))?;
+    let restore_ms = cpu_since(cpu_before, wall_before) as f64 / 1e6;
+    if restored.watermark() != engine.watermark() || restored.n_entries() != engine.n_entries() {
+        return Err(OeeBenchError::Input(
+            "the restored engine differs from the one snapshotted".to_owned(),
+        ));
+    }
+    drop(restored);
+    let snapshot_bytes = snapshot.len();
+    drop(snapshot);
     let as_of = engine.watermark().unwrap_or(t0);
     // The kernel's CPU clock moves in scheduler ticks: repeat until it has moved 200 ms (or 100 times).
     let (cpu_before, wall_before) = (thread_cpu_ns(), Instant::now());
@@ -378,6 +456,11 @@ fn engine_figures(options: &OeeBenchOptions) -> Result<EngineFigures, OeeBenchEr
         inputs_per_s: inputs as f64 / (cpu_ns as f64 / 1e9).max(1e-9),
         memory_per_asset_bytes: rss_after.saturating_sub(rss_before) as f64
             / options.assets.max(1) as f64,
+        entries_per_asset,
+        snapshot_bytes,
+        snapshot_ms,
+        restore_ms,
+        snapshot_every_inputs,
         scopes,
         current_all_ms,
     })

@@ -262,6 +262,7 @@ async fn the_oee_bench_measures_every_figure() -> anyhow::Result<()> {
         latency_samples: 2,
         service_inputs: 50,
         dir: dir.path().to_owned(),
+        compact: true,
     };
     let report = uns_bench::oee::run(&options).await?;
     anyhow::ensure!(
@@ -281,10 +282,17 @@ async fn the_oee_bench_measures_every_figure() -> anyhow::Result<()> {
         "{report:?}"
     );
     anyhow::ensure!(report.service_inputs_per_s > 0.0, "{report:?}");
+    // Per asset at least its `_meta` rate and first state are held; the snapshot holds them all.
+    anyhow::ensure!(
+        report.entries_per_asset >= 2.0 && report.snapshot_bytes > 0 && report.restore_ms >= 0.0,
+        "{report:?}"
+    );
     let markdown = report.to_markdown();
     for line in [
         "engine inputs per second",
         "memory per tracked asset",
+        "entries held per asset",
+        "restart from a snapshot",
         "`_state` → `_oee/current/hour`",
     ] {
         anyhow::ensure!(markdown.contains(line), "{line} missing from\n{markdown}");

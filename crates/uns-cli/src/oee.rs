@@ -77,6 +77,9 @@ pub(crate) struct BenchArgs {
     /// Also write the Markdown report to this file.
     #[arg(long)]
     pub(crate) out: Option<std::path::PathBuf>,
+    /// Keep every count sample (no merging of closed hours), to measure the memory without it.
+    #[arg(long)]
+    pub(crate) no_compact: bool,
 }
 
 /// Runs `uns bench oee` and prints its Markdown report.
@@ -87,6 +90,7 @@ pub(crate) async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         latency_samples: args.latency_samples,
         service_inputs: args.service_inputs,
         dir: args.dir,
+        compact: !args.no_compact,
     };
     let report = uns_bench::oee::run(&options)
         .await

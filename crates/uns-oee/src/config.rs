@@ -29,6 +29,9 @@ pub struct OeeConfig {
     pub startup_window_s: u64,
     /// How long events and closed periods are kept for late corrections, in hours.
     pub retain_h: u64,
+    /// After this many stored inputs the service writes a snapshot of the engine and deletes the
+    /// inputs it covers (so a restart replays at most this many).
+    pub snapshot_every_inputs: u64,
     /// The calendar of a site without an entry in `sites`.
     pub default_calendar: String,
     /// The time zone of a site without an entry in `sites`.
@@ -150,6 +153,7 @@ impl Default for OeeConfig {
             minor_stop_threshold_s: 120,
             startup_window_s: 0,
             retain_h: 48,
+            snapshot_every_inputs: 100_000,
             default_calendar: "demo".to_owned(),
             default_time_zone: "UTC".to_owned(),
             calendars: [("demo".to_owned(), demo)].into(),
@@ -219,6 +223,11 @@ pub struct Settings {
     pub startup_window_ms: i64,
     /// In milliseconds.
     pub retain_ms: i64,
+    /// See [`OeeConfig::snapshot_every_inputs`].
+    pub snapshot_every_inputs: u64,
+    /// Whether count samples of closed hours are merged (see `Engine` compaction; always on from a
+    /// config, off only to check that merging changes no result).
+    pub compact_counts: bool,
     /// The calendar of sites without their own.
     pub default_calendar: Calendar,
     /// Per site.
@@ -325,6 +334,9 @@ impl TryFrom<&OeeConfig> for Settings {
                 "must be at least 25 (a whole day and its grace)",
             ));
         }
+        if config.snapshot_every_inputs == 0 {
+            return Err(bad("snapshot_every_inputs", "must be at least 1"));
+        }
         let find = |key: &str, name: &str| {
             config
                 .calendars
@@ -396,6 +408,8 @@ impl TryFrom<&OeeConfig> for Settings {
             minor_stop_threshold_ms: secs(config.minor_stop_threshold_s),
             startup_window_ms: secs(config.startup_window_s),
             retain_ms: secs(config.retain_h.saturating_mul(3600)),
+            snapshot_every_inputs: config.snapshot_every_inputs,
+            compact_counts: true,
             default_calendar,
             sites,
             lines,

@@ -17,15 +17,21 @@
 //! - Counter totals are monotonic; a smaller total is a reset and counts from zero. The first sample of a
 //!   counter is its baseline. `_count/events` deltas are not applied (the totals already carry them); only
 //!   reclassifications are.
+//! - Count samples of closed hours are merged where no result can tell (`Engine::compact`), so memory
+//!   per asset is bounded by `retain_h` of states; [`Engine::snapshot`] / [`Engine::restore`] carry the
+//!   whole state across a restart (module `snapshot`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use uns_model::payload::{
     CountChange, CountDoc, CountEvent, Loss, MinorStopPolicy, NodeMeta, OeeCounts, OeePeriod,
-    OeeResult, Quantity, SchemaTag, StateDoc, Timestamp, Uom, WorkOrder,
+    OeeResult, Quantity, SchemaTag, StateCategory, StateDoc, Timestamp, Uom, WorkOrder,
 };
 use uns_model::topic::{Class, CountKind, Id, Location, OeePeriodKind, Segment};
 use uuid::Uuid;
+
+mod snapshot;
+pub use snapshot::SnapshotError;
 
 use crate::calendar::{Calendar, Window};
 use crate::config::Settings;
@@ -152,7 +158,9 @@ pub struct Publication {
 }
 
 /// What a result is computed for.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Scope {
     /// One asset from its own state and counts.
     Cell(Location),
@@ -172,7 +180,9 @@ impl Scope {
 }
 
 /// Sortable period kind for map keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 enum Kind {
     Hour,
     Shift,
@@ -244,6 +254,8 @@ struct AssetLog {
     first_at: Option<i64>,
     /// The earliest `since` of a state: the asset's time is monitored from then on (never pruned).
     first_state_at: Option<i64>,
+    /// Count samples before this time have been compacted (see [`Engine::compact`]).
+    compacted_until: i64,
 }
 
 fn qty_index(kind: Qty) -> usize {
@@ -428,6 +440,68 @@ impl AssetLog {
     }
 }
 
+/// The next instant after `a` at which a count sample may belong to another period or rate: an hour,
+/// day or shift boundary of the calendar, or one of `cuts`. The last answer is kept: for any `a` in
+/// `[from, end)` it is `end` (no boundary lies in between).
+struct Boundaries<'a> {
+    calendar: &'a Calendar,
+    cuts: &'a BTreeSet<i64>,
+    from: i64,
+    end: i64,
+}
+
+impl Boundaries<'_> {
+    fn next_after(&mut self, a: i64) -> i64 {
+        if a >= self.from && a < self.end {
+            return self.end;
+        }
+        let mut end = self.calendar.hour(a).end.min(self.calendar.day(a).end);
+        for shift in self.calendar.shifts_between(a, end) {
+            for edge in [shift.start, shift.end] {
+                if edge > a {
+                    end = end.min(edge);
+                }
+            }
+        }
+        if let Some(&cut) = self.cuts.range(a.saturating_add(1)..).next() {
+            end = end.min(cut);
+        }
+        self.from = a;
+        self.end = end;
+        end
+    }
+}
+
+/// Drops the samples in `[from, horizon)` that [`Engine::compact`] may merge into the next one.
+fn compact_samples(
+    totals: &mut BTreeMap<(i64, u64), f64>,
+    from: i64,
+    horizon: i64,
+    bounds: &mut Boundaries<'_>,
+) {
+    let mut prev = totals
+        .range(..(from, 0))
+        .next_back()
+        .map(|(_, total)| *total);
+    let samples: Vec<((i64, u64), f64)> = totals
+        .range((from, 0)..(horizon, 0))
+        .map(|(key, total)| (*key, *total))
+        .collect();
+    let mut drop = Vec::new();
+    for pair in samples.windows(2) {
+        let ((a_key, a), (b_key, b)) = (pair[0], pair[1]);
+        let merge = prev.is_some_and(|p| p <= a) && a <= b && b_key.0 < bounds.next_after(a_key.0);
+        if merge {
+            drop.push(a_key);
+        } else {
+            prev = Some(a);
+        }
+    }
+    for key in drop {
+        totals.remove(&key);
+    }
+}
+
 /// The OEE engine: all state of the service, I/O-free.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -589,14 +663,46 @@ impl Engine {
                 log.touch(since);
                 log.first_state_at =
                     Some(log.first_state_at.map_or(since, |first| first.min(since)));
+                // An unplanned stop is a minor stop or a breakdown by its whole duration, which this
+                // state ends (or, arriving late, ends sooner). A period closed while the stop was still
+                // running took it up to the period's end; now that its length is known, that period
+                // is looked at again (and corrected if the classification changed).
+                let prev_stop = log
+                    .states
+                    .range(..since)
+                    .next_back()
+                    .filter(|(_, prev)| prev.category == StateCategory::UnplannedDown)
+                    .map(|(at, prev)| (*at, prev.reason.clone()));
+                let ended = prev_stop.as_ref().map(|(stop_at, stop_reason)| {
+                    format!(
+                        "state `{}` since {} ended the stop `{stop_reason}` of {}",
+                        rec.reason,
+                        doc.since,
+                        ts(*stop_at)
+                    )
+                });
                 let changed = log.states.insert(since, rec.clone()) != Some(rec);
+                let threshold = self.settings.minor_stop_threshold_ms;
+                let late = self.watermark.is_some_and(|watermark| since < watermark);
+                if changed
+                    && threshold > 0
+                    && let (Some((stop_at, _)), Some(ended)) = (prev_stop, ended)
+                    && (late || since - stop_at >= threshold)
+                {
+                    self.mark_dirty(&location, stop_at, ended);
+                }
                 (location, changed, what)
             }
             Input::Count { location, doc } => {
-                let log = self.logs.entry(location.clone()).or_default();
                 let Some(kind) = qty_of(doc.kind) else {
+                    self.logs.entry(location.clone()).or_default();
                     return (location, false, String::new());
                 };
+                let total = doc.total.qty.max(0.0);
+                if self.merged_away(&location, kind, doc.timestamp_ms, total) {
+                    return (location, false, String::new());
+                }
+                let log = self.logs.entry(location.clone()).or_default();
                 log.uom.get_or_insert(doc.total.uom);
                 log.touch(doc.timestamp_ms);
                 let key = (doc.timestamp_ms, doc.total.qty.max(0.0).to_bits());
@@ -1308,6 +1414,135 @@ impl Engine {
         }
         self.finals
             .retain(|_, fin| fin.windows.last().is_some_and(|(_, end)| *end >= cutoff));
+        if self.settings.compact_counts {
+            self.compact(watermark);
+        }
+    }
+
+    /// Merges the count samples of hours that have closed (their end plus the grace is behind the
+    /// watermark), so an asset holds about one sample per counter and hour instead of every sample for
+    /// `retain_h` hours.
+    ///
+    /// A sample `a` between its neighbours `p` and `b` is dropped when `p ≤ a ≤ b` (no reset at `a` or
+    /// `b`) and nothing that decides where a count belongs separates `a` from `b`: no hour, day or shift
+    /// boundary of the asset's calendar, no work-order or ideal-rate change of the asset or of a line it
+    /// counts for, and `a` is after the first state of every asset whose time the counts go with. Every
+    /// window then holds the same sum (`b − p` = `(a − p) + (b − a)`) and the ideal time is the same
+    /// (one rate for both), so every result, closed or current, is unchanged. Late inputs keep it so: a
+    /// late state changes no count's window, a late sample between `p` and `b` splits the merged delta
+    /// again, a duplicate of a dropped sample is inserted back between its neighbours. Two kinds of late
+    /// input can tell: a counter reset or a work-order change stamped inside a merged stretch (then the
+    /// merged delta is counted at `b`, where the next sample kept is). Scrap and rework are not merged
+    /// when `startup_window_s` is set (reduced yield depends on each sample's time after a setup).
+    fn compact(&mut self, watermark: i64) {
+        let base = watermark.saturating_sub(self.settings.grace_ms);
+        let locations: Vec<Location> = self
+            .logs
+            .iter()
+            .filter(|(_, log)| log.totals.iter().any(|totals| totals.len() > 2))
+            .map(|(location, _)| location.clone())
+            .collect();
+        let kinds: &[Qty] = if self.settings.startup_window_ms > 0 {
+            &[Qty::Good]
+        } else {
+            &QTYS
+        };
+        for location in locations {
+            let Some((cuts, monitored)) = self.merge_context(&location) else {
+                continue;
+            };
+            let calendar = self.settings.calendar_for(&location);
+            let horizon = calendar.hour(base).start;
+            let mut bounds = Boundaries {
+                calendar,
+                cuts: &cuts,
+                from: i64::MAX,
+                end: i64::MIN,
+            };
+            let Some(log) = self.logs.get_mut(&location) else {
+                continue;
+            };
+            let from = log.compacted_until.max(monitored);
+            if from >= horizon {
+                continue;
+            }
+            for &kind in kinds {
+                compact_samples(&mut log.totals[qty_index(kind)], from, horizon, &mut bounds);
+            }
+            log.compacted_until = horizon;
+        }
+    }
+
+    /// What decides whether two count samples of `location` may be merged: the work-order and rate
+    /// changes of the asset and of the lines it counts for, and the time from which every asset its
+    /// counts go with is monitored (`None`: one of them has no state yet, nothing is merged).
+    fn merge_context(&self, location: &Location) -> Option<(BTreeSet<i64>, i64)> {
+        let mut cuts = BTreeSet::new();
+        let add_cuts = |log: &AssetLog, cuts: &mut BTreeSet<i64>| {
+            cuts.extend(log.orders.keys().copied());
+            cuts.extend(log.rates.keys().copied());
+        };
+        add_cuts(self.log(location), &mut cuts);
+        let mut monitored = self.log(location).first_state_at;
+        for line in &self.settings.lines {
+            if &line.counting_cell == location {
+                add_cuts(self.log(&line.path), &mut cuts);
+                let bottleneck = self.log(&line.bottleneck_cell).first_state_at;
+                monitored = monitored.zip(bottleneck).map(|(a, b)| a.max(b));
+            }
+        }
+        Some((cuts, monitored?))
+    }
+
+    /// Whether a count sample that arrives for an already merged stretch is one [`Engine::compact`]
+    /// would drop (between neighbours `p ≤ total ≤ b`, nothing separating it from `b`): adding it
+    /// changes no result, so it is a duplicate (a sample sent again, or a late one inside the stretch).
+    fn merged_away(&self, location: &Location, kind: Qty, at: i64, total: f64) -> bool {
+        if !self.settings.compact_counts
+            || (kind != Qty::Good && self.settings.startup_window_ms > 0)
+        {
+            return false;
+        }
+        let Some(log) = self.logs.get(location) else {
+            return false;
+        };
+        if at >= log.compacted_until {
+            return false;
+        }
+        let Some((cuts, monitored)) = self.merge_context(location) else {
+            return false;
+        };
+        let totals = &log.totals[qty_index(kind)];
+        let key = (at, total.to_bits());
+        let prev = totals.range(..key).next_back();
+        let next = totals
+            .range((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded))
+            .next();
+        let (Some((_, &p)), Some((&(b_at, _), &b))) = (prev, next) else {
+            return false;
+        };
+        let mut bounds = Boundaries {
+            calendar: self.settings.calendar_for(location),
+            cuts: &cuts,
+            from: i64::MAX,
+            end: i64::MIN,
+        };
+        at >= monitored && p <= total && total <= b && b_at < bounds.next_after(at)
+    }
+
+    /// How many states, count samples, reclassifications, order changes and rate changes the engine
+    /// holds (what its memory grows with).
+    pub fn n_entries(&self) -> usize {
+        self.logs
+            .values()
+            .map(|log| {
+                log.states.len()
+                    + log.totals.iter().map(BTreeMap::len).sum::<usize>()
+                    + log.reclass.len()
+                    + log.orders.len()
+                    + log.rates.len()
+            })
+            .sum()
     }
 
     /// The open periods of every scope (`_oee/current/{hour,shift,wo}`), computed up to the watermark or

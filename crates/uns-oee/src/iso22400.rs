@@ -16,7 +16,7 @@ use uns_model::payload::{MinorStopPolicy, Mode, SixBigLosses, StateCategory, Tim
 use crate::calendar::Planned;
 
 /// How an asset's raw state becomes a category.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StateMap {
     /// Take the category the publisher put in the `_state` document.
     Category,
@@ -101,7 +101,7 @@ pub struct CountDelta {
 }
 
 /// The quantities OEE uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Qty {
     /// GQ.
     Good,

@@ -6,7 +6,8 @@
 //! - [`config`]: the `[oee]` section and its validation.
 //! - [`iso22400`]: the arithmetic (buckets, KPIs, six big losses), free of I/O and clocks.
 //! - [`engine`]: the event-time model: per-asset logs, scopes (cell, line, work order, site), periods,
-//!   closing after a grace, and corrections (`version` n+1) of closed periods.
+//!   closing after a grace, corrections (`version` n+1) of closed periods, merging of count samples and
+//!   snapshots of the whole state.
 //! - [`input`]: a received topic and payload to an engine input.
 //! - [`Oee`]: the service (subscribe → decode → apply → store → publish; `GET /api/v1/oee`).
 #![deny(missing_docs)]

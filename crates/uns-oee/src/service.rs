@@ -2,10 +2,14 @@
 //!
 //! Durability: every input that changed the engine is appended to `oee_inputs_v1` in `data_dir/oee.redb`
 //! (as topic and payload) before anything it caused is published. The messages already waiting in the
-//! inbox (up to [`MAX_BATCH`]) are applied together and stored in one commit, then published. On start the log is replayed through a
-//! fresh engine, which, being a function of its input sequence, comes back to exactly where it was:
-//! same accumulated time and counts, same closed periods and versions. Retained inputs the broker sends
-//! again after a (re)connect are duplicates and apply once.
+//! inbox (up to [`MAX_BATCH`]) are applied together and stored in one commit, then published. Once
+//! `snapshot_every_inputs` inputs are stored, the commit that would store the next ones instead writes
+//! [`Engine::snapshot`] to `oee_snapshot_v1` (keyed by the sequence number of the first input it does
+//! not cover) and deletes every input it covers: the log never holds more than that many inputs. On
+//! start the snapshot is restored and the inputs after it are replayed; the engine, being a function of
+//! its input sequence, comes back to exactly where it was: same accumulated time and counts, same
+//! closed periods and versions. Retained inputs the broker sends again after a (re)connect are
+//! duplicates and apply once.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -24,11 +28,17 @@ use uns_service::{ConfigEnv, ConfigError, Context, Service};
 use uns_store::{Bytes, ReadableTx, Store, StoreError, Table, U64};
 
 use crate::config::{OeeConfig, Settings};
-use crate::engine::{Applied, Engine, Input, OpenPeriod, Publication, Rejected, parse_location};
+use crate::engine::{
+    Applied, Engine, Input, OpenPeriod, Publication, Rejected, SnapshotError, parse_location,
+};
 use crate::input;
 
 /// Every input that changed the engine, in arrival order: sequence → `topic \n payload`.
 const INPUTS: Table<U64, Bytes> = Table::new("oee_inputs_v1");
+
+/// The engine as of a point of the log (at most one row): sequence of the first input it does not
+/// cover → [`Engine::snapshot`].
+const SNAPSHOT: Table<U64, Bytes> = Table::new("oee_snapshot_v1");
 
 /// The OEE service.
 pub struct Oee {
@@ -47,6 +57,9 @@ pub enum OeeError {
     /// The HTTP routes could not be mounted.
     #[error("http: {0}")]
     Http(String),
+    /// The stored snapshot cannot be restored.
+    #[error("{0} (in oee.redb)")]
+    Snapshot(#[from] SnapshotError),
 }
 
 impl Service for Oee {
@@ -65,8 +78,8 @@ impl Service for Oee {
 
     async fn run(&self, mut ctx: Context) -> Result<(), OeeError> {
         let store = Store::open(&ctx.data_dir.join("oee.redb"))?;
-        let engine = Arc::new(Mutex::new(Engine::new(self.settings.clone())));
-        let mut seq = replay(&store, &engine).await?;
+        let (restored, mut log) = replay(store, &self.settings).await?;
+        let engine = Arc::new(Mutex::new(restored));
         ctx.http
             .mount(router(engine.clone()))
             .map_err(|err| OeeError::Http(err.to_string()))?;
@@ -76,7 +89,7 @@ impl Service for Oee {
         // Closed periods are retained: put them back in case the broker lost them.
         let closed = lock(&engine).all_closed();
         publish(&ctx.client, closed).await?;
-        info!(n_inputs = seq, "oee started");
+        info!(n_inputs = log.seq, replayed = log.rows, "oee started");
         let interval = Duration::from_millis(
             u64::try_from(self.settings.publish_interval_ms).unwrap_or(5_000),
         );
@@ -113,17 +126,9 @@ impl Service for Oee {
                     }
                     let mut pending = Pending::default();
                     for message in &batch {
-                        handle(
-                            &ctx.client,
-                            &store,
-                            &engine,
-                            &mut seq,
-                            &mut pending,
-                            message,
-                        )
-                        .await?;
+                        handle(&ctx.client, &mut log, &engine, &mut pending, message).await?;
                     }
-                    if pending.flush(&ctx.client, &store, &mut seq).await? {
+                    if pending.flush(&ctx.client, &mut log, &engine).await? {
                         changed = true;
                     }
                 }
@@ -168,10 +173,75 @@ fn lock(engine: &Mutex<Engine>) -> std::sync::MutexGuard<'_, Engine> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-async fn replay(store: &Store, engine: &Arc<Mutex<Engine>>) -> Result<u64, OeeError> {
-    let rows = store.read(|tx| tx.iter(&INPUTS)).await?;
-    let mut next = 0;
-    let mut engine = lock(engine);
+/// The input log and the snapshot in `oee.redb`.
+struct Log {
+    store: Store,
+    /// The sequence number of the next input.
+    seq: u64,
+    /// Inputs stored since the snapshot (or since the start, without one).
+    rows: u64,
+    /// `snapshot_every_inputs`.
+    every: u64,
+}
+
+impl Log {
+    /// Stores `records` (the inputs `engine` applied last) in one commit; when the log would then hold
+    /// `every` inputs or more, the commit instead stores the snapshot of `engine` and deletes every
+    /// input it covers (those stored before and these).
+    async fn write(
+        &mut self,
+        engine: &Mutex<Engine>,
+        records: Vec<Vec<u8>>,
+    ) -> Result<(), OeeError> {
+        let first = self.seq;
+        let next = first + records.len() as u64;
+        let snapshot =
+            (self.rows + records.len() as u64 >= self.every).then(|| lock(engine).snapshot());
+        let snapshotted = snapshot.is_some();
+        self.store
+            .write(move |tx| {
+                match &snapshot {
+                    Some(bytes) => {
+                        tx.remove_range(&SNAPSHOT, ..)?;
+                        tx.insert(&SNAPSHOT, &next, bytes)?;
+                        tx.remove_range(&INPUTS, ..&next)?;
+                    }
+                    None => {
+                        for (key, record) in (first..).zip(&records) {
+                            tx.insert(&INPUTS, &key, record)?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        self.rows = if snapshotted {
+            0
+        } else {
+            self.rows + (next - first)
+        };
+        self.seq = next;
+        Ok(())
+    }
+}
+
+/// The engine as stored: the snapshot restored, then the inputs after it applied again.
+async fn replay(store: Store, settings: &Settings) -> Result<(Engine, Log), OeeError> {
+    let (snapshot, rows) = store
+        .read(|tx| {
+            let snapshot = tx.last(&SNAPSHOT)?;
+            let rows = match &snapshot {
+                Some((covered, _)) => tx.range(&INPUTS, covered..)?,
+                None => tx.iter(&INPUTS)?,
+            };
+            Ok((snapshot, rows))
+        })
+        .await?;
+    let (mut engine, mut next) = match snapshot {
+        Some((covered, bytes)) => (Engine::restore(settings.clone(), &bytes)?, covered),
+        None => (Engine::new(settings.clone()), 0),
+    };
+    let n_rows = rows.len() as u64;
     for (seq, bytes) in rows {
         next = seq + 1;
         let Some((topic, payload)) = split_record(&bytes) else {
@@ -184,7 +254,13 @@ async fn replay(store: &Store, engine: &Arc<Mutex<Engine>>) -> Result<u64, OeeEr
             let _ = engine.apply(input);
         }
     }
-    Ok(next)
+    let log = Log {
+        store,
+        seq: next,
+        rows: n_rows,
+        every: settings.snapshot_every_inputs,
+    };
+    Ok((engine, log))
 }
 
 fn split_record(bytes: &[u8]) -> Option<(&str, &[u8])> {
@@ -207,24 +283,13 @@ impl Pending {
     async fn flush(
         &mut self,
         client: &UnsClient,
-        store: &Store,
-        seq: &mut u64,
+        log: &mut Log,
+        engine: &Mutex<Engine>,
     ) -> Result<bool, OeeError> {
         if self.records.is_empty() {
             return Ok(false);
         }
-        let records = std::mem::take(&mut self.records);
-        let first = *seq;
-        let n_records = records.len() as u64;
-        store
-            .write(move |tx| {
-                for (key, record) in (first..).zip(&records) {
-                    tx.insert(&INPUTS, &key, record)?;
-                }
-                Ok(())
-            })
-            .await?;
-        *seq += n_records;
+        log.write(engine, std::mem::take(&mut self.records)).await?;
         publish(client, std::mem::take(&mut self.publications)).await?;
         Ok(true)
     }
@@ -240,9 +305,8 @@ fn record(topic: &str, payload: &[u8]) -> Vec<u8> {
 /// Applies one message; what it changed goes into `pending`.
 async fn handle(
     client: &UnsClient,
-    store: &Store,
+    log: &mut Log,
     engine: &Arc<Mutex<Engine>>,
-    seq: &mut u64,
     pending: &mut Pending,
     message: &uns_client::Message,
 ) -> Result<(), OeeError> {
@@ -253,17 +317,8 @@ async fn handle(
         && input::is_close(class)
     {
         // The inputs before it are stored first: the log keeps the order the engine saw.
-        pending.flush(client, store, seq).await?;
-        return close(
-            client,
-            store,
-            engine,
-            seq,
-            message,
-            &topic,
-            location.clone(),
-        )
-        .await;
+        pending.flush(client, log, engine).await?;
+        return close(client, log, engine, message, &topic, location.clone()).await;
     }
     let decoded = match input::decode(&topic, &message.payload) {
         Ok(Some(decoded)) => decoded,
@@ -288,17 +343,6 @@ async fn handle(
         .records
         .push(record(&message.topic, &message.payload));
     pending.publications.extend(applied.publications);
-    Ok(())
-}
-
-/// Appends one input to the log.
-async fn append(store: &Store, seq: &mut u64, topic: &str, payload: &[u8]) -> Result<(), OeeError> {
-    let record = record(topic, payload);
-    let key = *seq;
-    store
-        .write(move |tx| tx.insert(&INPUTS, &key, &record))
-        .await?;
-    *seq += 1;
     Ok(())
 }
 
@@ -336,9 +380,8 @@ struct CloseReply {
 /// reported on `_errors`.
 async fn close(
     client: &UnsClient,
-    store: &Store,
+    log: &mut Log,
     engine: &Arc<Mutex<Engine>>,
-    seq: &mut u64,
     message: &uns_client::Message,
     topic: &UnsTopic,
     location: Location,
@@ -366,7 +409,8 @@ async fn close(
     };
     if !applied.duplicate {
         let body = serde_json::to_vec(&request).unwrap_or_default();
-        append(store, seq, &message.topic, &body).await?;
+        log.write(engine, vec![record(&message.topic, &body)])
+            .await?;
     }
     let closed = applied
         .publications

@@ -183,6 +183,47 @@ fn minor_stops_under_both_policies() {
     }
 }
 
+/// A stop still running when its period closes: the shift closes at 14:01 with the jam of 13:59:30 as
+/// its last state, taken up to the shift's end (30 s, shorter than the 120 s threshold: a minor stop).
+/// The jam ends at 14:05 (5.5 minutes: a breakdown), so the shift is published again as version 2 with
+/// those 30 s moved from minor stops to breakdowns and the reason naming the state that ended it;
+/// availability is unchanged under `iso22400` (both are ADET).
+#[test]
+fn a_stop_running_at_the_close_is_reclassified_when_it_ends() {
+    let mut plant = Plant::new(ONE_SHIFT);
+    plant.rate(FILLER, 60.0);
+    plant.zero_counts(FILLER, at("06:00"));
+    plant.state(FILLER, at("06:00"), Running, "Execute");
+    plant.count(FILLER, Good, 400.0, at("13:59"));
+    plant.state(FILLER, at("13:59:30"), UnplannedDown, "Jam");
+    plant.tick(at("14:01"));
+    let first = plant.closed(FILLER, Shift, SHIFT);
+    let jam = 30_000.0;
+    assert_eq!(first.version, 1);
+    assert_eq!(first.times.minor_stop_ms as f64, jam);
+    assert_eq!(first.six_big_losses.breakdowns_ms, 0);
+    plant.state(FILLER, at("14:05"), Running, "Execute");
+    let versions = plant.versions(FILLER, Shift, SHIFT);
+    assert_eq!(versions.len(), 2);
+    let second = &versions[1];
+    assert_eq!((second.version, second.corrects), (2, Some(1)));
+    assert!(
+        second
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("ended the stop `Jam`")),
+        "{:?}",
+        second.reason
+    );
+    assert_eq!(second.times.minor_stop_ms, 0);
+    assert_eq!(second.six_big_losses.breakdowns_ms as f64, jam);
+    assert_eq!(second.times.adet_ms as f64, jam);
+    let pbt = min(450.0);
+    close4(second.availability, (pbt - jam) / pbt); // 0.9989
+    close4(second.availability, first.availability.expect("A"));
+    check_invariants(second);
+}
+
 /// A counter that drops is a reset: it counts again from zero, nothing is lost or subtracted.
 #[test]
 fn counter_reset() {

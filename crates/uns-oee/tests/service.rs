@@ -41,7 +41,11 @@ struct Running {
 }
 
 async fn start_oee(data_dir: &Path, url: &BrokerUrl) -> anyhow::Result<Running> {
-    let config: OeeConfig = toml::from_str(CONFIG)?;
+    start_oee_with(data_dir, url, CONFIG).await
+}
+
+async fn start_oee_with(data_dir: &Path, url: &BrokerUrl, config: &str) -> anyhow::Result<Running> {
+    let config: OeeConfig = toml::from_str(config)?;
     let env = ConfigEnv {
         demo: false,
         data_dir: data_dir.to_owned(),
@@ -570,6 +574,159 @@ async fn close_command_closes_ended_periods_without_waiting_for_events() -> anyh
     )
     .await?;
     assert_eq!(serde_json::from_str::<OeeResult>(&body)?, shift);
+    running.stop().await;
+    stop.cancel();
+    Ok(())
+}
+
+/// The input log's rows and the snapshot's key (the sequence number of the first input it does not
+/// cover), read from the service's store (`{data_dir}/oee/oee.redb`) while it is stopped.
+async fn log_rows(data_dir: &Path) -> anyhow::Result<(u64, Option<u64>)> {
+    use uns_store::{Bytes, ReadableTx, Store, Table, U64};
+    const INPUTS: Table<U64, Bytes> = Table::new("oee_inputs_v1");
+    const SNAPSHOT: Table<U64, Bytes> = Table::new("oee_snapshot_v1");
+    let store = Store::open(&data_dir.join("oee").join("oee.redb"))?;
+    let found = store
+        .read(|tx| {
+            let rows = tx.len(&INPUTS)?;
+            let snapshot = tx.last(&SNAPSHOT)?.map(|(key, _)| key);
+            Ok((rows, snapshot))
+        })
+        .await?;
+    Ok(found)
+}
+
+/// `snapshot_every_inputs = 25`: over four runs of the service on the same data directory, 150
+/// counter totals (each a stored input) never leave more than 24 inputs in the log, because a
+/// snapshot replaces them; every stored input is covered by the snapshot or still in the log
+/// (snapshot key + rows = inputs stored). Each restart starts from the snapshot, the totals sent
+/// again after it are duplicates (nothing stored), and yesterday's shift, closed by a count of
+/// today, has every part: 150 at 1 min ideal in a 24 h shift of running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_bound_the_input_log_and_a_restart_from_one_loses_nothing() -> anyhow::Result<()>
+{
+    let Rig {
+        dir,
+        _broker,
+        url,
+        stop,
+        plc,
+        mut inbox,
+        filler,
+    } = rig().await?;
+    let data_dir = dir.path().join("oee");
+    let config = format!("snapshot_every_inputs = 25\n{CONFIG}");
+    let mut running = start_oee_with(&data_dir, &url, &config).await?;
+
+    let now = chrono::Utc::now().timestamp_millis();
+    let today = now - now.rem_euclid(86_400_000);
+    let t0 = today - 86_400_000;
+    let at = |class: Class| UnsTopic::located(filler.clone(), class);
+    let good = at(Class::Count(CountKind::Good));
+    plc.publish(&at(Class::Meta), &meta_doc(60.0)).await?;
+    plc.publish(
+        &at(Class::State),
+        &state_doc(t0, StateCategory::Running, "Execute"),
+    )
+    .await?;
+    plc.publish(&good, &count_doc(CountKind::Good, 0.0, t0))
+        .await?;
+    next_result(
+        &mut inbox,
+        &at(Class::OeeCurrent(OeePeriodKind::Shift)),
+        |_| true,
+    )
+    .await?;
+    // A close request answered means every message sent before it on this connection was handled;
+    // one for a time before any period ended closes nothing and is not stored. Right after a start
+    // the service may not be subscribed yet (the request is then not delivered): asked again until
+    // the deadline.
+    let close_topic = at(uns_oee::input::close_class());
+    let handled = |plc: &UnsClient| {
+        let (plc, close_topic) = (plc.clone(), close_topic.clone());
+        async move {
+            let body =
+                serde_json::json!({ "at": uns_model::payload::Timestamp::from_unix_ms(t0 + 1) });
+            let deadline = tokio::time::Instant::now() + DEADLINE;
+            loop {
+                match plc
+                    .request(&close_topic, &body, Duration::from_secs(1))
+                    .await
+                {
+                    Ok(message) => {
+                        let reply: uns_model::payload::CmdReply = decode(&message.payload)?;
+                        anyhow::ensure!(reply.ok, "{reply:?}");
+                        return anyhow::Ok(());
+                    }
+                    Err(err) if tokio::time::Instant::now() >= deadline => return Err(err.into()),
+                    Err(_) => {}
+                }
+            }
+        }
+    };
+    handled(&plc).await?;
+
+    let mut total = 0.0;
+    let mut stored = 3; // meta, state, the counter's baseline
+    let mut snapshots = std::collections::BTreeSet::new();
+    for round in 0..4 {
+        let n = if round == 0 { 30 } else { 40 };
+        for _ in 0..n {
+            total += 1.0;
+            let t = t0 + total as i64 * 60_000;
+            plc.publish(&good, &count_doc(CountKind::Good, total, t))
+                .await?;
+        }
+        stored += n;
+        handled(&plc).await?;
+        running.stop().await;
+        let (rows, snapshot) = log_rows(&data_dir).await?;
+        assert!(rows < 25, "round {round}: {rows} inputs in the log");
+        let covered = snapshot.with_context(|| format!("a snapshot ({rows} rows)"))?;
+        assert_eq!(covered + rows, stored, "round {round}");
+        snapshots.insert(covered);
+
+        // Restart from the snapshot; once it is subscribed, the last ten totals again are
+        // duplicates (not stored).
+        running = start_oee_with(&data_dir, &url, &config).await?;
+        handled(&plc).await?;
+        for back in (0..10).rev() {
+            let again = total - f64::from(back);
+            let t = t0 + again as i64 * 60_000;
+            plc.publish(&good, &count_doc(CountKind::Good, again, t))
+                .await?;
+        }
+        handled(&plc).await?;
+        running.stop().await;
+        assert_eq!(
+            log_rows(&data_dir).await?,
+            (rows, snapshot),
+            "round {round}"
+        );
+        running = start_oee_with(&data_dir, &url, &config).await?;
+        handled(&plc).await?;
+    }
+    assert!(
+        snapshots.len() >= 4,
+        "a new snapshot each round: {snapshots:?}"
+    );
+
+    // A count of today closes yesterday's shift: every part is in it.
+    plc.publish(&good, &count_doc(CountKind::Good, total, today + 60_000))
+        .await?;
+    let yesterday_id = format!(
+        "{}.day",
+        chrono::DateTime::from_timestamp_millis(t0)
+            .context("t0")?
+            .format("%Y-%m-%d")
+    );
+    let closed_topic = at(Class::Oee(OeePeriodKind::Shift, Id::new(&yesterday_id)?));
+    let closed = next_result(&mut inbox, &closed_topic, |r| r.is_final).await?;
+    assert_eq!(closed.counts.good.qty, total);
+    assert_eq!(closed.version, 1);
+    let apt = min(24.0 * 60.0);
+    assert_eq!(closed.times.apt_ms as f64, apt);
+    close4(closed.performance, total * min(1.0) / apt); // 150 / 1440 = 0.1042
     running.stop().await;
     stop.cancel();
     Ok(())

@@ -4,4 +4,5 @@
 
 mod scenarios;
 mod service;
+mod snapshot;
 mod support;
