@@ -952,6 +952,73 @@ fn rss_kib(pid: u32) -> u64 {
 mod tests {
     use super::*;
 
+    fn step(broker: &str, rate_hz: f64, delivered: f64, hop_p99: f64, sustained: bool) -> E2eStep {
+        E2eStep {
+            broker_name: broker.to_owned(),
+            rate_hz,
+            nominal: 10_000.0,
+            offered: 9_000.0,
+            delivered,
+            source_ms: [0.0; 3],
+            hop_ms: [10.0, hop_p99, hop_p99],
+            unmatched: 0,
+            rebirths: 0,
+            bridge: ProcUsage::default(),
+            broker: ProcUsage {
+                cpu_percent: 20.0,
+                rss_kib: 1024,
+            },
+            sim: ProcUsage::default(),
+            sustained,
+        }
+    }
+
+    #[test]
+    fn the_baseline_runs_with_persistence_and_our_inflight_window() {
+        let mosquitto = Path::new("/usr/sbin/mosquitto");
+        if !mosquitto.is_file() {
+            // BaselineMissing is the error then; the config is what this test checks.
+            return;
+        }
+        let opts = E2eOptions {
+            broker_max_inflight: Some(64),
+            ..E2eOptions::new("uns")
+        };
+        let broker = mosquitto_for_e2e(mosquitto, &opts).expect("mosquitto is installed");
+        let config = &broker.files[0].1;
+        assert!(config.contains("persistence true\n"), "{config}");
+        assert!(config.contains("persistence_location {data_dir}/\n"));
+        assert!(config.contains("max_inflight_messages 64\n"));
+        assert!(!config.contains("persistence false"));
+    }
+
+    #[test]
+    fn with_a_baseline_the_report_has_a_ratio_per_rate_both_ran() {
+        let report = E2eReport {
+            date: String::new(),
+            machine: MachineInfo::current(),
+            options: E2eOptions::new("uns"),
+            commands: Vec::new(),
+            steps: vec![
+                step("uns", 0.2, 9_000.0, 40.0, true),
+                step("mosquitto", 0.2, 9_000.0, 20.0, true),
+                step("uns", 0.4, 8_000.0, 4_000.0, false),
+                step("mosquitto", 0.4, 16_000.0, 30.0, true),
+                step("mosquitto", 0.6, 17_000.0, 3_000.0, false),
+            ],
+        };
+        let md = report.to_markdown();
+        assert!(md.contains("Ratios uns / mosquitto"), "{md}");
+        // delivered, hop p50, hop p99, broker CPU, broker RSS, bridge CPU (0 over 0: "-").
+        assert!(md.contains("| 0.2 Hz | 1.00 | 1.00 | 2.00 | 1.00 | 1.00 | - |"), "{md}");
+        assert!(md.contains("| 0.4 Hz | 0.50 | 1.00 | 133.33 | 1.00 | 1.00 | - |"), "{md}");
+        // No ratio row where only the baseline ran.
+        assert!(!md.contains("\n| 0.6 Hz | "), "{md}");
+        assert_eq!(report.max_sustained("uns").map(|s| s.rate_hz), Some(0.2));
+        assert_eq!(report.max_sustained("mosquitto").map(|s| s.rate_hz), Some(0.4));
+        assert!(md.contains("- Max sustained on mosquitto: 16000 metrics/s delivered (0.4 Hz)"));
+    }
+
     #[test]
     fn cpu_ticks_are_utime_plus_stime() {
         let check = |stat: &str, expected: Option<u64>| {
