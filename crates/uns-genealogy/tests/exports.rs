@@ -160,7 +160,7 @@ async fn recall_sheet_lists_every_affected_lot_with_its_customer() -> anyhow::Re
     assert_eq!(pallet[8], "76");
     assert_eq!(pallet[9], "Kunde Nord");
     let flour = sheet.iter().find(|r| r[0] == "flour-1").expect("row");
-    assert_eq!((flour[2].as_str(), flour[4].as_str()), ("40", "available"));
+    assert_eq!((flour[2].as_str(), flour[4].as_str()), ("40", "released"));
     assert_eq!(flour[10], "0");
     let bread1 = sheet.iter().find(|r| r[0] == "bread-1").expect("row");
     assert_eq!(bread1[7], "wo-2");
