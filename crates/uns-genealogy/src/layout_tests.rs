@@ -483,9 +483,7 @@ async fn the_binary_layout_answers_what_layout_1_answered_and_a_layout_1_file_mi
         "the layout-1 rows are gone"
     );
     assert_eq!(
-        store
-            .read_blocking(|tx| crate::migrate::layout(tx))
-            .expect("layout"),
+        store.read_blocking(crate::migrate::layout).expect("layout"),
         LAYOUT
     );
     ledger.close();

@@ -82,9 +82,9 @@ pub(crate) fn require_current(tx: &impl ReadableTx) -> Result<(), StoreError> {
 
 /// Brings the file to [`LAYOUT`]. Blocking.
 pub(crate) fn to_current(store: &Store) -> Result<(), StoreError> {
-    let found = store.read_blocking(|tx| layout(tx))?;
+    let found = store.read_blocking(layout)?;
     if found > LAYOUT {
-        return store.read_blocking(|tx| require_current(tx));
+        return store.read_blocking(require_current);
     }
     if found < LAYOUT {
         let started = tokio::time::Instant::now();
