@@ -5,14 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
-use uns_model::payload::{GenealogyEvent, GenealogyKind, LotQuantity, Timestamp};
+use uns_model::payload::{GenealogyEvent, GenealogyKind, LotQuantity, LotStatus, Timestamp};
 use uns_model::topic::{Id, Location};
 use uns_store::{Chain, ReadableTx, StoreError};
 use uuid::Uuid;
 
 use crate::ledger::{
-    CHAIN, EVENTS, LOT_EVENTS, LOTS, Ledger, LogEntry, LotRecord, decode_entry, prefix_end,
-    prefix_key,
+    CHAIN, EVENTS, LOT_EVENTS, LOTS, Ledger, LogEntry, LotRecord, StatusChange, decode_entry,
+    prefix_end, prefix_key,
 };
 use crate::trace::Trace;
 
@@ -52,12 +52,15 @@ fn location_uri(location: &Location) -> String {
 /// All the events of the log, with the material of every lot they name.
 struct LogView {
     events: Vec<(u64, u64, Option<Location>, GenealogyEvent)>,
+    /// Quality decisions: (seq, record time, the change).
+    decisions: Vec<(u64, u64, StatusChange)>,
     materials: BTreeMap<Id, String>,
 }
 
 fn read_log(tx: &impl ReadableTx) -> Result<LogView, StoreError> {
     let chain = Chain::new(CHAIN);
     let mut events = Vec::new();
+    let mut decisions = Vec::new();
     let mut from = 1;
     loop {
         let batch = chain.iter(tx, from, BATCH)?;
@@ -65,8 +68,13 @@ fn read_log(tx: &impl ReadableTx) -> Result<LogView, StoreError> {
         from = last.seq + 1;
         for record in batch {
             let decoded = decode_entry(record.seq, record.time_ms, &record.payload)?;
-            if let LogEntry::Event { site, event } = decoded.entry {
-                events.push((record.seq, record.time_ms, site, event));
+            match decoded.entry {
+                LogEntry::Event { site, event } => {
+                    events.push((record.seq, record.time_ms, site, event));
+                }
+                LogEntry::Status(change) => {
+                    decisions.push((record.seq, record.time_ms, change));
+                }
             }
         }
     }
@@ -89,7 +97,18 @@ fn read_log(tx: &impl ReadableTx) -> Result<LogView, StoreError> {
             }
         }
     }
-    Ok(LogView { events, materials })
+    for (_, _, change) in &decisions {
+        if !materials.contains_key(&change.lot)
+            && let Some(record) = tx.get(&LOTS, change.lot.as_str())?
+        {
+            materials.insert(change.lot.clone(), record.lot.material);
+        }
+    }
+    Ok(LogView {
+        events,
+        decisions,
+        materials,
+    })
 }
 
 fn items(kind: &GenealogyKind) -> Vec<&LotQuantity> {
@@ -246,6 +265,40 @@ fn epcis_event(
     Some(out)
 }
 
+/// The CBV disposition of a lot status set by a quality decision.
+fn disposition(status: LotStatus) -> &'static str {
+    match status {
+        LotStatus::Released => "available",
+        LotStatus::Quarantine => "unavailable",
+        LotStatus::Rejected => "non_conformant",
+        LotStatus::Planned | LotStatus::InProduction => "in_progress",
+        LotStatus::Consumed => "inactive",
+        LotStatus::Shipped => "in_transit",
+        LotStatus::Destroyed => "destroyed",
+    }
+}
+
+/// A quality decision as an EPCIS `ObjectEvent` (OBSERVE, `inspecting`) with the disposition of
+/// the status it set.
+fn epcis_decision(
+    change: &StatusChange,
+    record_ms: u64,
+    materials: &BTreeMap<Id, String>,
+) -> Value {
+    let material = materials.get(&change.lot).map_or("unknown", String::as_str);
+    json!({
+        "eventID": format!("urn:uuid:{}", change.event_id),
+        "eventTime": change.at.to_string(),
+        "recordTime": time_ms(record_ms).to_string(),
+        "eventTimeZoneOffset": "+00:00",
+        "type": "ObjectEvent",
+        "action": "OBSERVE",
+        "bizStep": "inspecting",
+        "disposition": disposition(change.to),
+        "quantityList": [{"epcClass": lot_uri(material, &change.lot)}],
+    })
+}
+
 /// Which events an export covers.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ExportFilter {
@@ -258,6 +311,16 @@ pub struct ExportFilter {
 }
 
 impl ExportFilter {
+    fn keeps_decision(&self, change: &StatusChange) -> bool {
+        let at = change.at;
+        if self.from.is_some_and(|from| at < from) || self.to.is_some_and(|to| at >= to) {
+            return false;
+        }
+        self.lots
+            .as_ref()
+            .is_none_or(|lots| lots.contains(&change.lot))
+    }
+
     fn keeps(&self, event: &GenealogyEvent) -> bool {
         let at = event.header.occurred_at;
         if self.from.is_some_and(|from| at < from) || self.to.is_some_and(|to| at >= to) {
@@ -284,8 +347,14 @@ pub(crate) fn epcis_in(
         .enumerate()
         .map(|(n, (_, _, _, e))| (e.header.event_id, n))
         .collect();
-    let mut list = Vec::new();
-    for (_, record_ms, site, event) in &view.events {
+    // (chain seq, event): the log's order, quality decisions among the events.
+    let mut list: Vec<(u64, Value)> = Vec::new();
+    for (seq, record_ms, change) in &view.decisions {
+        if filter.keeps_decision(change) {
+            list.push((*seq, epcis_decision(change, *record_ms, &view.materials)));
+        }
+    }
+    for (seq, record_ms, site, event) in &view.events {
         // A correction declares the original an error (same eventID, with errorDeclaration) and
         // names its replacement as the corrective event.
         if let Some(original) = event.header.corrects.and_then(|id| by_id.get(&id)) {
@@ -308,15 +377,18 @@ pub(crate) fn epcis_in(
                     "reason": "incorrect_data",
                     "correctiveEventIDs": corrective,
                 });
-                list.push(declared);
+                list.push((*seq, declared));
             }
         }
         if filter.keeps(event)
             && let Some(value) = epcis_event(event, site.as_ref(), *record_ms, &view.materials)
         {
-            list.push(value);
+            list.push((*seq, value));
         }
     }
+    // Stable: the error declaration stays before its corrective event.
+    list.sort_by_key(|(seq, _)| *seq);
+    let list: Vec<Value> = list.into_iter().map(|(_, value)| value).collect();
     Ok(json!({
         "@context": [EPCIS_CONTEXT, {"uns": "https://uns-rs.github.io/ns/genealogy#"}],
         "type": "EPCISDocument",

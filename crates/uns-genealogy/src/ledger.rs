@@ -6,7 +6,7 @@
 //! input lot (forward index) and by the output lot (backward index), so a trace reads only the
 //! edges of the lots it visits. A refused event writes nothing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -15,19 +15,23 @@ use uns_model::payload::{
 };
 use uns_model::topic::{Id, Location};
 use uns_store::{
-    Bytes, Chain, Json, ReadableTx, Seen, Store, StoreError, Str, Table, VerifyReport, WriteTx,
+    Bytes, Chain, Json, ReadableTx, Seen, Store, StoreError, Str, Table, U64, VerifyReport, WriteTx,
 };
 use uuid::Uuid;
+
+use crate::layout::{EdgeBin, StoredEdge, TransformBin, TransformRow};
 
 /// Quantities closer than this to zero count as zero (float sums of partial consumptions).
 pub(crate) const EPS: f64 = 1e-9;
 
 /// Current lots by id.
 pub(crate) const LOTS: Table<Str, Json<LotRecord>> = Table::new("genealogy.lots_v1");
-/// Forward index: `{from lot}\0{seq BE}{n BE}` → edge.
-pub(crate) const FORWARD: Table<Bytes, Json<Edge>> = Table::new("genealogy.forward_v1");
-/// Backward index: `{to lot}\0{seq BE}{n BE}` → edge.
-pub(crate) const BACKWARD: Table<Bytes, Json<Edge>> = Table::new("genealogy.backward_v1");
+/// Forward index: `{from lot}\0{seq BE}{n BE}` → edge (binary, with the voided flag).
+pub(crate) const FORWARD: Table<Bytes, EdgeBin> = Table::new("genealogy.forward_v2");
+/// Backward index: `{to lot}\0{seq BE}{n BE}` → edge (binary, with the voided flag).
+pub(crate) const BACKWARD: Table<Bytes, EdgeBin> = Table::new("genealogy.backward_v2");
+/// Per transform, by chain record: what its mass balance needs (binary).
+pub(crate) const TRANSFORMS: Table<U64, TransformBin> = Table::new("genealogy.transforms_v2");
 /// Events applied, by event id.
 pub(crate) const EVENTS: Table<Str, Json<AppliedEvent>> = Table::new("genealogy.events_v1");
 /// Per lot, the chain records that touched it: `{lot}\0{seq BE}` → nothing.
@@ -158,9 +162,12 @@ pub struct StatusChange {
     pub event_id: Uuid,
     /// The lot.
     pub lot: Id,
-    /// Before.
+    /// Before (records written before issue 13's status set say `available`, `blocked`: read as
+    /// `released`, `rejected`).
+    #[serde(deserialize_with = "crate::layout::status_or_legacy")]
     pub from: LotStatus,
     /// After.
+    #[serde(deserialize_with = "crate::layout::status_or_legacy")]
     pub to: LotStatus,
     /// Why (mandatory for quarantine and reject).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -176,11 +183,11 @@ pub struct StatusChange {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Decision {
-    /// quarantine → available.
+    /// quarantine → released.
     Release,
-    /// available → quarantine.
+    /// released → quarantine.
     Quarantine,
-    /// available or quarantine → blocked.
+    /// released or quarantine → rejected.
     Reject,
 }
 
@@ -190,7 +197,8 @@ pub enum Refusal {
     /// An input lot the ledger does not know (it is never invented).
     #[error("lot {0} is unknown: receive or produce it first")]
     UnknownLot(Id),
-    /// A lot in quarantine or blocked (or otherwise unusable) was to be consumed or shipped.
+    /// A lot that is not released (in quarantine, rejected, consumed, ...) was to be consumed or
+    /// shipped.
     #[error("lot {lot} is {status:?}, it cannot be {action}")]
     NotUsable {
         /// The lot.
@@ -359,14 +367,14 @@ pub(crate) fn prefix_end(lot: &str) -> Vec<u8> {
     key
 }
 
-fn edge_key(lot: &str, seq: u64, n: u32) -> Vec<u8> {
+pub(crate) fn edge_key(lot: &str, seq: u64, n: u32) -> Vec<u8> {
     let mut key = prefix_key(lot);
     key.extend_from_slice(&seq.to_be_bytes());
     key.extend_from_slice(&n.to_be_bytes());
     key
 }
 
-fn lot_event_key(lot: &str, seq: u64) -> Vec<u8> {
+pub(crate) fn lot_event_key(lot: &str, seq: u64) -> Vec<u8> {
     let mut key = prefix_key(lot);
     key.extend_from_slice(&seq.to_be_bytes());
     key
@@ -439,7 +447,7 @@ fn take(
         Err(refusal) => return Ok(Err(refusal)),
     };
     let lot = &mut record.lot;
-    if !any_status && lot.status != LotStatus::Available {
+    if !any_status && lot.status != LotStatus::Released {
         return Ok(Err(Refusal::NotUsable {
             lot: item.lot.clone(),
             status: lot.status,
@@ -521,9 +529,9 @@ fn put(
             lot.quantity.qty += item.quantity.qty;
             if matches!(
                 lot.status,
-                LotStatus::Consumed | LotStatus::Scrapped | LotStatus::Shipped
+                LotStatus::Consumed | LotStatus::Destroyed | LotStatus::Shipped
             ) {
-                lot.status = LotStatus::Available;
+                lot.status = LotStatus::Released;
             }
             for parent in parents {
                 if !lot.parents.contains(parent) && *parent != item.lot {
@@ -610,11 +618,11 @@ fn undo(
         if lot.quantity.qty > EPS
             && matches!(
                 lot.status,
-                LotStatus::Consumed | LotStatus::Scrapped | LotStatus::Shipped
+                LotStatus::Consumed | LotStatus::Destroyed | LotStatus::Shipped
             )
         {
-            lot.status = LotStatus::Available;
-        } else if is_zero(lot.quantity.qty) && lot.status == LotStatus::Available {
+            lot.status = LotStatus::Released;
+        } else if is_zero(lot.quantity.qty) && lot.status == LotStatus::Released {
             lot.status = LotStatus::Consumed;
         }
         lot.updated_at = now;
@@ -682,7 +690,7 @@ fn apply_kind(
                 event_id,
                 at,
                 now,
-                LotStatus::Available
+                LotStatus::Released
             )));
             if let Some(Some(record)) = overlay.lots.get_mut(&lot.lot) {
                 record.lot.location = location.clone();
@@ -714,7 +722,7 @@ fn apply_kind(
                     event_id,
                     at,
                     now,
-                    LotStatus::Available
+                    LotStatus::Released
                 )));
             }
             mark_empty(overlay, &effects, LotStatus::Consumed);
@@ -779,7 +787,7 @@ fn apply_kind(
                 event_id,
                 at,
                 now,
-                LotStatus::Available
+                LotStatus::Released
             )));
             mark_empty(overlay, &effects, LotStatus::Consumed);
             for source in sources {
@@ -802,7 +810,7 @@ fn apply_kind(
         }
         GenealogyKind::Scrap { lot } => {
             effects.push(tri!(take(overlay, lot, "scrapped", true, now)));
-            mark_empty(overlay, &effects, LotStatus::Scrapped);
+            mark_empty(overlay, &effects, LotStatus::Destroyed);
         }
         GenealogyKind::Ship { lot, customer, to } => {
             let mut effect = tri!(take(overlay, lot, "shipped", false, now));
@@ -920,10 +928,44 @@ pub(crate) fn apply_in(
             wo_id: wo_id.clone(),
             occurred_at: event.header.occurred_at,
         };
-        tx.insert(&FORWARD, &edge_key(edge.from.as_str(), seq, n), &edge)?;
-        tx.insert(&BACKWARD, &edge_key(edge.to.as_str(), seq, n), &edge)?;
+        let stored = StoredEdge {
+            edge,
+            voided_at: None,
+        };
+        tx.insert(
+            &FORWARD,
+            &edge_key(stored.edge.from.as_str(), seq, n),
+            &stored,
+        )?;
+        tx.insert(
+            &BACKWARD,
+            &edge_key(stored.edge.to.as_str(), seq, n),
+            &stored,
+        )?;
+    }
+    if let GenealogyKind::Transform {
+        consumed, produced, ..
+    } = &event.kind
+    {
+        tx.insert(
+            &TRANSFORMS,
+            &seq,
+            &TransformRow {
+                event_id,
+                wo_id: wo_id.clone(),
+                occurred_at: event.header.occurred_at,
+                consumed: consumed.clone(),
+                produced: produced.clone(),
+            },
+        )?;
     }
     if let Some((original_id, mut original)) = voided {
+        void_edges(
+            tx,
+            original.seq,
+            original.effects.iter().map(|e| &e.lot),
+            event.header.occurred_at,
+        )?;
         original.voided = Some(Void {
             by: event_id,
             occurred_at: event.header.occurred_at,
@@ -949,6 +991,35 @@ pub(crate) fn apply_in(
     }))
 }
 
+/// Marks the edges of the event at chain record `seq` voided at `at`, in both indexes. Every
+/// edge starts at a lot the event took from, so `lots` (the lots of its effects) find them all.
+fn void_edges<'l>(
+    tx: &mut WriteTx<'_>,
+    seq: u64,
+    lots: impl Iterator<Item = &'l Id>,
+    at: Timestamp,
+) -> Result<(), StoreError> {
+    let lots: BTreeSet<&Id> = lots.collect();
+    for lot in lots {
+        let lower = lot_event_key(lot.as_str(), seq);
+        let upper = lot_event_key(lot.as_str(), seq.saturating_add(1));
+        for (key, mut stored) in tx.range(&FORWARD, lower.as_slice()..upper.as_slice())? {
+            stored.voided_at = Some(at);
+            let n = key
+                .get(key.len().saturating_sub(4)..)
+                .and_then(|tail| <[u8; 4]>::try_from(tail).ok())
+                .map_or(0, u32::from_be_bytes);
+            tx.insert(&FORWARD, &key, &stored)?;
+            tx.insert(
+                &BACKWARD,
+                &edge_key(stored.edge.to.as_str(), seq, n),
+                &stored,
+            )?;
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn decide_in(
     tx: &mut WriteTx<'_>,
     change: StatusChangeRequest,
@@ -968,9 +1039,9 @@ pub(crate) fn decide_in(
     };
     let from = record.lot.status;
     let to = match (change.decision, from) {
-        (Decision::Release, LotStatus::Quarantine) => LotStatus::Available,
-        (Decision::Quarantine, LotStatus::Available) => LotStatus::Quarantine,
-        (Decision::Reject, LotStatus::Available | LotStatus::Quarantine) => LotStatus::Blocked,
+        (Decision::Release, LotStatus::Quarantine) => LotStatus::Released,
+        (Decision::Quarantine, LotStatus::Released) => LotStatus::Quarantine,
+        (Decision::Reject, LotStatus::Released | LotStatus::Quarantine) => LotStatus::Rejected,
         (decision, status) => {
             return Ok(Err(Refusal::BadDecision {
                 lot: change.lot,
@@ -1029,17 +1100,17 @@ pub struct StatusChangeRequest {
 }
 
 impl Ledger {
-    /// Opens (or creates) the ledger file. Blocking.
+    /// Opens (or creates) the ledger file. Blocking. A file of an older store layout is
+    /// migrated first (see `docs/GENEALOGY.md`; it logs what it does), which takes a while on a
+    /// large file.
     pub fn open(path: &Path, tolerances: Tolerances) -> Result<Self, StoreError> {
-        Ok(Self {
-            store: Store::open(path)?,
-            tolerances,
-        })
+        Self::with_store(Store::open(path)?, tolerances)
     }
 
-    /// A ledger on an open store.
-    pub fn with_store(store: Store, tolerances: Tolerances) -> Self {
-        Self { store, tolerances }
+    /// A ledger on an open store (migrated first as by [`Ledger::open`]). Blocking.
+    pub fn with_store(store: Store, tolerances: Tolerances) -> Result<Self, StoreError> {
+        crate::migrate::to_current(&store)?;
+        Ok(Self { store, tolerances })
     }
 
     /// The store.

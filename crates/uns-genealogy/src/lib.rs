@@ -4,7 +4,7 @@
 //! - [`Ledger`]: the redb file: lots, the hash-chained event log (`verify` names the first altered
 //!   record), event-id idempotency, and the forward/backward adjacency indexes.
 //! - [`Ledger::apply`] enforces the rules (unknown input lots refused, quantities never negative,
-//!   quarantined or blocked lots neither consumed nor shipped, corrections undo the event they
+//!   quarantined or rejected lots neither consumed nor shipped, corrections undo the event they
 //!   name and keep it in the log) and returns a [`Refusal`] with the reason otherwise.
 //! - [`Ledger::trace`]: backward or forward, with depth and `as_of`, and a mass balance per
 //!   transform within a per-material tolerance.
@@ -15,7 +15,11 @@
 #![deny(missing_docs)]
 
 mod export;
+mod layout;
+#[cfg(test)]
+mod layout_tests;
 mod ledger;
+mod migrate;
 mod offline;
 mod replay;
 mod service;

@@ -9,11 +9,15 @@ use uns_store::{Chain, ReadOnlyStore, StoreError, VerifyReport};
 
 use crate::export::{ExportFilter, epcis_in};
 use crate::ledger::CHAIN;
+use crate::migrate::require_current;
 use crate::replay::{DerivedMismatch, check_derived};
 
 /// `genealogy.redb`, opened without writing to it. Blocking calls (the tools run them on a
 /// blocking thread). While the service runs, [`LedgerFile::open`] fails with
-/// [`StoreError::Locked`]: redb lets one process write a file, and no reader beside it.
+/// [`StoreError::Locked`]: redb lets one process write a file, and no reader beside it. A file of
+/// an older store layout is not migrated here (that writes): export and the replay check refuse
+/// it with [`StoreError::TableLayout`] saying to start the service on it once; `verify` (the
+/// chain only) works on any layout.
 #[derive(Debug)]
 pub struct LedgerFile {
     store: ReadOnlyStore,
@@ -42,12 +46,17 @@ impl LedgerFile {
     /// what the chain says, else the first row that is not. Takes about as long as ingesting
     /// the whole log again; run it after [`LedgerFile::verify`] found the chain intact.
     pub fn check_derived(&self, scratch_dir: &Path) -> Result<Option<DerivedMismatch>, StoreError> {
-        self.store
-            .read_blocking(|tx| check_derived(tx, scratch_dir))
+        self.store.read_blocking(|tx| {
+            require_current(tx)?;
+            check_derived(tx, scratch_dir)
+        })
     }
 
     /// The EPCIS 2.0 document of the events `filter` keeps (as [`crate::Ledger::epcis`]).
     pub fn epcis(&self, filter: &ExportFilter, now_ms: u64) -> Result<Value, StoreError> {
-        self.store.read_blocking(|tx| epcis_in(tx, filter, now_ms))
+        self.store.read_blocking(|tx| {
+            require_current(tx)?;
+            epcis_in(tx, filter, now_ms)
+        })
     }
 }

@@ -10,11 +10,12 @@
 
 use std::path::{Path, PathBuf};
 
-use uns_store::{Bytes, Chain, ReadableTx, Store, StoreError, Table};
+use uns_store::{Bytes, Chain, ReadableTx, Store, StoreError, Table, ValueCodec};
 
+use crate::layout::{EdgeBin, TransformBin};
 use crate::ledger::{
     BACKWARD, CHAIN, Decision, EVENTS, FORWARD, LOT_EVENTS, LOTS, LogEntry, StatusChangeRequest,
-    apply_in, decide_in, decode_entry,
+    TRANSFORMS, apply_in, decide_in, decode_entry,
 };
 
 /// Records replayed per scratch commit.
@@ -52,8 +53,14 @@ fn raw(name: &str) -> Table<Bytes, Bytes> {
     Table::named(name.to_owned())
 }
 
-/// A row key, readable: text up to a NUL, then the big-endian record seq after it.
-fn readable_key(key: &[u8]) -> String {
+/// A row key, readable: `record {seq}` in the transform table (keyed by record), else text up to
+/// a NUL, then the big-endian record seq after it.
+fn readable_key(table: &str, key: &[u8]) -> String {
+    if table == TRANSFORMS.name()
+        && let Ok(seq) = <[u8; 8]>::try_from(key)
+    {
+        return format!("record {}", u64::from_be_bytes(seq));
+    }
     match key.iter().position(|b| *b == 0) {
         Some(nul) => {
             let lot = String::from_utf8_lossy(&key[..nul]);
@@ -67,8 +74,21 @@ fn readable_key(key: &[u8]) -> String {
     }
 }
 
-fn excerpt(value: &[u8]) -> String {
-    let text = String::from_utf8_lossy(value);
+/// A row value, readable: the JSON rows as they are, the binary ones (edges, transforms)
+/// decoded.
+fn excerpt(table: &str, value: &[u8]) -> String {
+    let decoded = if table == FORWARD.name() || table == BACKWARD.name() {
+        Some(EdgeBin::decode(value).map(|row| format!("{row:?}")))
+    } else if table == TRANSFORMS.name() {
+        Some(TransformBin::decode(value).map(|row| format!("{row:?}")))
+    } else {
+        None
+    };
+    let text = match decoded {
+        Some(Ok(text)) => text.into(),
+        Some(Err(err)) => format!("an undecodable row ({err})").into(),
+        None => String::from_utf8_lossy(value),
+    };
     if text.chars().count() > 300 {
         format!("{}…", text.chars().take(300).collect::<String>())
     } else {
@@ -116,7 +136,7 @@ fn replay_and_compare(
                     LogEntry::Status(change) => {
                         let decision = match change.to {
                             uns_model::payload::LotStatus::Quarantine => Decision::Quarantine,
-                            uns_model::payload::LotStatus::Blocked => Decision::Reject,
+                            uns_model::payload::LotStatus::Rejected => Decision::Reject,
                             _ => Decision::Release,
                         };
                         let request = StatusChangeRequest {
@@ -148,6 +168,7 @@ fn replay_and_compare(
         EVENTS.name(),
         FORWARD.name(),
         BACKWARD.name(),
+        TRANSFORMS.name(),
         LOT_EVENTS.name(),
     ] {
         let mismatch = store.read_blocking(|replayed| compare(name, source, replayed))?;
@@ -173,7 +194,7 @@ fn compare(
             let mismatch = |key: &[u8], reason: String| {
                 Ok(Some(DerivedMismatch {
                     table: name.to_owned(),
-                    key: readable_key(key),
+                    key: readable_key(name, key),
                     reason,
                 }))
             };
@@ -196,8 +217,8 @@ fn compare(
                             key,
                             format!(
                                 "the file holds {}, the chain says {}",
-                                excerpt(value),
-                                excerpt(their_value)
+                                excerpt(name, value),
+                                excerpt(name, their_value)
                             ),
                         );
                     }

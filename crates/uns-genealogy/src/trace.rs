@@ -3,14 +3,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
-use uns_model::payload::{GenealogyKind, LotQuantity, Timestamp, Uom};
+use uns_model::payload::{LotQuantity, Timestamp, Uom};
 use uns_model::topic::Id;
-use uns_store::{Chain, ReadableTx, StoreError};
+use uns_store::{ReadableTx, StoreError};
 use uuid::Uuid;
 
+use crate::layout::StoredEdge;
 use crate::ledger::{
-    BACKWARD, CHAIN, EPS, EVENTS, Edge, FORWARD, LOTS, Ledger, LogEntry, LotRecord, Tolerances,
-    decode_entry, prefix_end, prefix_key,
+    BACKWARD, EPS, Edge, FORWARD, LOTS, Ledger, LotRecord, TRANSFORMS, Tolerances, prefix_end,
+    prefix_key,
 };
 
 /// Which way a trace walks.
@@ -152,34 +153,19 @@ impl Trace {
     }
 }
 
-/// Whether an edge belongs to the graph as it stood at `as_of` (or now).
-fn live(
-    tx: &impl ReadableTx,
-    edge: &Edge,
-    as_of: Option<Timestamp>,
-    voids: &mut HashMap<Uuid, Option<Timestamp>>,
-) -> Result<bool, StoreError> {
+/// Whether an edge belongs to the graph as it stood at `as_of` (or now): its event occurred by
+/// then, and no correction made by then voided it (the index row carries when one did).
+fn live(stored: &StoredEdge, as_of: Option<Timestamp>) -> bool {
     if let Some(as_of) = as_of
-        && edge.occurred_at > as_of
+        && stored.edge.occurred_at > as_of
     {
-        return Ok(false);
+        return false;
     }
-    let voided_at = match voids.get(&edge.event_id) {
-        Some(known) => *known,
-        None => {
-            let at = tx
-                .get(&EVENTS, &edge.event_id.to_string())?
-                .and_then(|applied| applied.voided)
-                .map(|void| void.occurred_at);
-            voids.insert(edge.event_id, at);
-            at
-        }
-    };
-    Ok(match (voided_at, as_of) {
+    match (stored.voided_at, as_of) {
         (None, _) => true,
         (Some(_), None) => false,
         (Some(voided_at), Some(as_of)) => voided_at > as_of,
-    })
+    }
 }
 
 pub(crate) fn balance(
@@ -247,8 +233,7 @@ pub(crate) fn trace_in(
         Direction::Backward => &BACKWARD,
         Direction::Forward => &FORWARD,
     };
-    let mut voids = HashMap::new();
-    let mut reached: BTreeMap<Id, u32> = BTreeMap::new();
+    let mut reached: HashMap<Id, u32> = HashMap::new();
     reached.insert(query.lot.clone(), 0);
     let mut lots = vec![TraceLot {
         depth: 0,
@@ -262,10 +247,11 @@ pub(crate) fn trace_in(
     while let Some((lot, depth)) = queue.pop_front() {
         let lower = prefix_key(lot.as_str());
         let upper = prefix_end(lot.as_str());
-        for (_, edge) in tx.range(index, lower.as_slice()..upper.as_slice())? {
-            if !live(tx, &edge, query.as_of, &mut voids)? {
+        for (_, stored) in tx.range(index, lower.as_slice()..upper.as_slice())? {
+            if !live(&stored, query.as_of) {
                 continue;
             }
+            let edge = stored.edge;
             if query.depth.is_some_and(|max| depth >= max) {
                 truncated = true;
                 break;
@@ -293,30 +279,20 @@ pub(crate) fn trace_in(
         .iter()
         .filter_map(|l| Some((l.lot_id.clone(), l.record.as_ref()?.lot.material.clone())))
         .collect();
-    let chain = Chain::new(CHAIN);
     let mut transforms = Vec::new();
     for seq in seqs {
-        let Some(record) = chain.get(tx, seq)? else {
+        let Some(row) = tx.get(&TRANSFORMS, &seq)? else {
             continue;
         };
-        let record = decode_entry(record.seq, record.time_ms, &record.payload)?;
-        if let LogEntry::Event { event, .. } = record.entry
-            && let GenealogyKind::Transform {
-                consumed,
-                produced,
-                wo_id,
-            } = &event.kind
-        {
-            transforms.push(balance(
-                event.header.event_id,
-                wo_id.clone(),
-                event.header.occurred_at,
-                consumed,
-                produced,
-                &materials,
-                tolerances,
-            ));
-        }
+        transforms.push(balance(
+            row.event_id,
+            row.wo_id,
+            row.occurred_at,
+            &row.consumed,
+            &row.produced,
+            &materials,
+            tolerances,
+        ));
     }
     Ok(Some(Trace {
         query: query.clone(),

@@ -160,9 +160,91 @@ async fn recall_sheet_lists_every_affected_lot_with_its_customer() -> anyhow::Re
     assert_eq!(pallet[8], "76");
     assert_eq!(pallet[9], "Kunde Nord");
     let flour = sheet.iter().find(|r| r[0] == "flour-1").expect("row");
-    assert_eq!((flour[2].as_str(), flour[4].as_str()), ("40", "available"));
+    assert_eq!((flour[2].as_str(), flour[4].as_str()), ("40", "released"));
     assert_eq!(flour[10], "0");
     let bread1 = sheet.iter().find(|r| r[0] == "bread-1").expect("row");
     assert_eq!(bread1[7], "wo-2");
+    Ok(())
+}
+
+#[tokio::test]
+async fn quality_decisions_are_epcis_inspections_with_the_status_disposition() -> anyhow::Result<()>
+{
+    use uns_genealogy::{Decision, StatusChangeRequest};
+    let dir = tempfile::tempdir()?;
+    let ledger = Ledger::open(&dir.path().join("g.redb"), tolerances())?;
+    ledger
+        .apply(site(), receive(1, "salt-1", "salt", 5.0, "S-1"), now(1))
+        .await?;
+    ledger
+        .apply(site(), receive(2, "salt-2", "salt", 5.0, "S-2"), now(2))
+        .await?;
+    for (minute, lot, decision) in [
+        (3, "salt-1", Decision::Quarantine),
+        (4, "salt-1", Decision::Release),
+        (5, "salt-2", Decision::Reject),
+    ] {
+        ledger
+            .decide(
+                StatusChangeRequest {
+                    event_id: uuid::Uuid::now_v7(),
+                    lot: id(lot),
+                    decision,
+                    reason: Some("lab".to_owned()),
+                    by: None,
+                },
+                now(minute),
+            )
+            .await?;
+    }
+    let doc = ledger.epcis(ExportFilter::default(), now(10)).await?;
+    let schema: Value = serde_json::from_str(EPCIS_SCHEMA)?;
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)?;
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}\n{doc:#}");
+    let events = doc["epcisBody"]["eventList"].as_array().expect("list");
+    let steps: Vec<(&str, &str)> = events
+        .iter()
+        .map(|e| {
+            (
+                e["bizStep"].as_str().unwrap_or(""),
+                e["disposition"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("receiving", "active"),
+            ("receiving", "active"),
+            ("inspecting", "unavailable"),
+            ("inspecting", "available"),
+            ("inspecting", "non_conformant"),
+        ],
+        "in log order"
+    );
+    assert_eq!(
+        events[4]["quantityList"][0]["epcClass"],
+        "urn:uns:lot:salt:salt-2"
+    );
+    let salt2 = ledger
+        .epcis(
+            ExportFilter {
+                lots: Some([id("salt-2")].into()),
+                ..ExportFilter::default()
+            },
+            now(10),
+        )
+        .await?;
+    assert_eq!(
+        salt2["epcisBody"]["eventList"].as_array().map(Vec::len),
+        Some(2),
+        "its receipt and its rejection: {salt2:#}"
+    );
     Ok(())
 }

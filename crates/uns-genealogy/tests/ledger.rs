@@ -707,7 +707,7 @@ async fn the_replay_check_names_a_lot_or_an_edge_changed_beside_an_intact_chain(
     assert!(mismatch.reason.contains("460"), "{mismatch}");
 
     // Put it back, and drop one edge of the forward index instead.
-    let forward: Table<Bytes, Bytes> = Table::named("genealogy.forward_v1".to_owned());
+    let forward: Table<Bytes, Bytes> = Table::named("genealogy.forward_v2".to_owned());
     let store = Store::open(&path)?;
     store.write_blocking(|tx| tx.insert(&lots, "bread-2", &original))?;
     let removed = store.write_blocking(|tx| {
@@ -720,7 +720,7 @@ async fn the_replay_check_names_a_lot_or_an_edge_changed_beside_an_intact_chain(
     })?;
     store.close();
     let mismatch = check()?.expect("the missing edge is found");
-    assert_eq!(mismatch.table, "genealogy.forward_v1");
+    assert_eq!(mismatch.table, "genealogy.forward_v2");
     // The corrected wo-3 (record 9) is what put flour-3 into bread-2.
     assert_eq!(mismatch.key, "flour-3 @ record 9", "{mismatch}");
     assert!(
@@ -733,5 +733,160 @@ async fn the_replay_check_names_a_lot_or_an_edge_changed_beside_an_intact_chain(
         0,
         "the replay's scratch file is removed"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn lot_statuses_follow_the_issues_set_and_a_rejected_lot_is_neither_consumed_nor_shipped()
+-> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let ledger = open(&dir);
+    let status = |lot: &'static str| {
+        let ledger = ledger.clone();
+        async move {
+            ledger
+                .lot(&id(lot))
+                .await
+                .expect("reads")
+                .expect("the lot exists")
+                .lot
+                .status
+        }
+    };
+    let decide = |lot: &str, decision, reason: Option<&str>| StatusChangeRequest {
+        event_id: Uuid::now_v7(),
+        lot: id(lot),
+        decision,
+        reason: reason.map(str::to_owned),
+        by: Some("qa-anna".to_owned()),
+    };
+    for (minute, lot) in [(1, "salt-1"), (2, "salt-2"), (3, "salt-3")] {
+        ledger
+            .apply(site(), receive(minute, lot, "salt", 10.0, "S"), now(minute))
+            .await?;
+    }
+    assert_eq!(
+        status("salt-1").await,
+        LotStatus::Released,
+        "received: released"
+    );
+
+    // Quarantine, then release: usable again.
+    ledger
+        .decide(decide("salt-1", Decision::Quarantine, Some("CoA")), now(4))
+        .await?;
+    assert_eq!(status("salt-1").await, LotStatus::Quarantine);
+    ledger
+        .decide(decide("salt-1", Decision::Release, None), now(5))
+        .await?;
+    assert_eq!(status("salt-1").await, LotStatus::Released);
+
+    // Reject: neither consumed, merged nor shipped, and not released again.
+    ledger
+        .decide(
+            decide("salt-2", Decision::Reject, Some("lab: lead")),
+            now(6),
+        )
+        .await?;
+    assert_eq!(status("salt-2").await, LotStatus::Rejected);
+    let records = ledger.n_records().await?;
+    let consume = refusal(
+        ledger
+            .apply(
+                site(),
+                transform(
+                    7,
+                    "wo-1",
+                    vec![kg("salt-2", 1.0)],
+                    vec![new_kg("brine-1", "brine", 1.0)],
+                ),
+                now(7),
+            )
+            .await,
+    );
+    assert_eq!(
+        consume,
+        Refusal::NotUsable {
+            lot: id("salt-2"),
+            status: LotStatus::Rejected,
+            action: "consumed"
+        }
+    );
+    assert!(consume.to_string().contains("Rejected"), "{consume}");
+    let ship = refusal(
+        ledger
+            .apply(
+                site(),
+                event(
+                    8,
+                    GenealogyKind::Ship {
+                        lot: kg("salt-2", 1.0),
+                        customer: Some("c".to_owned()),
+                        to: None,
+                    },
+                ),
+                now(8),
+            )
+            .await,
+    );
+    assert!(
+        matches!(
+            ship,
+            Refusal::NotUsable {
+                action: "shipped",
+                ..
+            }
+        ),
+        "{ship}"
+    );
+    match ledger
+        .decide(decide("salt-2", Decision::Release, None), now(9))
+        .await
+    {
+        Err(LedgerError::Refused(Refusal::BadDecision { status, .. })) => {
+            assert_eq!(status, LotStatus::Rejected);
+        }
+        other => panic!("a rejected lot is not released: {other:?}"),
+    }
+    assert_eq!(ledger.n_records().await?, records, "nothing logged");
+
+    // Scrapping empties it whatever its status: destroyed. Shipping all: shipped.
+    ledger
+        .apply(
+            site(),
+            event(
+                10,
+                GenealogyKind::Scrap {
+                    lot: kg("salt-2", 10.0),
+                },
+            ),
+            now(10),
+        )
+        .await?;
+    assert_eq!(status("salt-2").await, LotStatus::Destroyed);
+    ledger
+        .apply(
+            site(),
+            event(
+                11,
+                GenealogyKind::Ship {
+                    lot: kg("salt-3", 10.0),
+                    customer: Some("c".to_owned()),
+                    to: None,
+                },
+            ),
+            now(11),
+        )
+        .await?;
+    assert_eq!(status("salt-3").await, LotStatus::Shipped);
+
+    // The published document names the status as issue 13 does.
+    let doc = serde_json::to_value(ledger.lot(&id("salt-2")).await?.expect("kept").lot)?;
+    assert_eq!(doc["status"], "destroyed");
+
+    // The replay of the chain (quality decisions included) gives the same lots.
+    ledger.close();
+    let file = uns_genealogy::LedgerFile::open(&dir.path().join("genealogy.redb"))?;
+    assert_eq!(file.check_derived(dir.path())?, None);
     Ok(())
 }

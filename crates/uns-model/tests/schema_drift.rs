@@ -562,7 +562,7 @@ fn every_payload_type_matches_its_schema() {
             id: id("l-8891"),
             material: "4711-bottle-05l".to_owned(),
             quantity: ea(1200.0),
-            status: LotStatus::Available,
+            status: LotStatus::Released,
             parents: vec![id("l-cap-77"), id("l-pet-12.3")],
             produced_by: Some(id("po-4711-2")),
             location: Some(loc("acme/berlin/warehouse")),
@@ -570,7 +570,7 @@ fn every_payload_type_matches_its_schema() {
             updated_at: ts("2025-03-04T07:00:00.000Z"),
         },
         vec![
-            set("unknown status", &["status"], json!("released")),
+            set("unknown status", &["status"], json!("available")),
             remove("no material", &["material"]),
         ],
     ));

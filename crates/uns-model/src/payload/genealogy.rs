@@ -35,22 +35,28 @@ pub struct Lot {
 }
 document!(Lot, "lot", 1);
 
-/// Whether a lot may be used.
+/// Where a lot is in its life, and whether it may be used (issue 13's set).
+///
+/// Only a `released` lot is consumed, merged or shipped; `quarantine` and `rejected` lots never are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LotStatus {
-    /// Free to use.
-    Available,
+    /// Announced before production; holds nothing yet.
+    Planned,
+    /// Being produced: its producing order runs.
+    InProduction,
     /// Waiting for a quality decision.
     Quarantine,
-    /// Must not be used.
-    Blocked,
+    /// Released for use: received, or produced and not held by quality.
+    Released,
+    /// Rejected by quality: must not be used.
+    Rejected,
     /// Fully consumed.
     Consumed,
-    /// Scrapped.
-    Scrapped,
     /// Fully shipped to a customer or another site.
     Shipped,
+    /// Scrapped or destroyed.
+    Destroyed,
 }
 
 /// A genealogy event. Type `correct` voids the event named in `corrects` (which is then mandatory); a
