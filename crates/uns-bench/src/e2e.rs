@@ -1010,12 +1010,21 @@ mod tests {
         let md = report.to_markdown();
         assert!(md.contains("Ratios uns / mosquitto"), "{md}");
         // delivered, hop p50, hop p99, broker CPU, broker RSS, bridge CPU (0 over 0: "-").
-        assert!(md.contains("| 0.2 Hz | 1.00 | 1.00 | 2.00 | 1.00 | 1.00 | - |"), "{md}");
-        assert!(md.contains("| 0.4 Hz | 0.50 | 1.00 | 133.33 | 1.00 | 1.00 | - |"), "{md}");
+        assert!(
+            md.contains("| 0.2 Hz | 1.00 | 1.00 | 2.00 | 1.00 | 1.00 | - |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 0.4 Hz | 0.50 | 1.00 | 133.33 | 1.00 | 1.00 | - |"),
+            "{md}"
+        );
         // No ratio row where only the baseline ran.
         assert!(!md.contains("\n| 0.6 Hz | "), "{md}");
         assert_eq!(report.max_sustained("uns").map(|s| s.rate_hz), Some(0.2));
-        assert_eq!(report.max_sustained("mosquitto").map(|s| s.rate_hz), Some(0.4));
+        assert_eq!(
+            report.max_sustained("mosquitto").map(|s| s.rate_hz),
+            Some(0.4)
+        );
         assert!(md.contains("- Max sustained on mosquitto: 16000 metrics/s delivered (0.4 Hz)"));
     }
 

@@ -477,7 +477,12 @@ mod tests {
         };
         let remote = Some("192.168.1.20:5000");
         assert_eq!(
-            status_as(remote, Some(caller(Some("engineer"))), "/api/v1/console/tree").await,
+            status_as(
+                remote,
+                Some(caller(Some("engineer"))),
+                "/api/v1/console/tree"
+            )
+            .await,
             StatusCode::OK
         );
         // Anonymous (the HTTP layer's allow_anonymous): still loopback only.
