@@ -494,7 +494,9 @@ pub(crate) enum BenchCommand {
         console_default_history: bool,
         /// The program to soak instead of this `uns` binary: another build, or a wrapper script
         /// that runs one under a heap profiler (`exec heaptrack uns "$@"`). It gets the same
-        /// arguments and must write the ready file as `uns` does.
+        /// arguments and must write the ready file as `uns` does. RSS and descriptors are those
+        /// of the process started: under a wrapper that does not exec (heaptrack's does not),
+        /// the wrapper's, so read the profiler's output instead.
         #[arg(long)]
         program: Option<PathBuf>,
         /// Also write the Markdown report to this file.
