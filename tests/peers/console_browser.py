@@ -63,6 +63,25 @@ def select(driver, topic):
              lambda: driver.find_element(By.ID, "topic-name").text == topic)
 
 
+def headless_chromium(args, downloads=None, height=1000):
+    """Debian's Chromium (args.chromium) through chromedriver (args.chromedriver), headless, a
+    1500 x `height` window; downloads, when given, land in that directory without a prompt. Makes
+    args.screenshots (and downloads) first."""
+    os.makedirs(args.screenshots, exist_ok=True)
+    options = webdriver.ChromeOptions()
+    options.binary_location = args.chromium
+    for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                 f"--window-size=1500,{height}"]:
+        options.add_argument(flag)
+    if downloads is not None:
+        os.makedirs(downloads, exist_ok=True)
+        options.add_experimental_option("prefs", {
+            "download.default_directory": os.path.abspath(downloads),
+            "download.prompt_for_download": False,
+        })
+    return webdriver.Chrome(service=Service(executable_path=args.chromedriver), options=options)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
@@ -73,19 +92,7 @@ def main() -> int:
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     args = parser.parse_args()
-    os.makedirs(args.screenshots, exist_ok=True)
-    os.makedirs(args.downloads, exist_ok=True)
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = args.chromium
-    for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1500,1000"]:
-        options.add_argument(flag)
-    options.add_experimental_option("prefs", {
-        "download.default_directory": os.path.abspath(args.downloads),
-        "download.prompt_for_download": False,
-    })
-    driver = webdriver.Chrome(service=Service(executable_path=args.chromedriver), options=options)
+    driver = headless_chromium(args, downloads=args.downloads)
     seen = {}
     try:
         driver.get(args.url)

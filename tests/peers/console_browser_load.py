@@ -15,11 +15,9 @@ import os
 import sys
 import time
 
-from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 
-from console_browser import Failed
+from console_browser import Failed, headless_chromium
 
 # Resolves with performance.now() once `selector` matches (and, if given, its text contains
 # `text`), checked at every frame; null after `timeout_ms`.
@@ -88,14 +86,7 @@ def main() -> int:
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     args = parser.parse_args()
-    os.makedirs(args.screenshots, exist_ok=True)
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = args.chromium
-    for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1500,1000"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=args.chromedriver), options=options)
+    driver = headless_chromium(args)
     driver.set_script_timeout(120)
     seen = {}
     try:

@@ -24,12 +24,10 @@ import json
 import os
 import sys
 
-from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from console_browser import Failed, wait_for
+from console_browser import Failed, headless_chromium, wait_for
 
 PLANT_JS = """
 const node = document.querySelector(`li.plant-node[data-location="${arguments[0]}"]`);
@@ -102,19 +100,7 @@ def main() -> int:
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     args = parser.parse_args()
-    os.makedirs(args.screenshots, exist_ok=True)
-    os.makedirs(args.downloads, exist_ok=True)
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = args.chromium
-    for flag in ["--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                 "--window-size=1500,1100"]:
-        options.add_argument(flag)
-    options.add_experimental_option("prefs", {
-        "download.default_directory": os.path.abspath(args.downloads),
-        "download.prompt_for_download": False,
-    })
-    driver = webdriver.Chrome(service=Service(executable_path=args.chromedriver), options=options)
+    driver = headless_chromium(args, downloads=args.downloads, height=1100)
     seen = {}
     shot = lambda name: driver.save_screenshot(os.path.join(args.screenshots, f"console-{name}.png"))
 

@@ -3,6 +3,7 @@
 //! Each test starts its own `uns` process on port 0 with its own data directory, so tests run
 //! in parallel without colliding.
 
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -662,15 +663,7 @@ async fn uns_wo_follows_a_demo_order_through_its_lifecycle() -> anyhow::Result<(
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_in_a_real_browser_shows_live_tags_and_overlays_two_in_one_chart()
 -> anyhow::Result<()> {
-    const CHROMIUM: &str = "/usr/bin/chromium";
-    const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-    for program in [CHROMIUM, CHROMEDRIVER] {
-        anyhow::ensure!(
-            std::path::Path::new(program).is_file(),
-            "{program} is missing: apt-get install chromium chromium-driver (.ci/run does)"
-        );
-    }
-    let python = python_peer("browser", "requirements-browser.txt")?;
+    let python = browser_peer()?;
     let dir = tempfile::tempdir()?;
     let uns = UnsProcess::start("up", dir.path(), &["--demo"]).await?;
     let tag = "uns/v1/acme/berlin/packaging/line-1/filler/_tag/process";
@@ -686,7 +679,7 @@ async fn the_console_in_a_real_browser_shows_live_tags_and_overlays_two_in_one_c
     })
     .await?;
     let screenshots = uns_e2e::target_dir().join("screenshots");
-    let args: Vec<String> = [
+    let args = [
         "--url",
         &format!("http://{}/", uns.addrs.http),
         "--tag",
@@ -695,26 +688,13 @@ async fn the_console_in_a_real_browser_shows_live_tags_and_overlays_two_in_one_c
         &pressure,
         "--ddata",
         "spBv1.0/acme-berlin/DDATA/line-1/filler",
-        "--screenshots",
-        &screenshots.display().to_string(),
         "--downloads",
         &dir.path().join("downloads").display().to_string(),
-        "--chromium",
-        CHROMIUM,
-        "--chromedriver",
-        CHROMEDRIVER,
-    ]
-    .iter()
-    .map(|arg| (*arg).to_owned())
-    .collect();
-    let (ok, stdout, stderr) = run_peer(&python, "console_browser.py", &args).await?;
-    assert!(
-        ok,
-        "the browser test failed (screenshots in {}): {stdout}\n{stderr}\n{}",
-        screenshots.display(),
+    ];
+    let seen = run_console_script(&python, "console_browser.py", &args, &screenshots, || {
         uns.log_tail()
-    );
-    let seen: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    })
+    .await?;
     assert_ne!(seen["value_before"], seen["value_after"], "{seen}");
     assert_eq!(seen["retained"], "retained", "{seen}");
     assert_eq!(seen["schema"], "Schema uns/tag/v1: valid", "{seen}");
@@ -826,15 +806,7 @@ async fn uns_erp_post_refuses_an_unknown_material_and_accepts_it_once_in_the_mas
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_work_order_view_follows_an_order_and_holds_it_through_the_api()
 -> anyhow::Result<()> {
-    const CHROMIUM: &str = "/usr/bin/chromium";
-    const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-    for program in [CHROMIUM, CHROMEDRIVER] {
-        anyhow::ensure!(
-            std::path::Path::new(program).is_file(),
-            "{program} is missing: apt-get install chromium chromium-driver (.ci/run does)"
-        );
-    }
-    let python = python_peer("browser", "requirements-browser.txt")?;
+    let python = browser_peer()?;
     let dir = tempfile::tempdir()?;
     let uns = UnsProcess::start("up", dir.path(), &["--demo"]).await?;
     let order = line_1_order("po-console", "PO CONSOLE", "BOTTLE-1L", 1_000_000.0)?;
@@ -846,29 +818,16 @@ async fn the_console_work_order_view_follows_an_order_and_holds_it_through_the_a
     // rush order) until po-console is the one running, so the page has a running order to show.
     cancel_others_until_running(&uns, "po-console").await?;
     let screenshots = uns_e2e::target_dir().join("screenshots");
-    let args: Vec<String> = [
+    let args = [
         "--url",
         &format!("http://{}/", uns.addrs.http),
         "--order",
         "po-console",
-        "--screenshots",
-        &screenshots.display().to_string(),
-        "--chromium",
-        CHROMIUM,
-        "--chromedriver",
-        CHROMEDRIVER,
-    ]
-    .iter()
-    .map(|arg| (*arg).to_owned())
-    .collect();
-    let (ok, stdout, stderr) = run_peer(&python, "console_orders.py", &args).await?;
-    assert!(
-        ok,
-        "the browser test failed (screenshots in {}): {stdout}\n{stderr}\n{}",
-        screenshots.display(),
+    ];
+    let seen = run_console_script(&python, "console_orders.py", &args, &screenshots, || {
         uns.log_tail()
-    );
-    let seen: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    })
+    .await?;
     assert_eq!(seen["list_status"], "running", "{seen}");
     assert_ne!(seen["good_before"], seen["good_after"], "{seen}");
     assert!(
@@ -909,15 +868,7 @@ async fn the_console_plant_oee_orders_and_trace_views_in_a_real_browser() -> any
     use anyhow::Context as _;
     use uns_model::payload::{WorkOrder, WorkOrderStatus};
 
-    const CHROMIUM: &str = "/usr/bin/chromium";
-    const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-    for program in [CHROMIUM, CHROMEDRIVER] {
-        anyhow::ensure!(
-            std::path::Path::new(program).is_file(),
-            "{program} is missing: apt-get install chromium chromium-driver (.ci/run does)"
-        );
-    }
-    let python = python_peer("browser", "requirements-browser.txt")?;
+    let python = browser_peer()?;
     let dir = tempfile::tempdir()?;
     let uns = UnsProcess::start("up", dir.path(), &["--demo"]).await?;
     // A small order on line 1 whose output lot the trace view then shows with its raw lots.
@@ -974,7 +925,7 @@ async fn the_console_plant_oee_orders_and_trace_views_in_a_real_browser() -> any
     let mut subscriber = Subscriber::connect(uns.mqtt(), &[&wo_topic]).await?;
 
     let screenshots = uns_e2e::target_dir().join("screenshots");
-    let args: Vec<String> = [
+    let args = [
         "--url",
         &format!("http://{http}/"),
         "--cell",
@@ -987,26 +938,17 @@ async fn the_console_plant_oee_orders_and_trace_views_in_a_real_browser() -> any
         lot,
         "--forward-lot",
         "pet-2026-001",
-        "--screenshots",
-        &screenshots.display().to_string(),
         "--downloads",
         &dir.path().join("downloads").display().to_string(),
-        "--chromium",
-        CHROMIUM,
-        "--chromedriver",
-        CHROMEDRIVER,
-    ]
-    .iter()
-    .map(|arg| (*arg).to_owned())
-    .collect();
-    let (ok, stdout, stderr) = run_peer(&python, "console_browser_views.py", &args).await?;
-    assert!(
-        ok,
-        "the browser test failed (screenshots in {}): {stdout}\n{stderr}\n{}",
-        screenshots.display(),
-        uns.log_tail()
-    );
-    let seen: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    ];
+    let seen = run_console_script(
+        &python,
+        "console_browser_views.py",
+        &args,
+        &screenshots,
+        || uns.log_tail(),
+    )
+    .await?;
     // The figure for the docs (`-- --nocapture`): what the page loaded before its first answer.
     eprintln!("console page weight: {}", seen["page_weight"]);
     assert!(
@@ -1303,15 +1245,7 @@ async fn the_console_replays_an_erp_dead_letter_from_the_page() -> anyhow::Resul
     };
     use uns_model::topic::Id;
 
-    const CHROMIUM: &str = "/usr/bin/chromium";
-    const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-    for program in [CHROMIUM, CHROMEDRIVER] {
-        anyhow::ensure!(
-            std::path::Path::new(program).is_file(),
-            "{program} is missing: apt-get install chromium chromium-driver (.ci/run does)"
-        );
-    }
-    let python = python_peer("browser", "requirements-browser.txt")?;
+    let python = browser_peer()?;
     let dir = tempfile::tempdir()?;
     let (erp, erp_addr) = StandInErp::default().start().await?;
     let config = dir.path().join("uns.toml");
@@ -1382,29 +1316,15 @@ async fn the_console_replays_an_erp_dead_letter_from_the_page() -> anyhow::Resul
         .store(true, std::sync::atomic::Ordering::SeqCst);
 
     let screenshots = uns_e2e::target_dir().join("screenshots");
-    let args: Vec<String> = [
-        "--url",
-        &format!("http://{http}/"),
-        "--order",
-        "wo-dead-1",
-        "--screenshots",
-        &screenshots.display().to_string(),
-        "--chromium",
-        CHROMIUM,
-        "--chromedriver",
-        CHROMEDRIVER,
-    ]
-    .iter()
-    .map(|arg| (*arg).to_owned())
-    .collect();
-    let (ok, stdout, stderr) = run_peer(&python, "console_browser_dead_letters.py", &args).await?;
-    assert!(
-        ok,
-        "the browser test failed (screenshots in {}): {stdout}\n{stderr}\n{}",
-        screenshots.display(),
-        uns.log_tail()
-    );
-    let seen: serde_json::Value = serde_json::from_str(stdout.trim())?;
+    let args = ["--url", &format!("http://{http}/"), "--order", "wo-dead-1"];
+    let seen = run_console_script(
+        &python,
+        "console_browser_dead_letters.py",
+        &args,
+        &screenshots,
+        || uns.log_tail(),
+    )
+    .await?;
     assert_eq!(seen["row"][1], "wo-dead-1", "{seen}");
     assert_eq!(seen["row"][2], "1", "one attempt: {seen}");
     assert!(
@@ -2069,4 +1989,53 @@ async fn http_needs_an_account_off_loopback_and_the_role_decides() -> anyhow::Re
     assert!(status != 401 && status != 403, "{status} {body}");
     assert!(body.contains("no-such-order"), "{status} {body}");
     Ok(())
+}
+
+/// Debian's Chromium and its chromedriver (`apt-get install chromium chromium-driver`).
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// The selenium venv, once Chromium and chromedriver are known to be installed.
+fn browser_peer() -> anyhow::Result<std::path::PathBuf> {
+    for program in [CHROMIUM, CHROMEDRIVER] {
+        anyhow::ensure!(
+            Path::new(program).is_file(),
+            "{program} is missing: apt-get install chromium chromium-driver (.ci/run does)"
+        );
+    }
+    python_peer("browser", "requirements-browser.txt")
+}
+
+/// Runs a console browser script (tests/peers/console_*.py) with `args` plus `--screenshots`,
+/// Debian's Chromium and chromedriver, asserts that it passed (its output, the screenshot folder
+/// and the end of the `uns up` log otherwise), and returns the JSON object it printed.
+async fn run_console_script(
+    python: &Path,
+    script: &str,
+    args: &[&str],
+    screenshots: &Path,
+    log_tail: impl Fn() -> String,
+) -> anyhow::Result<serde_json::Value> {
+    let screenshots_arg = screenshots.display().to_string();
+    let args: Vec<String> = args
+        .iter()
+        .copied()
+        .chain([
+            "--screenshots",
+            &screenshots_arg,
+            "--chromium",
+            CHROMIUM,
+            "--chromedriver",
+            CHROMEDRIVER,
+        ])
+        .map(str::to_owned)
+        .collect();
+    let (ok, stdout, stderr) = run_peer(python, script, &args).await?;
+    assert!(
+        ok,
+        "{script} failed (screenshots in {}): {stdout}\n{stderr}\n{}",
+        screenshots.display(),
+        log_tail()
+    );
+    Ok(serde_json::from_str(stdout.trim())?)
 }
