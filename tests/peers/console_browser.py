@@ -82,6 +82,46 @@ def headless_chromium(args, downloads=None, height=1000):
     return webdriver.Chrome(service=Service(executable_path=args.chromedriver), options=options)
 
 
+class Session:
+    """A headless Chromium (headless_chromium) for one script, and what the script saw.
+
+    `with session:` runs the steps: when they raise one of `catch` (Failed by default), the page is
+    saved as console-{name}-failure.png in args.screenshots, the JSON of `seen` is printed and the
+    reason goes to stderr (exit_code 1); when they pass, `seen` is printed (exit_code 0). The
+    browser quits either way; any other exception propagates after it did.
+    """
+
+    def __init__(self, args, name, downloads=None, height=1000, catch=(Failed,)):
+        self.driver = headless_chromium(args, downloads=downloads, height=height)
+        self.seen = {}
+        self.exit_code = 1
+        self._screenshots = args.screenshots
+        self._name = name
+        self._catch = catch
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, _traceback):
+        try:
+            if err is None:
+                print(json.dumps(self.seen))
+                self.exit_code = 0
+                return False
+            if not isinstance(err, self._catch):
+                return False
+            try:
+                self.driver.save_screenshot(
+                    os.path.join(self._screenshots, f"console-{self._name}-failure.png"))
+            except WebDriverException:
+                pass
+            print(json.dumps(self.seen))
+            print(f"console {self._name} browser test failed: {err}", file=sys.stderr)
+            return True
+        finally:
+            self.driver.quit()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--url", required=True)
@@ -92,9 +132,9 @@ def main() -> int:
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     args = parser.parse_args()
-    driver = headless_chromium(args, downloads=args.downloads)
-    seen = {}
-    try:
+    session = Session(args, "browser", downloads=args.downloads)
+    driver, seen = session.driver, session.seen
+    with session:
         driver.get(args.url)
         wait_for("the live connection", lambda: driver.find_element(By.ID, "live").get_attribute("data-state") == "ok")
         seen["live"] = driver.find_element(By.ID, "live").text
@@ -147,18 +187,7 @@ def main() -> int:
         seen["ddata_metric_names"] = wait_for("Sparkplug metric names", names)
         driver.execute_script("document.getElementById('topic-pane').scrollIntoView()")
         driver.save_screenshot(os.path.join(args.screenshots, "console-sparkplug.png"))
-    except Failed as err:
-        try:
-            driver.save_screenshot(os.path.join(args.screenshots, "console-failure.png"))
-        except WebDriverException:
-            pass
-        print(json.dumps(seen))
-        print(f"console browser test failed: {err}", file=sys.stderr)
-        return 1
-    finally:
-        driver.quit()
-    print(json.dumps(seen))
-    return 0
+    return session.exit_code
 
 
 if __name__ == "__main__":

@@ -6,14 +6,12 @@ object with what it saw; exit code 0 when every step passed, else 1 with the rea
 """
 
 import argparse
-import json
 import os
 import sys
 
-from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 
-from console_browser import Failed, headless_chromium, wait_for
+from console_browser import Session, wait_for
 
 LETTERS_JS = """
 return {
@@ -33,10 +31,10 @@ def main() -> int:
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     args = parser.parse_args()
-    driver = headless_chromium(args)
-    seen = {}
+    session = Session(args, "dead-letters")
+    driver, seen = session.driver, session.seen
     letters = lambda: driver.execute_script(LETTERS_JS)
-    try:
+    with session:
         driver.get(args.url + "#/orders")
         row = wait_for(f"the dead letter of {args.order}",
                        lambda: next((r for r in letters()["rows"] if r[1] == args.order), None), timeout=30)
@@ -51,18 +49,7 @@ def main() -> int:
         wait_for("the dead letter to leave the list",
                  lambda: all(r[1] != args.order for r in letters()["rows"]), timeout=30)
         seen["rows_after"] = letters()["rows"]
-    except Failed as err:
-        try:
-            driver.save_screenshot(os.path.join(args.screenshots, "console-dead-letters-failure.png"))
-        except WebDriverException:
-            pass
-        print(json.dumps(seen))
-        print(f"console dead-letter test failed: {err}", file=sys.stderr)
-        return 1
-    finally:
-        driver.quit()
-    print(json.dumps(seen))
-    return 0
+    return session.exit_code
 
 
 if __name__ == "__main__":

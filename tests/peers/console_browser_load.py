@@ -10,14 +10,13 @@ test of a limit: the caller prints the figures.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
 
 from selenium.common.exceptions import WebDriverException
 
-from console_browser import Failed, headless_chromium
+from console_browser import Failed, Session
 
 # Resolves with performance.now() once `selector` matches (and, if given, its text contains
 # `text`), checked at every frame; null after `timeout_ms`.
@@ -86,10 +85,10 @@ def main() -> int:
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     args = parser.parse_args()
-    driver = headless_chromium(args)
+    session = Session(args, "load", catch=(Failed, WebDriverException))
+    driver, seen = session.driver, session.seen
     driver.set_script_timeout(120)
-    seen = {}
-    try:
+    with session:
         driver.get(args.url)
         driver.execute_script(LONG_TASKS_JS)
         first = driver.execute_async_script(
@@ -128,18 +127,7 @@ def main() -> int:
         seen["dom_nodes"] = driver.execute_script("return document.getElementsByTagName('*').length")
         seen["js_heap_mib"] = driver.execute_script(
             "return performance.memory ? +(performance.memory.usedJSHeapSize / 1048576).toFixed(1) : null")
-    except (Failed, WebDriverException) as err:
-        try:
-            driver.save_screenshot(os.path.join(args.screenshots, "console-load-failure.png"))
-        except WebDriverException:
-            pass
-        print(json.dumps(seen))
-        print(f"console load browser run failed: {err}", file=sys.stderr)
-        return 1
-    finally:
-        driver.quit()
-    print(json.dumps(seen))
-    return 0
+    return session.exit_code
 
 
 if __name__ == "__main__":

@@ -20,14 +20,12 @@ step passed, else 1 with the reason on stderr.
 import argparse
 import csv
 import io
-import json
 import os
 import sys
 
-from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 
-from console_browser import Failed, headless_chromium, wait_for
+from console_browser import Session, wait_for
 
 PLANT_JS = """
 const node = document.querySelector(`li.plant-node[data-location="${arguments[0]}"]`);
@@ -100,8 +98,8 @@ def main() -> int:
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     args = parser.parse_args()
-    driver = headless_chromium(args, downloads=args.downloads, height=1100)
-    seen = {}
+    session = Session(args, "views", downloads=args.downloads, height=1100)
+    driver, seen = session.driver, session.seen
     shot = lambda name: driver.save_screenshot(os.path.join(args.screenshots, f"console-{name}.png"))
 
     def click(css, what):
@@ -111,7 +109,7 @@ def main() -> int:
             return True
         wait_for(what, attempt, timeout=15)
 
-    try:
+    with session:
         # --- Plant
         driver.get(args.url + "#/plant")
         wait_for("the live connection", lambda: driver.find_element(By.ID, "live").get_attribute("data-state") == "ok")
@@ -192,18 +190,7 @@ def main() -> int:
         seen["forward"] = forward
         seen["forward_hash"] = driver.execute_script("return location.hash")
         shot("trace-forward")
-    except Failed as err:
-        try:
-            shot("views-failure")
-        except WebDriverException:
-            pass
-        print(json.dumps(seen))
-        print(f"console views browser test failed: {err}", file=sys.stderr)
-        return 1
-    finally:
-        driver.quit()
-    print(json.dumps(seen))
-    return 0
+    return session.exit_code
 
 
 if __name__ == "__main__":

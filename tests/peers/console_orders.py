@@ -7,14 +7,12 @@ code 0 when every step passed, else 1 with the reason on stderr.
 """
 
 import argparse
-import json
 import os
 import sys
 
-from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 
-from console_browser import Failed, headless_chromium, wait_for
+from console_browser import Session, wait_for
 
 
 def main() -> int:
@@ -25,8 +23,8 @@ def main() -> int:
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--chromedriver", default="/usr/bin/chromedriver")
     args = parser.parse_args()
-    driver = headless_chromium(args)
-    seen = {}
+    session = Session(args, "work-order")
+    driver, seen = session.driver, session.seen
 
     def click(verb):
         """Clicks the order's `verb` button; the detail re-renders on live updates, so a button
@@ -36,7 +34,7 @@ def main() -> int:
             return True
         wait_for(f"the {verb} button", attempt, timeout=15)
 
-    try:
+    with session:
         driver.get(args.url + "#/orders")
         row = lambda: driver.find_element(By.CSS_SELECTOR, f'#orders-table tr.order[data-id="{args.order}"]')
         wait_for(f"{args.order} running in the list",
@@ -66,18 +64,7 @@ def main() -> int:
         wait_for("running again on the page", lambda: status() == "running", timeout=30)
         seen["after_resume"] = status()
         seen["list_status_after"] = row().find_element(By.CSS_SELECTOR, "td.status").text
-    except Failed as err:
-        try:
-            driver.save_screenshot(os.path.join(args.screenshots, "console-work-order-failure.png"))
-        except WebDriverException:
-            pass
-        print(json.dumps(seen))
-        print(f"console work-order test failed: {err}", file=sys.stderr)
-        return 1
-    finally:
-        driver.quit()
-    print(json.dumps(seen))
-    return 0
+    return session.exit_code
 
 
 if __name__ == "__main__":
