@@ -872,17 +872,7 @@ async fn the_console_plant_oee_orders_and_trace_views_in_a_real_browser() -> any
     let dir = tempfile::tempdir()?;
     let uns = UnsProcess::start("up", dir.path(), &["--demo"]).await?;
     // A small order on line 1 whose output lot the trace view then shows with its raw lots.
-    let components = serde_json::from_value(serde_json::json!([
-        {"material": "RM-PREFORM", "quantity": {"qty": 12, "uom": "EA"},
-         "material_use": "consumed", "material_lot_id": "pet-2026-001"},
-        {"material": "RM-CAP", "quantity": {"qty": 12, "uom": "EA"},
-         "material_use": "consumed", "material_lot_id": "cap-2026-001"}
-    ]))?;
-    let mut order = line_1_order("po-views", "PO VIEWS", "FG-WATER-05", 12.0)?;
-    order.components = components;
-    demo_orders_arrived(&uns).await?;
-    let (_erp, stop) = publish_as_erp_bridge(&uns, &order).await?;
-    cancel_others_until_running(&uns, "po-views").await?;
+    let (_erp, stop) = run_order_consuming_demo_lots(&uns, "po-views", "PO VIEWS").await?;
     let lot = "po-views-out";
     let http = uns.addrs.http;
     let trace_path = format!("/api/v1/trace/{lot}?direction=backward");
@@ -1537,18 +1527,7 @@ async fn a_demo_work_orders_output_lot_traces_back_to_its_raw_lots() -> anyhow::
         include_str!("../../crates/uns-genealogy/tests/vendor/gs1-epcis/EPCIS-JSON-Schema.json");
     let dir = tempfile::tempdir()?;
     let uns = UnsProcess::start("up", dir.path(), &["--demo"]).await?;
-    let components = serde_json::from_value(serde_json::json!([
-        {"material": "RM-PREFORM", "quantity": {"qty": 12, "uom": "EA"},
-         "material_use": "consumed", "material_lot_id": "pet-2026-001"},
-        {"material": "RM-CAP", "quantity": {"qty": 12, "uom": "EA"},
-         "material_use": "consumed", "material_lot_id": "cap-2026-001"}
-    ]))?;
-    let mut order = line_1_order("po-gen", "PO GEN", "FG-WATER-05", 12.0)?;
-    order.components = components;
-    demo_orders_arrived(&uns).await?;
-    let (_erp, stop) = publish_as_erp_bridge(&uns, &order).await?;
-    // The demo's own orders run on line 1 too: make room for po-gen.
-    cancel_others_until_running(&uns, "po-gen").await?;
+    let (_erp, stop) = run_order_consuming_demo_lots(&uns, "po-gen", "PO GEN").await?;
 
     let http = uns.addrs.http;
     let trace = eventually(
@@ -1685,6 +1664,28 @@ fn line_1_order(
         components: Vec::new(),
         received_at: Timestamp::from(chrono::Utc::now()),
     })
+}
+
+/// A 12-bottle FG-WATER-05 order `id` on line 1 that consumes the demo's raw lots pet-2026-001 and
+/// cap-2026-001 (12 EA each), published as the ERP bridge once the demo's own orders arrived, and
+/// running (the demo's orders on line 1 cancelled to make room). Returns the ERP client and the
+/// token that stops it.
+async fn run_order_consuming_demo_lots(
+    uns: &UnsProcess,
+    id: &str,
+    erp_ref: &str,
+) -> anyhow::Result<(UnsClient, tokio_util::sync::CancellationToken)> {
+    let mut order = line_1_order(id, erp_ref, "FG-WATER-05", 12.0)?;
+    order.components = serde_json::from_value(serde_json::json!([
+        {"material": "RM-PREFORM", "quantity": {"qty": 12, "uom": "EA"},
+         "material_use": "consumed", "material_lot_id": "pet-2026-001"},
+        {"material": "RM-CAP", "quantity": {"qty": 12, "uom": "EA"},
+         "material_use": "consumed", "material_lot_id": "cap-2026-001"}
+    ]))?;
+    demo_orders_arrived(uns).await?;
+    let erp = publish_as_erp_bridge(uns, &order).await?;
+    cancel_others_until_running(uns, id).await?;
+    Ok(erp)
 }
 
 /// Publishes `order` retained on its site's `_erp/production-orders/{id}`, as the ERP bridge
