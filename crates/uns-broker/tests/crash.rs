@@ -157,6 +157,15 @@ async fn after_a_kill_the_wills_of_the_connections_it_closed_are_published_at_st
         retained(addr, "spBv1.0/STATE/host").await?.as_deref(),
         Some("online")
     );
+    // A barrier before the kill: the broker forgets a Will in its disconnect hook, a write to
+    // wills.redb that may still be queued when the client sees the socket close, and the store's
+    // single writer commits in submission order. A client with a Will gets its CONNACK only once
+    // its own record committed, so a forgetting submitted before it has committed by then (the
+    // retained round trip above gives the hook time to run). Without the barrier the kill once
+    // came first in a full run: that measures the kill's timing, not the Will handling (a crash
+    // in that window publishes the Will of a client that had just left: a documented limit).
+    let (_barrier, _barrier_packets) =
+        connect(addr, "barrier", Some(("clients/barrier", "gone"))).await?;
 
     broker.start_kill()?;
     broker.wait().await?;
