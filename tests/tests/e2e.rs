@@ -1017,21 +1017,8 @@ async fn the_console_plant_oee_orders_and_trace_views_in_a_real_browser() -> any
     );
     // Trace: the page drew the lots the API answers, layered by their depth, flagged the
     // transforms the API says are off balance, and the CSV it downloaded lists the same lots.
-    let mut api_lots: Vec<(String, u64)> = trace["lots"]
-        .as_array()
-        .context("lots")?
-        .iter()
-        .filter_map(|l| Some((l["lot_id"].as_str()?.to_owned(), l["depth"].as_u64()?)))
-        .collect();
-    api_lots.sort();
-    let mut page_lots: Vec<(String, u64)> = seen["trace"]["lots"]
-        .as_array()
-        .context("page lots")?
-        .iter()
-        .filter_map(|l| Some((l[0].as_str()?.to_owned(), l[1].as_u64()?)))
-        .collect();
-    page_lots.sort();
-    assert_eq!(page_lots, api_lots, "{seen}");
+    let api_lots = api_lot_depths(&trace)?;
+    assert_eq!(page_lot_depths(&seen["trace"])?, api_lots, "{seen}");
     let api_off = trace["transforms"]
         .as_array()
         .context("transforms")?
@@ -1061,20 +1048,8 @@ async fn the_console_plant_oee_orders_and_trace_views_in_a_real_browser() -> any
     let (status, body) = http_get(http, "/api/v1/trace/pet-2026-001?direction=forward").await?;
     anyhow::ensure!(status == 200, "{body}");
     let forward: serde_json::Value = serde_json::from_str(&body)?;
-    let mut api_forward: Vec<(String, u64)> = forward["lots"]
-        .as_array()
-        .context("forward lots")?
-        .iter()
-        .filter_map(|l| Some((l["lot_id"].as_str()?.to_owned(), l["depth"].as_u64()?)))
-        .collect();
-    api_forward.sort();
-    let mut page_forward: Vec<(String, u64)> = seen["forward"]["lots"]
-        .as_array()
-        .context("page forward lots")?
-        .iter()
-        .filter_map(|l| Some((l[0].as_str()?.to_owned(), l[1].as_u64()?)))
-        .collect();
-    page_forward.sort();
+    let api_forward = api_lot_depths(&forward)?;
+    let page_forward = page_lot_depths(&seen["forward"])?;
     assert!(
         api_forward.contains(&("po-views-out".to_owned(), 1)),
         "{forward}"
@@ -1996,6 +1971,30 @@ async fn http_needs_an_account_off_loopback_and_the_role_decides() -> anyhow::Re
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
+/// `(lot id, depth)` of every lot of a trace answer (`GET /api/v1/trace/…`), sorted.
+fn api_lot_depths(trace: &serde_json::Value) -> anyhow::Result<Vec<(String, u64)>> {
+    use anyhow::Context as _;
+    let lots = trace["lots"].as_array().context("a trace has lots")?;
+    let mut depths: Vec<(String, u64)> = lots
+        .iter()
+        .filter_map(|l| Some((l["lot_id"].as_str()?.to_owned(), l["depth"].as_u64()?)))
+        .collect();
+    depths.sort();
+    Ok(depths)
+}
+
+/// `(lot id, depth)` of every lot the console's trace view drew (`[[id, depth], …]` under
+/// `lots` of what the browser script saw), sorted.
+fn page_lot_depths(seen: &serde_json::Value) -> anyhow::Result<Vec<(String, u64)>> {
+    use anyhow::Context as _;
+    let lots = seen["lots"].as_array().context("the page drew lots")?;
+    let mut depths: Vec<(String, u64)> = lots
+        .iter()
+        .filter_map(|l| Some((l[0].as_str()?.to_owned(), l[1].as_u64()?)))
+        .collect();
+    depths.sort();
+    Ok(depths)
+}
 /// The selenium venv, once Chromium and chromedriver are known to be installed.
 fn browser_peer() -> anyhow::Result<std::path::PathBuf> {
     for program in [CHROMIUM, CHROMEDRIVER] {
