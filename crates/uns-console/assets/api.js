@@ -47,6 +47,32 @@ export function formatTime(ms) {
     + `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}`;
 }
 
+// A view redrawn from the server whenever the live stream says something changed ('tree') or
+// events were skipped ('resync'), one refresh at a time. A subclass calls follow(live) once its
+// elements exist and gives update() (read and draw) and failed(err) (show the error).
+export class Refreshing {
+  follow(live) {
+    this.unsubscribe = [live.on('tree', () => this.refresh()), live.on('resync', () => this.refresh())];
+    this.refresh();
+  }
+
+  unmount() {
+    for (const off of this.unsubscribe || []) off();
+  }
+
+  async refresh() {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      await this.update();
+    } catch (err) {
+      this.failed(err);
+    } finally {
+      this.busy = false;
+    }
+  }
+}
+
 // The live connection: one EventSource, reopened when the watch list changes. Handlers get
 // 'topic' (a watched topic's new message), 'tree' (something changed, at most once a second)
 // and 'resync' (events were skipped: re-read what is shown).

@@ -4,7 +4,7 @@
 // their versions (a late input re-publishes a closed period as version n+1). One GET of
 // /api/v1/console/oee, repeated on the server's `tree` event.
 
-import { el, formatTime, getJson } from './api.js';
+import { el, formatTime, getJson, Refreshing } from './api.js';
 import { duration } from './plant.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -44,9 +44,9 @@ function scopeOrder(a, b) {
   return a.scope.split('/').length - b.scope.split('/').length || a.scope.localeCompare(b.scope);
 }
 
-class OeeView {
+class OeeView extends Refreshing {
   constructor(container, live) {
-    this.busy = false;
+    super();
     this.period = 'shift';
     this.picker = el('div', { class: 'bar', id: 'oee-periods' }, el('h2', {}, 'OEE'),
       PERIODS.map((period) => el('button', {
@@ -55,28 +55,19 @@ class OeeView {
       el('span', { class: 'hint' }, 'open period, from retained _oee/current/*'));
     this.board = el('div', { id: 'oee-board', class: 'oee-board' }, el('p', { class: 'hint' }, 'Loading…'));
     container.append(el('div', { class: 'oee' }, el('div', { class: 'pane' }, this.picker), this.board));
-    this.unsubscribe = [live.on('tree', () => this.refresh()), live.on('resync', () => this.refresh())];
-    this.refresh();
+    this.follow(live);
   }
 
-  unmount() {
-    for (const off of this.unsubscribe) off();
+  async update() {
+    const data = await getJson('oee');
+    for (const button of this.picker.querySelectorAll('button')) button.classList.toggle('active', button.dataset.period === this.period);
+    const scopes = data.scopes.slice().sort(scopeOrder);
+    this.board.replaceChildren(...(scopes.length ? scopes.map((scope) => this.card(scope))
+      : [el('p', { class: 'hint' }, 'No OEE results on the broker yet (the oee service publishes _oee/current/* once it has states).')]));
   }
 
-  async refresh() {
-    if (this.busy) return;
-    this.busy = true;
-    try {
-      const data = await getJson('oee');
-      for (const button of this.picker.querySelectorAll('button')) button.classList.toggle('active', button.dataset.period === this.period);
-      const scopes = data.scopes.slice().sort(scopeOrder);
-      this.board.replaceChildren(...(scopes.length ? scopes.map((scope) => this.card(scope))
-        : [el('p', { class: 'hint' }, 'No OEE results on the broker yet (the oee service publishes _oee/current/* once it has states).')]));
-    } catch (err) {
-      this.board.replaceChildren(el('p', { class: 'error' }, `OEE: ${err.message}`));
-    } finally {
-      this.busy = false;
-    }
+  failed(err) {
+    this.board.replaceChildren(el('p', { class: 'error' }, `OEE: ${err.message}`));
   }
 
   card(scope) {

@@ -6,7 +6,7 @@
 // attempt), each with a Replay button posted to the bridge's API. An order's lots link to the
 // trace view.
 
-import { el, failure, formatTime, getJson } from './api.js';
+import { el, failure, formatTime, getJson, Refreshing } from './api.js';
 
 const VERBS = ['release', 'start', 'hold', 'resume', 'complete', 'close', 'cancel'];
 
@@ -23,10 +23,10 @@ function qty(quantity) {
   return quantity ? `${quantity.qty} ${quantity.uom}` : '';
 }
 
-class OrdersView {
+class OrdersView extends Refreshing {
   constructor(container, live) {
+    super();
     this.selected = null;
-    this.busy = false;
     this.list = el('section', { id: 'orders-list', class: 'pane' }, el('p', { class: 'hint' }, 'Loading…'));
     this.detail = el('section', { id: 'order-detail', class: 'pane' },
       el('p', { class: 'hint' }, 'Select a work order.'));
@@ -34,31 +34,22 @@ class OrdersView {
     this.deadMessage = el('p', { id: 'dead-letter-result', class: 'hint' });
     this.deadReadAt = 0;
     container.append(el('div', { class: 'orders' }, el('div', { class: 'main' }, this.list, this.dead), this.detail));
-    this.unsubscribe = [live.on('tree', () => this.refresh()), live.on('resync', () => this.refresh())];
-    this.refresh();
+    this.follow(live);
   }
 
-  unmount() {
-    for (const off of this.unsubscribe) off();
-  }
-
-  async refresh() {
-    if (this.busy) return;
-    this.busy = true;
-    try {
-      const data = await getJson('work-orders');
-      this.renderList(data);
-      if (this.selected) await this.renderDetail(this.selected);
-      // The bridge reads its store for this: every few seconds is enough.
-      if (Date.now() - this.deadReadAt > 3000) {
-        this.deadReadAt = Date.now();
-        await this.renderDeadLetters();
-      }
-    } catch (err) {
-      this.list.replaceChildren(el('p', { class: 'error' }, `Work orders: ${err.message}`));
-    } finally {
-      this.busy = false;
+  async update() {
+    const data = await getJson('work-orders');
+    this.renderList(data);
+    if (this.selected) await this.renderDetail(this.selected);
+    // The bridge reads its store for this: every few seconds is enough.
+    if (Date.now() - this.deadReadAt > 3000) {
+      this.deadReadAt = Date.now();
+      await this.renderDeadLetters();
     }
+  }
+
+  failed(err) {
+    this.list.replaceChildren(el('p', { class: 'error' }, `Work orders: ${err.message}`));
   }
 
   renderList(data) {

@@ -3,7 +3,7 @@
 // services' health (`uns/v1/_services/*`) and the broker's `$SYS` figures. One GET of
 // /api/v1/console/plant, repeated on the server's `tree` event (at most once a second).
 
-import { el, formatTime, getJson } from './api.js';
+import { el, formatTime, getJson, Refreshing } from './api.js';
 
 export const plantView = {
   id: 'plant',
@@ -34,32 +34,23 @@ function leaf(location) {
   return location.split('/').pop();
 }
 
-class PlantView {
+class PlantView extends Refreshing {
   constructor(container, live) {
-    this.busy = false;
+    super();
     this.tree = el('section', { id: 'plant-tree', class: 'pane' }, el('p', { class: 'hint' }, 'Loading…'));
     this.services = el('section', { id: 'services', class: 'pane' });
     this.sys = el('section', { id: 'sys', class: 'pane' });
     container.append(el('div', { class: 'plant' }, this.tree, el('div', { class: 'main' }, this.services, this.sys)));
-    this.unsubscribe = [live.on('tree', () => this.refresh()), live.on('resync', () => this.refresh())];
-    this.refresh();
+    this.follow(live);
   }
 
-  unmount() {
-    for (const off of this.unsubscribe) off();
+  async update() {
+    const data = await getJson('plant');
+    this.render(data);
   }
 
-  async refresh() {
-    if (this.busy) return;
-    this.busy = true;
-    try {
-      const data = await getJson('plant');
-      this.render(data);
-    } catch (err) {
-      this.tree.replaceChildren(el('p', { class: 'error' }, `Plant: ${err.message}`));
-    } finally {
-      this.busy = false;
-    }
+  failed(err) {
+    this.tree.replaceChildren(el('p', { class: 'error' }, `Plant: ${err.message}`));
   }
 
   render(data) {
