@@ -480,8 +480,15 @@ pub async fn work_order(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQue
     let Some(topic) = param(&params, "topic") else {
         return error(StatusCode::BAD_REQUEST, "topic= is required");
     };
-    match UnsTopic::from_str(topic) {
-        Ok(parsed) if matches!(parsed.class(), Some(Class::WorkOrder(_))) => {}
+    let events_topic = match UnsTopic::from_str(topic) {
+        Ok(UnsTopic::Located {
+            location,
+            class: Class::WorkOrder(id),
+        }) => UnsTopic::Located {
+            location,
+            class: Class::WorkOrderEvents(id),
+        }
+        .to_string(),
         Ok(_) => return error(StatusCode::BAD_REQUEST, "topic= must be a _wo/{id} topic"),
         Err(err) => {
             return error(
@@ -489,8 +496,7 @@ pub async fn work_order(State(shared): State<Arc<Shared>>, RawQuery(raw): RawQue
                 &format!("topic= is not a UNS topic: {err}"),
             );
         }
-    }
-    let events_topic = format!("{topic}/events");
+    };
     let (entry, events) = {
         let inner = shared.lock();
         (
